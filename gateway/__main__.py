@@ -1,0 +1,93 @@
+"""`tablegate` command line: serve, and open the token window of the gateway on this box."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from gateway.settings import Settings, SettingsError, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        args.config,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        demo=True if getattr(args, "demo", False) else None,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from gateway.app import serve
+
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"tablegate: cannot serve on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _token_window(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        cookie = settings.admin_cookie_path.read_text().strip()
+    except OSError as exc:
+        print(f"tablegate: cannot read {settings.admin_cookie_path}: {exc.strerror}; "
+              "is the gateway running, and are you its user?", file=sys.stderr)
+        return 1
+    port = args.port or settings.port
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/admin/token-window",
+        method="POST",
+        headers={"Authorization": f"Bearer {cookie}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        print(f"tablegate: the gateway refused: {exc.code} {exc.read()[:200]!r}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"tablegate: no gateway answering on 127.0.0.1:{port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"Token window open for {body.get('seconds')} s: clients may now ask for a token.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tablegate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--config", type=Path, help="TOML settings file")
+    serve.add_argument("--demo", action="store_true", help="demo mode (simulated devices)")
+    serve.set_defaults(func=_serve)
+    window = sub.add_parser("token-window", help="open the token window of the local gateway")
+    window.add_argument("--config", type=Path)
+    window.add_argument("--port", type=int)
+    window.set_defaults(func=_token_window)
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except SettingsError as exc:
+        print(f"tablegate: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The composition root: the only module that wires store, services, web (and later radio and
+printers) together, and the process lifecycle around them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.core.events import Bus
+from gateway.core.ports import SystemClock
+from gateway.discovery import Advertiser
+from gateway.services.config import ConfigService
+from gateway.services.orders import NoRadio, OrderService
+from gateway.services.tokens import TokenService
+from gateway.settings import Settings
+from gateway.store.reader import Reader
+from gateway.store.writer import Writer
+from web.context import Context, WsLimits
+from web.server import build_web_app
+
+log = logging.getLogger(__name__)
+USAGE_FLUSH_SECONDS = 30.0
+
+
+def _gateway_id(data_dir: Path) -> str:
+    path = data_dir / "gateway-id"
+    if path.exists():
+        return path.read_text().strip()
+    gid = uuid.uuid4().hex[:12]
+    path.write_text(gid + "\n")
+    return gid
+
+
+def write_admin_cookie(path: Path) -> str:
+    """A fresh secret per start, readable only by the gateway's user: whoever can read it is
+    on the box, which is what pressing the button proves."""
+    cookie = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(cookie)
+    tmp.replace(path)
+    return cookie
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    app: web.Application
+    ctx: Context
+    writer: Writer
+    reader: Reader
+    tokens: TokenService
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+async def build(settings: Settings) -> Gateway:
+    started = time.time()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    writer = Writer(settings.db_path, synchronous=settings.synchronous)
+    await writer.open()
+    reader = Reader(settings.db_path)
+    await reader.open()
+    bus, clock = Bus(), SystemClock()
+    orders = OrderService(writer, reader, bus, clock, NoRadio())
+    tokens = TokenService(writer, clock, settings.token_window_seconds)
+    config = ConfigService(
+        writer,
+        clock,
+        {
+            "targetTimeDefault": settings.target_time_default,
+            "timezone": settings.timezone,
+            "zigbeePreset": 0,
+            "newOrderEventType": settings.new_order_event_type,
+        },
+        frozenset(settings.outbound_allow),
+    )
+    await orders.load()
+    await tokens.load()
+    await config.load()
+    ctx = Context(
+        orders=orders,
+        tokens=tokens,
+        config=config,
+        bus=bus,
+        clock=clock,
+        admin_cookie=write_admin_cookie(settings.admin_cookie_path),
+        gateway_id=_gateway_id(settings.data_dir),
+        version=__version__,
+        demo=settings.demo,
+        started=started,
+        ws=WsLimits(
+            queue_size=settings.ws_queue_size,
+            heartbeat=settings.ws_heartbeat,
+            auth_timeout=settings.ws_auth_timeout,
+            max_frame_bytes=settings.ws_max_frame_bytes,
+        ),
+        allowed_origins=frozenset(settings.allowed_origins),
+    )
+    app = build_web_app(ctx, max_body_bytes=settings.max_body_bytes)
+    gw = Gateway(settings, app, ctx, writer, reader, tokens)
+    app.on_cleanup.append(lambda _app: _close_store(gw))
+    if settings.demo:
+        tokens.open_window()
+    return gw
+
+
+async def _flush_usage_forever(tokens: TokenService) -> None:
+    while True:
+        await asyncio.sleep(USAGE_FLUSH_SECONDS)
+        try:
+            await tokens.flush_usage()
+        except Exception:
+            log.exception("could not persist token usage")
+
+
+async def _close_store(gw: Gateway) -> None:
+    for task in gw.tasks:
+        task.cancel()
+    for task in gw.tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    with contextlib.suppress(Exception):
+        await gw.tokens.flush_usage()
+    await gw.reader.close()
+    await gw.writer.close()
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Start in the order of ARCHITECTURE.md §7, run until SIGTERM/SIGINT, stop in reverse."""
+    t0 = time.monotonic()
+    gw = await build(settings)
+    runner = web.AppRunner(gw.app, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    gw.tasks.append(asyncio.create_task(_flush_usage_forever(gw.tokens), name="token-usage"))
+    advertiser: Advertiser | None = None
+    if settings.mdns_enabled:
+        advertiser = Advertiser(
+            port=settings.port,
+            gateway_id=gw.ctx.gateway_id,
+            version=__version__,
+            instance_name=settings.instance_name,
+            interfaces=settings.mdns_interfaces,
+        )
+        try:
+            await advertiser.start()
+        except Exception as exc:  # the API works without mDNS; clients can be pointed at the IP
+            log.warning("mDNS registration failed: %s", exc)
+            advertiser = None
+    log.info(
+        "tablegate %s ready on http://%s:%d in %.0f ms%s",
+        __version__,
+        settings.host,
+        settings.port,
+        (time.monotonic() - t0) * 1000,
+        " (demo mode: the token window is open for the first two minutes)" if settings.demo
+        else "",
+    )
+    if ready is not None:
+        ready.set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        gw.ctx.stopping = True
+        if advertiser is not None:
+            await advertiser.stop()
+        await runner.cleanup()
+        log.info("stopped")

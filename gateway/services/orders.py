@@ -1,0 +1,290 @@
+"""Active orders: the in-memory book every request reads, kept behind the durable journal.
+
+Each change is decided inside the writer's transaction (so two requests for the same number
+cannot both create it), written with its journal event, and only after COMMIT applied to the
+book and published on the bus.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import uuid as uuidlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from gateway.core.errors import Code, NotFound, Unavailable
+from gateway.core.events import Bus, OrderEvent, OrderEventType
+from gateway.core.models import (
+    DUMMY_TRACKER_PREFIX,
+    ClearReason,
+    HistoryQuery,
+    Order,
+    OrderState,
+    same_order_type,
+)
+from gateway.core.ports import Clock, Pager
+from gateway.store import orders as repo
+from gateway.store.reader import Reader
+from gateway.store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    CREATED = "created"
+    MODIFIED = "modified"
+    ALREADY_STARTED = "already_started"
+    ALREADY_LOCATED = "already_located"
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    outcome: Outcome
+    order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRef:
+    """An order named by its printed number or by its uuid (exactly one is set)."""
+
+    name: str | None = None
+    uuid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    order: Order
+    event: OrderEvent | None
+    outcome: Outcome | None = None
+
+
+class NoRadio:
+    """The pager used when no radio is configured: only stand-in trackers can be paged."""
+
+    def available(self) -> bool:
+        return False
+
+    def page(self, tracker: str, tracking: bool) -> None:
+        raise AssertionError("NoRadio.page called")  # pragma: no cover - guarded by available()
+
+    def cancel(self, tracker: str) -> None:
+        raise AssertionError("NoRadio.cancel called")  # pragma: no cover
+
+
+class OrderService:
+    def __init__(
+        self, writer: Writer, reader: Reader, bus: Bus, clock: Clock, pager: Pager
+    ) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._bus = bus
+        self._clock = clock
+        self._pager = pager
+        self._by_name: dict[str, Order] = {}
+        self._by_uuid: dict[str, Order] = {}
+
+    async def load(self) -> None:
+        """Rebuild the book from SQLite (the source of truth) at start."""
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Order], int]:
+            return repo.all_active(conn), repo.last_seq(conn)
+
+        orders, seq = await self._reader.run(read)
+        for o in orders:
+            self._remember(o)
+        self._bus.last_seq = seq
+        log.info("loaded %d active orders, journal at seq %d", len(orders), seq)
+
+    # -- reads (memory) ---------------------------------------------------------------
+
+    def active(self) -> list[Order]:
+        return list(self._by_uuid.values())
+
+    def find(self, ref: OrderRef) -> Order:
+        order = self._by_name.get(ref.name) if ref.name else self._by_uuid.get(ref.uuid or "")
+        if order is None:
+            raise NotFound(Code.ORDER_NOT_FOUND)
+        return order
+
+    # -- writes -----------------------------------------------------------------------
+
+    async def start_or_locate(
+        self, name: str, order_type: str, location: str | None, dummy_tracker: bool = False
+    ) -> StartResult:
+        def job(conn: sqlite3.Connection) -> _Change:
+            now = self._clock.now()
+            existing = repo.active_by_name(conn, name)
+            if existing is None:
+                located = bool(location)
+                order = Order(
+                    uuid=str(uuidlib.uuid4()),
+                    name=name,
+                    order_type=order_type,
+                    location=location or "",
+                    state=OrderState.LOCATED if located else OrderState.STARTED,
+                    created=now,
+                    state_changed=now,
+                    tracker=DUMMY_TRACKER_PREFIX + name if dummy_tracker else None,
+                    located_at=now if located else None,
+                )
+                repo.save(conn, order)
+                event = repo.append_event(conn, OrderEventType.NEW_ORDER, now, order)
+                return _Change(order, event, Outcome.CREATED)
+            changes: dict[str, object] = {}
+            if not same_order_type(existing.order_type, order_type):
+                changes["order_type"] = order_type
+            if location and (existing.location != location or existing.state is not
+                             OrderState.LOCATED):
+                changes["location"] = location
+                if existing.state is not OrderState.LOCATED:
+                    changes["state"] = OrderState.LOCATED
+                    changes["state_changed"] = now
+                if existing.located_at is None:
+                    changes["located_at"] = now
+            if dummy_tracker and existing.tracker is None:
+                changes["tracker"] = DUMMY_TRACKER_PREFIX + name
+            if not changes:
+                same = (
+                    Outcome.ALREADY_LOCATED
+                    if existing.state is OrderState.LOCATED
+                    else Outcome.ALREADY_STARTED
+                )
+                return _Change(existing, None, same)
+            order = existing.evolve(**changes)
+            repo.save(conn, order)
+            event = repo.append_event(conn, OrderEventType.ORDER_MODIFIED, now, order)
+            return _Change(order, event, Outcome.MODIFIED)
+
+        change = await self._writer.run(job, self._apply)
+        assert change.outcome is not None
+        return StartResult(change.outcome, change.order)
+
+    async def clear(self, ref: OrderRef, reason: ClearReason) -> Order:
+        target = self.find(ref).uuid
+        change = await self._writer.run(self._clear_job(target, reason), self._apply)
+        return change.order
+
+    async def clear_all(self, reason: ClearReason) -> list[Order]:
+        def job(conn: sqlite3.Connection) -> list[_Change]:
+            return [self._clear_one(conn, o, reason) for o in repo.all_active(conn)]
+
+        def apply(changes: list[_Change]) -> None:
+            for c in changes:
+                self._apply(c)
+
+        changes = await self._writer.run(job, apply)
+        return [c.order for c in changes]
+
+    async def page(self, ref: OrderRef, tracking: bool) -> Order:
+        def job(conn: sqlite3.Connection) -> _Change:
+            existing = self._locked(conn, target)
+            if existing.tracker is None:
+                raise Unavailable(Code.PAGING_IMPOSSIBLE)
+            if not self._pageable(existing.tracker):
+                raise Unavailable(Code.PAGING_UNAVAILABLE)
+            now = self._clock.now()
+            order = existing.evolve(paged=True, tracking=tracking)
+            repo.save(conn, order)
+            return _Change(order, repo.append_event(conn, OrderEventType.ORDER_PAGED, now, order))
+
+        target = self.find(ref).uuid
+        change = await self._writer.run(job, self._apply)
+        tracker = change.order.tracker
+        if tracker and not tracker.startswith(DUMMY_TRACKER_PREFIX):
+            self._pager.page(tracker, tracking)
+        return change.order
+
+    async def cancel_paging(self, ref: OrderRef) -> Order | None:
+        """Stop paging; None when the order has no tracker to stop."""
+
+        def job(conn: sqlite3.Connection) -> _Change | None:
+            existing = self._locked(conn, target)
+            if existing.tracker is None:
+                return None
+            if not existing.paged and not existing.tracking:
+                return _Change(existing, None)
+            order = existing.evolve(paged=False, tracking=False)
+            repo.save(conn, order)
+            now = self._clock.now()
+            event = repo.append_event(conn, OrderEventType.ORDER_MODIFIED, now, order)
+            return _Change(order, event)
+
+        def apply(change: _Change | None) -> None:
+            if change is not None:
+                self._apply(change)
+
+        target = self.find(ref).uuid
+        change = await self._writer.run(job, apply)
+        if change is None:
+            return None
+        tracker = change.order.tracker
+        if tracker and not tracker.startswith(DUMMY_TRACKER_PREFIX) and self._pager.available():
+            self._pager.cancel(tracker)
+        return change.order
+
+    # -- history ---------------------------------------------------------------------
+
+    async def history(self, query: HistoryQuery) -> tuple[int, list[Order]]:
+        return await self._reader.run(lambda conn: repo.history(conn, query))
+
+    async def created_between(self, start: float, end: float) -> list[Order]:
+        return await self._reader.run(lambda conn: repo.created_between(conn, start, end))
+
+    async def events_after(self, since: int, upto: int) -> list[OrderEvent] | None:
+        """The journal's events in (since, upto], or None if some were pruned."""
+
+        def read(conn: sqlite3.Connection) -> list[OrderEvent] | None:
+            first = repo.first_seq(conn)
+            if since + 1 < first:
+                return None
+            return repo.events_between(conn, since, upto)
+
+        return await self._reader.run(read)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _pageable(self, tracker: str) -> bool:
+        return tracker.startswith(DUMMY_TRACKER_PREFIX) or self._pager.available()
+
+    @staticmethod
+    def _locked(conn: sqlite3.Connection, uuid: str) -> Order:
+        existing = repo.active_by_uuid(conn, uuid)
+        if existing is None:
+            raise NotFound(Code.ORDER_NOT_FOUND)
+        return existing
+
+    def _clear_job(self, uuid: str, reason: ClearReason) -> Callable[[sqlite3.Connection], _Change]:
+        def job(conn: sqlite3.Connection) -> _Change:
+            return self._clear_one(conn, self._locked(conn, uuid), reason)
+
+        return job
+
+    def _clear_one(self, conn: sqlite3.Connection, existing: Order, reason: ClearReason) -> _Change:
+        now = self._clock.now()
+        order = existing.evolve(
+            state=OrderState.CLEARED,
+            state_changed=now,
+            cleared_at=now,
+            clear_reason=reason,
+            paged=False,
+            tracking=False,
+        )
+        repo.save(conn, order)
+        return _Change(order, repo.append_event(conn, OrderEventType.ORDER_CLEARED, now, order))
+
+    def _remember(self, order: Order) -> None:
+        self._by_name[order.name] = order
+        self._by_uuid[order.uuid] = order
+
+    def _apply(self, change: _Change) -> None:
+        order = change.order
+        if order.active:
+            self._remember(order)
+        else:
+            self._by_uuid.pop(order.uuid, None)
+            if (current := self._by_name.get(order.name)) and current.uuid == order.uuid:
+                del self._by_name[order.name]
+        if change.event is not None:
+            self._bus.publish(change.event)

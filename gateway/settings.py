@@ -1,0 +1,110 @@
+"""Boot settings: a TOML file plus TABLEGATE_* environment variables (environment wins).
+
+Runtime choices a manager makes (target time, time zone, tokens, webhook clients) live in
+SQLite and are changed through the API; this file only says how the box boots.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def default_data_dir() -> Path:
+    # A source checkout keeps its state beside itself; an installed box uses the FHS place.
+    if (CHECKOUT / "pyproject.toml").exists() and (CHECKOUT / "gateway").is_dir():
+        return CHECKOUT / "var"
+    return Path("/var/lib/tablegate")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TABLEGATE_", extra="forbid")
+
+    host: str = "0.0.0.0"  # noqa: S104 - an appliance serves its LAN
+    port: int = Field(8000, ge=1, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    demo: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    timezone: str = "UTC"
+    target_time_default: int = Field(300, ge=1, le=86_400)
+    new_order_event_type: Literal["NEW_ORDER", "ORDER_CREATED"] = "NEW_ORDER"
+    token_window_seconds: float = Field(120.0, gt=0, le=3600)
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    ws_queue_size: int = Field(512, ge=8, le=100_000)
+    ws_heartbeat: float = Field(20.0, gt=0, le=300)
+    ws_auth_timeout: float = Field(10.0, gt=0, le=120)
+    ws_max_frame_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    allowed_origins: list[str] = []
+    outbound_allow: list[str] = []
+    mdns_enabled: bool = True
+    mdns_interfaces: list[str] | None = None
+    instance_name: str = Field("Tablegate", min_length=1, max_length=63)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "tablegate.db"
+
+    @property
+    def admin_cookie_path(self) -> Path:
+        return self.data_dir / "admin.cookie"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _TOML_FILE
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+_TOML_FILE: Path | None = None
+
+
+class SettingsError(Exception):
+    """Raised with one readable line that names the offending key."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    global _TOML_FILE
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError(f"config file {config_file} does not exist")
+    _TOML_FILE = config_file
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise SettingsError(f"invalid setting {key}: {err['msg']}") from None
+    except ValueError as exc:  # a TOML file that does not parse
+        raise SettingsError(f"invalid config file {config_file}: {exc}") from None
+    finally:
+        _TOML_FILE = None

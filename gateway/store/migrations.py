@@ -1,0 +1,81 @@
+"""Named, ordered schema migrations. Never edit one that has shipped: add the next."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_orders_journal_tokens",
+        """
+        CREATE TABLE orders (
+            uuid TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            order_type TEXT NOT NULL,
+            location TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL CHECK (state IN ('started', 'located', 'cleared')),
+            created REAL NOT NULL,
+            state_changed REAL NOT NULL,
+            paged INTEGER NOT NULL DEFAULT 0,
+            tracking INTEGER NOT NULL DEFAULT 0,
+            tracker TEXT,
+            located_at REAL,
+            cleared_at REAL,
+            clear_reason TEXT
+        );
+        -- At most one active order per number: the database enforces what the service assumes.
+        CREATE UNIQUE INDEX orders_active_name ON orders(name) WHERE state != 'cleared';
+        CREATE INDEX orders_created ON orders(created);
+        CREATE TABLE journal (
+            seq INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            type TEXT NOT NULL,
+            order_uuid TEXT NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE TABLE tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            digest BLOB NOT NULL UNIQUE,
+            created REAL NOT NULL,
+            last_used REAL,
+            ip_address TEXT,
+            revoked REAL
+        );
+        CREATE TABLE gateway_settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE webhook_clients (
+            id INTEGER PRIMARY KEY,
+            url TEXT NOT NULL UNIQUE,
+            api_version TEXT NOT NULL,
+            created REAL NOT NULL
+        );
+        """,
+    ),
+]
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[str]:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    applied: list[str] = []
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
+        # executescript commits first; wrap each migration so it lands whole or not at all.
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\n"
+                f"INSERT INTO migrations(name, applied) VALUES ('{name}', {time.time()});\nCOMMIT;"
+            )
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied

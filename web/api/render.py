@@ -1,0 +1,39 @@
+"""The canonical order in the table-tracker vocabulary (v2, and v1's `stateStarted`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.core.models import Order
+
+
+def local_time(ts: float, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def order_dict(o: Order, tz: ZoneInfo, now: float, *, v1: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "uuid": o.uuid,
+        "created": local_time(o.created, tz),
+        "orderType": o.order_type,
+        "locationName": o.location,
+        "state": o.state.value,
+        "stateStarted" if v1 else "stateChanged": local_time(o.state_changed, tz),
+        "name": o.name,
+        "paged": o.paged,
+        # Whole seconds since creation; a cleared order stops its clock when it is cleared.
+        "elapsedTime": max(0, int((o.cleared_at or now) - o.created)),
+    }
+    return body
+
+
+def history_dict(o: Order, tz: ZoneInfo, now: float, *, v1: bool = False) -> dict[str, Any]:
+    body = order_dict(o, tz, now, v1=v1)
+    body["tracking"] = o.tracking
+    body["cleared"] = None if o.cleared_at is None else local_time(o.cleared_at, tz)
+    body["clearReason"] = None if o.clear_reason is None else o.clear_reason.value
+    body["timeToSit"] = o.time_to_sit
+    body["deliveryTime"] = o.delivery_time
+    return body

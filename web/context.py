@@ -1,0 +1,43 @@
+"""What the composition root hands the web layer: services and a few facts about the box."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from gateway.core.events import Bus
+from gateway.core.ports import Clock
+from gateway.services.config import ConfigService
+from gateway.services.orders import OrderService
+from gateway.services.tokens import TokenService
+
+
+@dataclass(slots=True)
+class WsLimits:
+    queue_size: int = 512
+    heartbeat: float = 20.0
+    auth_timeout: float = 10.0
+    max_frame_bytes: int = 64 * 1024
+
+
+@dataclass(slots=True)
+class Context:
+    orders: OrderService
+    tokens: TokenService
+    config: ConfigService
+    bus: Bus
+    clock: Clock
+    admin_cookie: str
+    gateway_id: str
+    version: str
+    demo: bool = False
+    started: float = 0.0
+    ws: WsLimits = field(default_factory=WsLimits)
+    allowed_origins: frozenset[str] = frozenset()
+    stopping: bool = False
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+CTX = web.AppKey("tablegate_context", Context)

@@ -1,0 +1,110 @@
+"""The table-tracker envelope: `status` + `returnCode` + `message` or a payload key.
+
+One table maps every gateway error code to this dialect's HTTP status, returnCode and message.
+Middleware turns every failure (ours, aiohttp's 404/405/413, anything unexpected) into it, so a
+client never sees an HTML error page or a bare 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.core.errors import Code, GatewayError
+
+log = logging.getLogger(__name__)
+
+MSG_NAME = "Must be a positive integer."
+ERRORS: dict[Code, tuple[int, int, str]] = {
+    Code.AUTH_MALFORMED: (400, -1, "Malformed or missing Authorization header."),
+    Code.AUTH_INVALID: (401, -2, "Invalid access token."),
+    Code.TOKEN_WINDOW_CLOSED: (403, -3, "Time window expired or gateway button not pressed."),
+    Code.TOKEN_BAD_NAME: (400, -4, "Invalid token name."),
+    Code.API_UNAVAILABLE: (503, -5, "API unavailable."),
+    Code.ORDER_NOT_FOUND: (404, -6, "Order not found."),
+    Code.BAD_ORDER_ID: (400, -7, "Invalid order identifier. Must be an order number or a uuid."),
+    Code.MISSING_ORDER_NAME: (400, -8, f"Missing order name. {MSG_NAME}"),
+    Code.BAD_ORDER_NAME: (400, -9, f"Invalid order name. {MSG_NAME}"),
+    Code.BAD_LOCATION_NAME: (400, -10, f"Invalid location name. {MSG_NAME}"),
+    Code.MISSING_ORDER_TYPE: (
+        400, -11, "Order type missing from request. Must be either TO_GO or ON_PREMISES."),
+    Code.BAD_ORDER_TYPE: (400, -12, "Order type invalid. Must be either TO_GO or ON_PREMISES."),
+    Code.PAGING_UNAVAILABLE: (503, -13, "Paging unavailable: no radio can reach the tracker."),
+    Code.PAGING_IMPOSSIBLE: (409, -14, "Paging impossible: no tracker is bound to this order."),
+    Code.BAD_BOOLEAN: (400, -15, "Invalid boolean. Use true or false."),
+    Code.UNKNOWN_SETTING: (400, -20, "Unknown setting."),
+    Code.BAD_SETTING_VALUE: (400, -21, "Invalid setting value."),
+    Code.BAD_TARGET_TIME: (400, -22, "Invalid target_time. Must be seconds from 1 to 86400."),
+    Code.BAD_LIMIT: (400, -23, "Invalid limit. Must be an integer from 1 to 100."),
+    Code.BAD_OFFSET: (400, -24, "Invalid offset. Must be a non-negative integer."),
+    Code.BAD_DATE: (400, -25, "Invalid date. Use YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD."),
+    Code.BAD_UUID: (400, -27, "Invalid uuid."),
+    Code.MISSING_HTTP_CLIENT: (400, -28, "Missing http_client."),
+    Code.BAD_HTTP_CLIENT: (400, -29, "Invalid http_client URL."),
+    Code.UNKNOWN_HTTP_CLIENT: (404, -30, "Unknown http_client."),
+    Code.BAD_JSON: (400, -31, "Invalid JSON body."),
+    Code.TOKEN_WAIT_TIMEOUT: (408, -32, "Timed out waiting for the gateway button."),
+    Code.TOKEN_BAD_TIMEOUT: (400, -33, "Invalid timeout. Must be an integer number of seconds."),
+    Code.TOKEN_TIMEOUT_RANGE: (400, -34, "Timeout out of range. Must be from 1 to 120 seconds."),
+    # Codes below are not in the vendor's public documentation: our choice, see docs/api.md.
+    Code.TOKEN_NOT_FOUND: (404, -35, "Token not found."),
+    Code.NOT_FOUND: (404, -40, "Unknown path."),
+    Code.METHOD_NOT_ALLOWED: (405, -41, "Method not allowed on this path."),
+    Code.BODY_TOO_LARGE: (413, -42, "Request body too large."),
+    Code.FORBIDDEN_ORIGIN: (403, -43, "Cross-origin request refused."),
+    Code.STORAGE_FAILED: (503, -5, "Storage failed; nothing was written. Retry shortly."),
+}
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def reply(status: int, return_code: int, **payload: Any) -> web.Response:
+    body = {"status": status, "returnCode": return_code, **payload}
+    return web.Response(
+        body=_dumps(body).encode(), status=status, content_type="application/json"
+    )
+
+
+def error_body(code: Code, detail: str | None = None) -> dict[str, Any]:
+    status, rc, message = ERRORS[code]
+    return {"status": status, "returnCode": rc, "message": detail or message}
+
+
+def error_reply(code: Code, detail: str | None = None) -> web.Response:
+    body = error_body(code, detail)
+    resp = reply(body["status"], body["returnCode"], message=body["message"])
+    if code in (Code.API_UNAVAILABLE, Code.STORAGE_FAILED):
+        resp.headers["Retry-After"] = "2"
+    return resp
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return error_reply(exc.code, exc.detail)
+    except web.HTTPRequestEntityTooLarge:
+        return error_reply(Code.BODY_TOO_LARGE)
+    except web.HTTPNotFound:
+        return error_reply(Code.NOT_FOUND)
+    except web.HTTPMethodNotAllowed as exc:
+        resp = error_reply(Code.METHOD_NOT_ALLOWED)
+        resp.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        return resp
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return reply(exc.status, -exc.status, message=exc.reason)
+        raise
+    except (ConnectionResetError, TimeoutError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return reply(500, -5, message="Internal error.")

@@ -1,0 +1,29 @@
+"""Builds the aiohttp application from the route table and the services context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from web.context import CTX, Context
+from web.envelope import envelope_middleware
+from web.routes import add_routes
+from web.ws.compat import CLIENTS, FRAMES, FrameCache, close_all
+
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI_FILE.read_bytes(), content_type="application/json")
+
+
+def build_web_app(ctx: Context, *, max_body_bytes: int = 64 * 1024) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[envelope_middleware])
+    app[CTX] = ctx
+    app[FRAMES] = FrameCache(ctx)
+    app[CLIENTS] = set()
+    add_routes(app)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.on_shutdown.append(close_all)
+    return app
