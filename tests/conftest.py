@@ -55,6 +55,8 @@ def settings(tmp_path: Path) -> Settings:
 async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
     gw = await build(settings)
     yield gw
+    await gw.writer.close()
+    await gw.reader.close()
 
 
 @pytest.fixture

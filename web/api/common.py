@@ -16,7 +16,7 @@ from gateway.core.models import TokenInfo
 from gateway.services.orders import OrderRef
 from web.context import CTX
 
-DIGITS = re.compile(r"[0-9]{1,9}")
+DIGITS = re.compile(r"[0-9]{1,12}")
 UUIDISH = re.compile(r"[0-9A-Fa-f-]{8,}")
 
 
@@ -60,7 +60,7 @@ def positive_number(value: Any) -> str | None:
         return None
     if isinstance(value, int):
         return str(value) if 0 < value < 10**9 else None
-    if isinstance(value, str) and DIGITS.fullmatch(value) and int(value) > 0:
+    if isinstance(value, str) and DIGITS.fullmatch(value) and 0 < int(value) < 10**9:
         return str(int(value))
     return None
 
