@@ -206,7 +206,7 @@ async def test_paging_with_dummy_tracker(client: Any, auth: Any) -> None:
 
 
 async def test_dummy_tracker_binds_an_existing_order(client: Any, auth: Any) -> None:
-    status, body = await post(client, auth, {"name": "9", "orderType": "TO_GO"})
+    _, body = await post(client, auth, {"name": "9", "orderType": "TO_GO"})
     assert "warning" in body
     resp = await client.post(
         f"{V2}?dummy_tracker_address=true", json={"name": "9", "orderType": "TO_GO"}, headers=auth
