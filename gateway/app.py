@@ -26,6 +26,7 @@ from gateway.services.tokens import TokenService
 from gateway.settings import Settings
 from gateway.store.reader import Reader
 from gateway.store.writer import Writer
+from web.access_log import RedactingAccessLogger
 from web.context import Context, WsLimits
 from web.server import build_web_app
 
@@ -141,7 +142,12 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     """Start in the order of ARCHITECTURE.md §7, run until SIGTERM/SIGINT, stop in reverse."""
     t0 = time.monotonic()
     gw = await build(settings)
-    runner = web.AppRunner(gw.app, handle_signals=False, shutdown_timeout=5.0)
+    runner = web.AppRunner(
+        gw.app,
+        handle_signals=False,
+        shutdown_timeout=5.0,
+        access_log_class=RedactingAccessLogger,
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()
