@@ -154,14 +154,14 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     gw.tasks.append(asyncio.create_task(_flush_usage_forever(gw.tokens), name="token-usage"))
     advertiser: Advertiser | None = None
     if settings.mdns_enabled:
-        advertiser = Advertiser(
-            port=settings.port,
-            gateway_id=gw.ctx.gateway_id,
-            version=__version__,
-            instance_name=settings.instance_name,
-            interfaces=settings.mdns_interfaces,
-        )
         try:
+            advertiser = Advertiser(
+                port=settings.port,
+                gateway_id=gw.ctx.gateway_id,
+                version=__version__,
+                instance_name=settings.instance_name,
+                interfaces=settings.mdns_interfaces,
+            )
             await advertiser.start()
         except Exception as exc:  # the API works without mDNS; clients can be pointed at the IP
             log.warning("mDNS registration failed: %s", exc)

@@ -92,13 +92,20 @@ class Advertiser:
             if self._interfaces and all(_ip_version(a) == 4 for a in self._interfaces)
             else None
         )
-        self._aiozc = AsyncZeroconf(interfaces=interfaces, ip_version=ip_version)
+        aiozc = self._aiozc = AsyncZeroconf(interfaces=interfaces, ip_version=ip_version)
         # Probing takes about a second per name; the types are separate name spaces, so probe
         # them together rather than doubling the time before the box reports ready.
-        announcements = await asyncio.gather(
-            *(self._register(self._aiozc, service_type) for service_type in self._service_types)
-        )
-        await asyncio.gather(*announcements)
+        tasks = [asyncio.ensure_future(self._register(aiozc, t)) for t in self._service_types]
+        try:
+            announcements = await asyncio.gather(*tasks)
+            await asyncio.gather(*announcements)
+        except BaseException:
+            # The caller may carry on without mDNS: leave no sockets or half-done probes behind.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.stop()
+            raise
 
     async def _register(self, aiozc: AsyncZeroconf, service_type: str) -> Awaitable[object]:
         wanted = f"{self._instance}.{service_type}"

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from zeroconf import IPVersion, ServiceInfo, ServiceListener, ServiceStateChange, Zeroconf
+from zeroconf import (
+    BadTypeInNameException,
+    IPVersion,
+    ServiceInfo,
+    ServiceListener,
+    ServiceStateChange,
+    Zeroconf,
+)
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from gateway.discovery import Advertiser
@@ -237,3 +246,16 @@ async def test_hung_goodbye_is_bounded_and_logged(
     assert calls >= 1
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "mDNS goodbye did not finish within 0.3 s" in warnings
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open fds in /proc")
+async def test_failed_start_raises_and_leaves_no_sockets(make_advertiser: MakeAdvertiser) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    advertiser = make_advertiser(service_types=(TRACKER, "_not_a_valid_type.local."))
+    with pytest.raises(BadTypeInNameException):
+        await asyncio.wait_for(advertiser.start(), WAIT)
+    assert advertiser.registered == []
+    assert open_fds() == before
