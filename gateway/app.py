@@ -141,6 +141,11 @@ async def _close_store(gw: Gateway) -> None:
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Start in the order of ARCHITECTURE.md §7, run until SIGTERM/SIGINT, stop in reverse."""
     t0 = time.monotonic()
+    # Signals first: a SIGTERM during start-up must still stop in order (mDNS goodbye).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     gw = await build(settings)
     runner = web.AppRunner(
         gw.app,
@@ -149,39 +154,26 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         access_log_class=RedactingAccessLogger,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-    await site.start()
-    gw.tasks.append(asyncio.create_task(_flush_usage_forever(gw.tokens), name="token-usage"))
     advertiser: Advertiser | None = None
-    if settings.mdns_enabled:
-        try:
-            advertiser = Advertiser(
-                port=settings.port,
-                gateway_id=gw.ctx.gateway_id,
-                version=__version__,
-                instance_name=settings.instance_name,
-                interfaces=settings.mdns_interfaces,
-            )
-            await advertiser.start()
-        except Exception as exc:  # the API works without mDNS; clients can be pointed at the IP
-            log.warning("mDNS registration failed: %s", exc)
-            advertiser = None
-    log.info(
-        "tablegate %s ready on http://%s:%d in %.0f ms%s",
-        __version__,
-        settings.host,
-        settings.port,
-        (time.monotonic() - t0) * 1000,
-        " (demo mode: the token window is open for the first two minutes)" if settings.demo
-        else "",
-    )
-    if ready is not None:
-        ready.set()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+        gw.tasks.append(asyncio.create_task(_flush_usage_forever(gw.tokens), name="token-usage"))
+        log.info(
+            "tablegate %s ready on http://%s:%d in %.0f ms%s",
+            __version__,
+            settings.host,
+            settings.port,
+            (time.monotonic() - t0) * 1000,
+            " (demo mode: the token window is open for the first two minutes)"
+            if settings.demo
+            else "",
+        )
+        if ready is not None:
+            ready.set()
+        if settings.mdns_enabled and not stop.is_set():
+            # Registered only once the port answers, so a client that resolves us can connect.
+            advertiser = await _advertise(settings, gw.ctx.gateway_id, stop)
         await stop.wait()
     finally:
         log.info("stopping")
@@ -190,3 +182,32 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
             await advertiser.stop()
         await runner.cleanup()
         log.info("stopped")
+
+
+async def _advertise(settings: Settings, gateway_id: str, stop: asyncio.Event) -> Advertiser | None:
+    try:
+        advertiser = Advertiser(
+            port=settings.port,
+            gateway_id=gateway_id,
+            version=__version__,
+            instance_name=settings.instance_name,
+            interfaces=settings.mdns_interfaces,
+        )
+    except ValueError as exc:
+        log.warning("mDNS disabled: %s", exc)
+        return None
+    registering = asyncio.create_task(advertiser.start(), name="mdns-register")
+    stopping = asyncio.create_task(stop.wait(), name="mdns-stop-watch")
+    await asyncio.wait((registering, stopping), return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not registering.done():
+        registering.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await registering
+        await advertiser.stop()
+        return None
+    if (failure := registering.exception()) is not None:
+        # The API works without mDNS; clients can still be pointed at the address.
+        log.warning("mDNS registration failed: %s", failure)
+        return None
+    return advertiser

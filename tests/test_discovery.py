@@ -259,3 +259,37 @@ async def test_failed_start_raises_and_leaves_no_sockets(make_advertiser: MakeAd
         await asyncio.wait_for(advertiser.start(), WAIT)
     assert advertiser.registered == []
     assert open_fds() == before
+
+
+async def test_served_gateway_advertises_its_port_and_says_goodbye(tmp_path: Path) -> None:
+    """The composition root registers after the port listens and unregisters on SIGTERM."""
+    import signal
+
+    from tests.support import GatewayProcess, free_port
+
+    name = unique("tg-serve")
+    gw = GatewayProcess(tmp_path / "data", free_port())
+    peer = loopback_zeroconf()
+    browser = await Browser.on(peer, TRACKER)
+    try:
+        await asyncio.to_thread(
+            gw.start,
+            TABLEGATE_MDNS_ENABLED="true",
+            TABLEGATE_MDNS_INTERFACES='["127.0.0.1"]',
+            TABLEGATE_INSTANCE_NAME=name,
+        )
+        full = f"{name}.{TRACKER}"
+        await browser.wait_for(full, ServiceStateChange.Added)
+        info = AsyncServiceInfo(TRACKER, full)
+        assert await info.async_request(peer.zeroconf, 3000)
+        assert info.port == gw.port
+        assert info.parsed_addresses() == ["127.0.0.1"]
+        gateway_id = (gw.data_dir / "gateway-id").read_text().strip()
+        assert info.properties[b"id"] == gateway_id.encode()
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGTERM)
+        await browser.wait_for(full, ServiceStateChange.Removed)
+        assert await asyncio.to_thread(gw.proc.wait, 15) == 0
+    finally:
+        gw.kill()
+        await peer.async_close()
