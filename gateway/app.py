@@ -36,22 +36,34 @@ USAGE_FLUSH_SECONDS = 30.0
 
 def _gateway_id(data_dir: Path) -> str:
     path = data_dir / "gateway-id"
-    if path.exists():
-        return path.read_text().strip()
+    if path.exists() and (gid := path.read_text().strip()):
+        return gid
+    # An empty file is what a power cut leaves of an unsynced write: make a new id, durably.
     gid = uuid.uuid4().hex[:12]
-    path.write_text(gid + "\n")
+    _write_durably(path, gid + "\n", 0o644)
     return gid
+
+
+def _write_durably(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def write_admin_cookie(path: Path) -> str:
     """A fresh secret per start, readable only by the gateway's user: whoever can read it is
     on the box, which is what pressing the button proves."""
     cookie = secrets.token_hex(32)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(cookie)
-    tmp.replace(path)
+    _write_durably(path, cookie, 0o600)
     return cookie
 
 
