@@ -117,6 +117,7 @@ async def build(settings: Settings) -> Gateway:
             queue_size=settings.ws_queue_size,
             heartbeat=settings.ws_heartbeat,
             auth_timeout=settings.ws_auth_timeout,
+            send_timeout=settings.ws_send_timeout,
             max_frame_bytes=settings.ws_max_frame_bytes,
         ),
         allowed_origins=frozenset(settings.allowed_origins),

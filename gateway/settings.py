@@ -41,9 +41,10 @@ class Settings(BaseSettings):
     new_order_event_type: Literal["NEW_ORDER", "ORDER_CREATED"] = "NEW_ORDER"
     token_window_seconds: float = Field(120.0, gt=0, le=3600)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
-    ws_queue_size: int = Field(512, ge=8, le=100_000)
+    ws_queue_size: int = Field(4096, ge=8, le=100_000)
     ws_heartbeat: float = Field(20.0, gt=0, le=300)
     ws_auth_timeout: float = Field(10.0, gt=0, le=120)
+    ws_send_timeout: float = Field(10.0, gt=0, le=120)
     ws_max_frame_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     allowed_origins: list[str] = []
     outbound_allow: list[str] = []

@@ -16,10 +16,11 @@ from gateway.services.tokens import TokenService
 
 @dataclass(slots=True)
 class WsLimits:
-    queue_size: int = 512
+    queue_size: int = 4096
     heartbeat: float = 20.0
     auth_timeout: float = 10.0
     max_frame_bytes: int = 64 * 1024
+    send_timeout: float = 10.0
 
 
 @dataclass(slots=True)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 CLOSE_TOO_SLOW = 4008
 CLOSE_AUTH = 4001
+REPLAY_PAGE = 1000
 
 
 class FrameCache:
@@ -105,7 +106,8 @@ def _since(request: web.Request) -> int | None:
     raw = request.query.get("since")
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    # isascii: str.isdigit() also accepts "²" (int() then raises) and other scripts' digits.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ValidationFailed(Code.BAD_OFFSET, "Invalid since: must be a non-negative integer.")
     return int(raw)
 
@@ -118,17 +120,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         heartbeat=ctx.ws.heartbeat, max_msg_size=ctx.ws.max_frame_bytes, autoping=True
     )
     await ws.prepare(request)
-    try:
-        since = _since(request)
-        secret = await _token_from(request, ws, ctx)
-        ctx.tokens.authenticate(secret, request.remote)
-    except GatewayError as exc:
-        await ws.send_str(_dumps(error_body(exc.code, exc.detail)))
-        await ws.close(code=CLOSE_AUTH if isinstance(exc, AuthFailed) else 1008)
-        return ws
+    # Registered before authentication too, so shutdown closes a socket still in its auth wait.
     clients: set[web.WebSocketResponse] = request.app[CLIENTS]
     clients.add(ws)
     try:
+        try:
+            since = _since(request)
+            secret = await _token_from(request, ws, ctx)
+            ctx.tokens.authenticate(secret, request.remote)
+        except GatewayError as exc:
+            # Closed already (client left, frame too big, shutdown): nothing more to tell it.
+            if not ws.closed:
+                with contextlib.suppress(ConnectionResetError):
+                    await ws.send_str(_dumps(error_body(exc.code, exc.detail)))
+                await _close(ws, CLOSE_AUTH if isinstance(exc, AuthFailed) else 1008, b"")
+            return ws
         await _serve(ctx, request.app[FRAMES], ws, since)
     finally:
         clients.discard(ws)
@@ -157,16 +163,24 @@ async def _serve(
         first.append(text)
     reader = asyncio.create_task(_drain_incoming(ws), name="ws-reader")
     try:
-        if since is not None and since <= head:
-            missed = await ctx.orders.events_after(since, head)
-            if missed is None:  # pruned from the journal: fall back to a fresh snapshot
-                text, cutoff = _snapshot(ctx)
-                first.append(text)
-            else:
-                first.extend(frames.frame(e) for e in missed)
         for text in first:
-            await ws.send_str(text)
-        await _pump(ws, client, frames, cutoff, reader)
+            await asyncio.wait_for(ws.send_str(text), ctx.ws.send_timeout)
+        if since is not None and since <= head:
+            # Replay in pages so a client far behind costs bounded memory.
+            after = since
+            while after < head:
+                upto = min(head, after + REPLAY_PAGE)
+                missed = await ctx.orders.events_after(after, upto)
+                if missed is None:  # pruned from the journal: fall back to a fresh snapshot
+                    text, cutoff = _snapshot(ctx)
+                    await asyncio.wait_for(ws.send_str(text), ctx.ws.send_timeout)
+                    break
+                for event in missed:
+                    await asyncio.wait_for(ws.send_str(frames.frame(event)), ctx.ws.send_timeout)
+                after = upto
+        await _pump(ws, client, frames, cutoff, reader, ctx.ws.send_timeout)
+    except (TimeoutError, ConnectionResetError):
+        await _close(ws, CLOSE_TOO_SLOW, b"too slow: reconnect with since=<last seq>")
     finally:
         unsubscribe()
         reader.cancel()
@@ -180,13 +194,16 @@ async def _pump(
     frames: FrameCache,
     cutoff: int,
     reader: asyncio.Task[None],
+    send_timeout: float,
 ) -> None:
     while not ws.closed and not reader.done():
         if not client.pending and not client.overflowed:
             client.wakeup.clear()
             waiter = asyncio.ensure_future(client.wakeup.wait())
-            await asyncio.wait((waiter, reader), return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+            try:
+                await asyncio.wait((waiter, reader), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()  # also when this task is cancelled: no orphaned task
             continue
         if client.overflowed:
             log.info("websocket client too slow; cut off (it can resume with since)")
@@ -197,7 +214,7 @@ async def _pump(
             continue
         # A writer that cannot drain (client not reading) is cut off instead of buffering.
         try:
-            await asyncio.wait_for(ws.send_str(frames.frame(event)), timeout=10)
+            await asyncio.wait_for(ws.send_str(frames.frame(event)), timeout=send_timeout)
         except (TimeoutError, ConnectionResetError):
             await _close(ws, CLOSE_TOO_SLOW, b"too slow")
             return
