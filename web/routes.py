@@ -7,11 +7,13 @@ new route cannot skip authentication or the spec by accident.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from web import schemas as sc
 from web.api import tokens
 from web.api import trackertrack as tt
 from web.api.common import authenticate
@@ -35,32 +37,55 @@ class Route:
     auth: Auth
     summary: str
     tag: str = "orders"
+    # Documentation only (web.openapi); the handlers do not read these.
+    body: type[BaseModel] | None = None  # the JSON request body
+    body_required: bool = True
+    query: type[BaseModel] | None = None  # one field per query parameter
+    responses: sc.Responses = field(default_factory=dict)  # status -> model(s) of the body
+    # Error statuses (the `Message` envelope) besides those the auth and body imply.
+    errors: tuple[int, ...] = ()
 
 
 def _orders(base: str) -> list[Route]:
     ao = f"{base}/activeorders"
     one = f"{ao}/{{ident}}"
+    d = sc.dialect(base)  # v1 and v2 differ in the order object and the statistics envelope
     return [
-        Route("GET", base, tt.health, Auth.NONE, "Liveness and gateway facts", "gateway"),
-        Route("GET", ao, tt.list_active, Auth.TOKEN, "All active orders"),
-        Route("POST", ao, tt.start_or_locate, Auth.TOKEN, "Start or locate an order"),
-        Route("DELETE", ao, tt.clear_all, Auth.TOKEN, "Clear every active order"),
-        Route("GET", one, tt.get_one, Auth.TOKEN, "One active order by number or uuid"),
-        Route("DELETE", one, tt.clear_one, Auth.TOKEN, "Clear one order (manual override)"),
-        Route("POST", f"{one}/page", tt.page, Auth.TOKEN, "Page the order's tracker"),
-        Route("DELETE", f"{one}/page", tt.cancel_paging, Auth.TOKEN, "Cancel paging"),
-        Route("POST", f"{one}/guest_paging", tt.guest_paging, Auth.TOKEN, "Page (no body)"),
-        Route("GET", f"{base}/orders", tt.history, Auth.TOKEN, "Order history", "history"),
+        Route("GET", base, tt.health, Auth.NONE, "Liveness and gateway facts", "gateway",
+              responses={200: sc.Health}),
+        Route("GET", ao, tt.list_active, Auth.TOKEN, "All active orders",
+              responses={200: d.order_list}),
+        Route("POST", ao, tt.start_or_locate, Auth.TOKEN, "Start or locate an order",
+              body=sc.StartOrderRequest, query=sc.StartOrderQuery,
+              responses={201: d.order_response, 200: (d.order_response, sc.Message)},
+              errors=(503,)),
+        Route("DELETE", ao, tt.clear_all, Auth.TOKEN, "Clear every active order",
+              responses={200: sc.ClearedAll}, errors=(503,)),
+        Route("GET", one, tt.get_one, Auth.TOKEN, "One active order by number or uuid",
+              responses={200: d.order_response}, errors=(404,)),
+        Route("DELETE", one, tt.clear_one, Auth.TOKEN, "Clear one order (manual override)",
+              responses={200: d.order_action}, errors=(404, 503)),
+        Route("POST", f"{one}/page", tt.page, Auth.TOKEN, "Page the order's tracker",
+              body=sc.PageRequest, body_required=False, query=sc.PageQuery,
+              responses={200: d.order_action}, errors=(404, 409, 503)),
+        Route("DELETE", f"{one}/page", tt.cancel_paging, Auth.TOKEN, "Cancel paging",
+              responses={200: (d.order_action, sc.Message)}, errors=(404, 503)),
+        Route("POST", f"{one}/guest_paging", tt.guest_paging, Auth.TOKEN, "Page (no body)",
+              responses={200: d.order_action}, errors=(404, 409, 503)),
+        Route("GET", f"{base}/orders", tt.history, Auth.TOKEN, "Order history", "history",
+              query=sc.HistoryQuery, responses={200: d.history}),
         Route("GET", f"{base}/statistics", tt.statistics, Auth.TOKEN, "Today's statistics",
-              "history"),
+              "history", query=sc.StatisticsQuery, responses={200: d.statistics}),
         Route("GET", f"{base}/gateway/settings", tt.get_settings, Auth.TOKEN, "Gateway settings",
-              "gateway"),
+              "gateway", responses={200: sc.SettingsResponse}),
         Route("POST", f"{base}/gateway/settings", tt.post_settings, Auth.TOKEN,
-              "Change gateway settings", "gateway"),
+              "Change gateway settings", "gateway", body=sc.SettingsUpdate,
+              responses={200: sc.SettingsChanged}, errors=(503,)),
         Route("GET", f"{base}/register/clients", tt.list_clients, Auth.TOKEN,
-              "Registered webhook clients", "webhooks"),
+              "Registered webhook clients", "webhooks", responses={200: sc.ClientList}),
         Route("DELETE", f"{base}/register", tt.unregister, Auth.TOKEN,
-              "Unregister a webhook client", "webhooks"),
+              "Unregister a webhook client", "webhooks", body=sc.Register,
+              responses={200: sc.Message}, errors=(404, 503)),
     ]
 
 
@@ -68,12 +93,16 @@ def _tokens(base: str) -> list[Route]:
     at = f"{base}/accesstoken"
     return [
         Route("GET", f"{at}/generate", tokens.generate_in_window, Auth.NONE,
-              "Get a token while the button window is open", "tokens"),
+              "Get a token while the button window is open", "tokens",
+              query=sc.GenerateQuery, responses={201: sc.TokenCreated},
+              errors=(400, 403, 408, 503)),
         Route("POST", f"{at}/generate", tokens.generate_with_token, Auth.TOKEN,
-              "Mint a further token", "tokens"),
-        Route("GET", at, tokens.list_tokens, Auth.TOKEN, "List tokens (no secrets)", "tokens"),
+              "Mint a further token", "tokens", body=sc.TokenName, body_required=False,
+              query=sc.MintQuery, responses={201: sc.TokenCreated}, errors=(503,)),
+        Route("GET", at, tokens.list_tokens, Auth.TOKEN, "List tokens (no secrets)", "tokens",
+              responses={200: sc.TokenList}),
         Route("DELETE", f"{at}/{{token_id}}", tokens.revoke_token, Auth.TOKEN, "Revoke a token",
-              "tokens"),
+              "tokens", responses={200: sc.Message}, errors=(404, 503)),
     ]
 
 
@@ -81,15 +110,17 @@ ROUTES: list[Route] = [
     *_orders("/api/v2"),
     *_tokens("/api/v2"),
     Route("POST", "/api/v2/register", tt.register, Auth.TOKEN, "Register a webhook client",
-          "webhooks"),
+          "webhooks", body=sc.Register, responses={200: sc.ClientRegistered}, errors=(503,)),
     Route("GET", "/api/v2/websocket", compat.websocket, Auth.SOCKET, "Order feed (WebSocket)",
-          "feed"),
+          "feed", query=sc.FeedQuery, responses={101: None}, errors=(400, 403)),
     *_orders("/api/v1"),
     *_tokens("/api/v1"),
     Route("GET", "/api/v1/register", tt.register, Auth.TOKEN, "Register a webhook client (v1)",
-          "webhooks"),
+          "webhooks", query=sc.RegisterQuery, responses={200: sc.ClientRegistered},
+          errors=(503,)),
     Route("POST", "/api/admin/token-window", tokens.open_window, Auth.ADMIN,
-          "Open the token window (box-local admin cookie)", "tokens"),
+          "Open the token window (box-local admin cookie)", "tokens",
+          responses={200: sc.TokenWindow}),
 ]
 
 

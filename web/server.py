@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from web.access_log import install_malformed_request_filter
 from web.context import CTX, Context
 from web.envelope import envelope_middleware
 from web.routes import add_routes
@@ -19,6 +20,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def build_web_app(ctx: Context, *, max_body_bytes: int = 64 * 1024) -> web.Application:
+    install_malformed_request_filter()
     app = web.Application(client_max_size=max_body_bytes, middlewares=[envelope_middleware])
     app[CTX] = ctx
     app[FRAMES] = FrameCache(ctx)

@@ -4,6 +4,8 @@ unless an operator allow-listed them (a webhook URL is attacker-controlled input
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from urllib.parse import urlsplit
 
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
@@ -32,12 +34,29 @@ def forbidden_reason(url: str, allow: frozenset[str] = frozenset()) -> str | Non
         return None
     if host in LOCAL_NAMES or host.endswith(".localhost") or host in METADATA_HOSTS:
         return f"Host {host} is local or a metadata service; allow-list it to use it."
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    ip = _literal_ip(host)
+    if ip is None:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
         return f"Address {host} is loopback, link-local, unspecified or multicast."
+    return None
+
+
+# Resolvers accept the legacy IPv4 spellings (127.1, 2130706433, 0x7f000001, 0177.0.0.1);
+# a name made only of these characters is read the way inet_aton reads it.
+_LEGACY_V4 = re.compile(r"[0-9a-fx.]+")
+
+
+def _literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _LEGACY_V4.fullmatch(host) and host[0].isdigit():
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
     return None

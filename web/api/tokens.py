@@ -41,12 +41,12 @@ def _timeout(request: web.Request) -> int | None:
     raw = request.query.get("timeout")
     if raw is None:
         return None
-    if not raw.strip().isdigit():
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()):
         raise ValidationFailed(Code.TOKEN_BAD_TIMEOUT)
-    value = int(raw)
-    if not 1 <= value <= 120:
+    if len(raw) > 6 or not 1 <= int(raw) <= 120:
         raise ValidationFailed(Code.TOKEN_TIMEOUT_RANGE)
-    return value
+    return int(raw)
 
 
 async def generate_in_window(request: web.Request) -> web.Response:
@@ -78,7 +78,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 
 async def revoke_token(request: web.Request) -> web.Response:
     raw = request.match_info["token_id"]
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise ValidationFailed(Code.BAD_ORDER_ID, "Invalid token id.")
     await request.app[CTX].tokens.revoke(int(raw))
     return reply(200, 1001, message="Token deleted.")

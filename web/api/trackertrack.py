@@ -148,7 +148,8 @@ def _int_param(request: web.Request, key: str, default: int, lo: int, hi: int, c
     raw = request.query.get(key)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    # isascii: isdigit() alone accepts '²'; the length cap keeps int() away from huge input.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12 or not lo <= int(raw) <= hi:
         raise ValidationFailed(code)
     return int(raw)
 

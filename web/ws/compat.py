@@ -39,6 +39,8 @@ class FrameCache:
         self._ctx = ctx
         self._frames: OrderedDict[tuple[int, str], str] = OrderedDict()
         self._size = size
+        self._snapshot_key: tuple[int, int, str] | None = None
+        self._snapshot_text = ""
 
     def frame(self, event: OrderEvent) -> str:
         ctx = self._ctx
@@ -56,6 +58,22 @@ class FrameCache:
             if len(self._frames) > self._size:
                 self._frames.popitem(last=False)
         return text
+
+
+    def snapshot(self) -> str:
+        """The ACTIVE_ORDERS frame. Clients connecting in the same second at the same journal
+        position share one rendering (a reconnect storm renders it once, not once per client):
+        the book only changes with a published event, and elapsedTime only every second."""
+        ctx = self._ctx
+        now = ctx.clock.now()
+        key = (ctx.bus.last_seq, int(now), ctx.config.tz.key)
+        if self._snapshot_key != key:
+            tz = ctx.config.tz
+            items = [order_dict(o, tz, now) for o in ctx.orders.active()]
+            body = {"type": "ACTIVE_ORDERS", "count": len(items), "items": items, "seq": key[0]}
+            self._snapshot_text = _dumps(body)
+            self._snapshot_key = key
+        return self._snapshot_text
 
 
 FRAMES = web.AppKey("ws_frame_cache", FrameCache)
@@ -141,11 +159,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _snapshot(ctx: Context) -> tuple[str, int]:
-    now, tz = ctx.clock.now(), ctx.config.tz
-    items = [order_dict(o, tz, now) for o in ctx.orders.active()]
-    seq = ctx.bus.last_seq
-    return _dumps({"type": "ACTIVE_ORDERS", "count": len(items), "items": items, "seq": seq}), seq
+def _snapshot(ctx: Context, frames: FrameCache) -> tuple[str, int]:
+    return frames.snapshot(), ctx.bus.last_seq
 
 
 async def _serve(
@@ -159,7 +174,7 @@ async def _serve(
     first: list[str] = []
     cutoff = head
     if since is None or since > head:
-        text, cutoff = _snapshot(ctx)
+        text, cutoff = _snapshot(ctx, frames)
         first.append(text)
     reader = asyncio.create_task(_drain_incoming(ws), name="ws-reader")
     try:
@@ -172,7 +187,7 @@ async def _serve(
                 upto = min(head, after + REPLAY_PAGE)
                 missed = await ctx.orders.events_after(after, upto)
                 if missed is None:  # pruned from the journal: fall back to a fresh snapshot
-                    text, cutoff = _snapshot(ctx)
+                    text, cutoff = _snapshot(ctx, frames)
                     await asyncio.wait_for(ws.send_str(text), ctx.ws.send_timeout)
                     break
                 for event in missed:
@@ -196,25 +211,26 @@ async def _pump(
     reader: asyncio.Task[None],
     send_timeout: float,
 ) -> None:
+    # The reader ending (client gone) wakes the pump like an event does: one Event to wait on,
+    # no helper task per frame.
+    reader.add_done_callback(lambda _: client.wakeup.set())
     while not ws.closed and not reader.done():
         if not client.pending and not client.overflowed:
             client.wakeup.clear()
-            waiter = asyncio.ensure_future(client.wakeup.wait())
-            try:
-                await asyncio.wait((waiter, reader), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()  # also when this task is cancelled: no orphaned task
+            await client.wakeup.wait()
             continue
         if client.overflowed:
             log.info("websocket client too slow; cut off (it can resume with since)")
             await _close(ws, CLOSE_TOO_SLOW, b"too slow: reconnect with since=<last seq>")
             return
-        event = client.pending.popleft()
-        if event.seq <= cutoff:
-            continue
-        # A writer that cannot drain (client not reading) is cut off instead of buffering.
+        # Everything pending goes out under one deadline: a client that cannot drain (not
+        # reading) is cut off instead of the gateway buffering for it.
         try:
-            await asyncio.wait_for(ws.send_str(frames.frame(event)), timeout=send_timeout)
+            async with asyncio.timeout(send_timeout):
+                while client.pending:
+                    event = client.pending.popleft()
+                    if event.seq > cutoff:
+                        await ws.send_str(frames.frame(event))
         except (TimeoutError, ConnectionResetError):
             await _close(ws, CLOSE_TOO_SLOW, b"too slow")
             return
