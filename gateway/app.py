@@ -13,13 +13,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway import __version__
 from gateway.core.events import Bus
 from gateway.core.ports import SystemClock
-from gateway.discovery import Advertiser
 from gateway.services.config import ConfigService
 from gateway.services.orders import NoRadio, OrderService
 from gateway.services.tokens import TokenService
@@ -29,6 +29,9 @@ from gateway.store.writer import Writer
 from web.access_log import RedactingAccessLogger
 from web.context import Context, WsLimits
 from web.server import build_web_app
+
+if TYPE_CHECKING:  # zeroconf is imported only when mDNS is enabled (start time, memory)
+    from gateway.discovery import Advertiser
 
 log = logging.getLogger(__name__)
 USAGE_FLUSH_SECONDS = 30.0
@@ -198,6 +201,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
 
 
 async def _advertise(settings: Settings, gateway_id: str, stop: asyncio.Event) -> Advertiser | None:
+    from gateway.discovery import Advertiser
+
     try:
         advertiser = Advertiser(
             port=settings.port,

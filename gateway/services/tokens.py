@@ -49,11 +49,16 @@ class TokenService:
         self._by_digest: dict[bytes, TokenInfo] = {}
         self._window_until = 0.0  # monotonic
         self._window_opened = asyncio.Event()
-        self._dirty: set[int] = set()
+        self._digest_of: dict[int, bytes] = {}
+        self._usage: dict[int, tuple[float, str | None]] = {}  # id -> (last used, from where)
 
     async def load(self) -> None:
         for d, info in await self._writer.run(repo.load_active):
-            self._by_digest[d] = info
+            self._remember(d, info)
+
+    def _remember(self, d: bytes, info: TokenInfo) -> None:
+        self._by_digest[d] = info
+        self._digest_of[info.id] = d
 
     # -- the button window --------------------------------------------------------------
 
@@ -96,7 +101,7 @@ class TokenService:
         now = self._clock.now()
         info = await self._writer.run(
             lambda conn: repo.insert(conn, name, d, now, ip_address),
-            lambda info: self._by_digest.__setitem__(d, info),
+            lambda info: self._remember(d, info),
         )
         log.info("issued token %d (%s)", info.id, name)
         return Issued(info, secret)
@@ -104,39 +109,53 @@ class TokenService:
     def authenticate(self, secret: str, ip_address: str | None = None) -> TokenInfo:
         d = digest(secret)
         info = self._by_digest.get(d)
-        # The dict lookup already matched the digest; compare again in constant time so no
-        # code path ever branches on a byte-by-byte comparison of secret material.
-        if info is None or not hmac.compare_digest(d, digest(secret)):
+        if info is None:
             raise AuthFailed(Code.AUTH_INVALID)
-        updated = replace(info, last_used=self._clock.now(), ip_address=ip_address)
-        self._by_digest[d] = updated
-        self._dirty.add(info.id)
-        return updated
+        # The lookup matched on the digest of a 192-bit secret; comparing the digests again in
+        # constant time keeps any byte-by-byte comparison of secret material off every path.
+        if not hmac.compare_digest(d, self._digest_of[info.id]):
+            raise AuthFailed(Code.AUTH_INVALID)
+        self._usage[info.id] = (self._clock.now(), ip_address)
+        return info
 
     def list(self) -> list[TokenInfo]:
-        return sorted(self._by_digest.values(), key=lambda t: t.id)
+        return sorted((self._with_usage(t) for t in self._by_digest.values()), key=lambda t: t.id)
+
+    def _with_usage(self, info: TokenInfo) -> TokenInfo:
+        used = self._usage.get(info.id)
+        return info if used is None else replace(info, last_used=used[0], ip_address=used[1])
 
     async def revoke(self, token_id: int) -> TokenInfo:
-        found = [(d, t) for d, t in self._by_digest.items() if t.id == token_id]
-        if not found:
+        d = self._digest_of.get(token_id)
+        if d is None:
             raise NotFound(Code.TOKEN_NOT_FOUND)
-        d, info = found[0]
+        info = self._by_digest[d]
         now = self._clock.now()
-        await self._writer.run(
-            lambda conn: repo.revoke(conn, token_id, now),
-            lambda _: self._by_digest.pop(d, None),
-        )
+
+        def forget(_: None) -> None:
+            self._by_digest.pop(d, None)
+            self._digest_of.pop(token_id, None)
+            self._usage.pop(token_id, None)
+
+        await self._writer.run(lambda conn: repo.revoke(conn, token_id, now), forget)
         log.info("revoked token %d (%s)", info.id, info.name)
         return info
 
     async def flush_usage(self) -> None:
         """Persist last-used times in one write; per-request writes would cost an fsync each."""
-        if not self._dirty:
+        if not self._usage:
             return
-        ids, self._dirty = self._dirty, set()
-        rows = [(t.last_used, t.ip_address, t.id) for t in self._by_digest.values() if t.id in ids]
+        usage, self._usage = self._usage, {}
+        rows = [(when, ip, token_id) for token_id, (when, ip) in usage.items()]
 
         def job(conn: sqlite3.Connection) -> None:
             repo.touch(conn, rows)
 
-        await self._writer.run(job)
+        def fold_in(_: None) -> None:
+            # Stored: make them the tokens' own values, unless a newer use came in meanwhile.
+            for token_id, (when, ip) in usage.items():
+                d = self._digest_of.get(token_id)
+                if d is not None:
+                    self._by_digest[d] = replace(self._by_digest[d], last_used=when, ip_address=ip)
+
+        await self._writer.run(job, fold_in)

@@ -51,13 +51,16 @@ def _values(o: Order) -> tuple[Any, ...]:
     )
 
 
+COLUMN_NAMES = tuple(COLUMNS.split(", "))
+
+
 def order_to_json(o: Order) -> str:
-    return json.dumps(dict(zip(COLUMNS.split(", "), _values(o), strict=True)))
+    return json.dumps(dict(zip(COLUMN_NAMES, _values(o), strict=True)))
 
 
 def order_from_json(text: str) -> Order:
     data = json.loads(text)
-    return order_from_row(tuple(data[c] for c in COLUMNS.split(", ")))
+    return order_from_row(tuple(data[c] for c in COLUMN_NAMES))
 
 
 def active_by_name(conn: sqlite3.Connection, name: str) -> Order | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from gateway.core.models import TokenInfo
 
@@ -30,5 +31,5 @@ def revoke(conn: sqlite3.Connection, token_id: int, when: float) -> None:
     conn.execute("UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL", (when, token_id))
 
 
-def touch(conn: sqlite3.Connection, rows: list[tuple[float | None, str | None, int]]) -> None:
+def touch(conn: sqlite3.Connection, rows: Sequence[tuple[float, str | None, int]]) -> None:
     conn.executemany("UPDATE tokens SET last_used = ?, ip_address = ? WHERE id = ?", rows)

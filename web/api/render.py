@@ -14,13 +14,15 @@ def local_time(ts: float, tz: ZoneInfo) -> str:
 
 
 def order_dict(o: Order, tz: ZoneInfo, now: float, *, v1: bool = False) -> dict[str, Any]:
+    created = local_time(o.created, tz)
+    changed = created if o.state_changed == o.created else local_time(o.state_changed, tz)
     body: dict[str, Any] = {
         "uuid": o.uuid,
-        "created": local_time(o.created, tz),
+        "created": created,
         "orderType": o.order_type,
         "locationName": o.location,
         "state": o.state.value,
-        "stateStarted" if v1 else "stateChanged": local_time(o.state_changed, tz),
+        "stateStarted" if v1 else "stateChanged": changed,
         "name": o.name,
         "paged": o.paged,
         # Whole seconds since creation; a cleared order stops its clock when it is cleared.
