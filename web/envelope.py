@@ -7,11 +7,11 @@ client never sees an HTML error page or a bare 500.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.core.errors import Code, GatewayError
@@ -59,13 +59,12 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.STORAGE_FAILED: (503, -5, "Storage failed; nothing was written. Retry shortly."),
 }
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def reply(status: int, return_code: int, **payload: Any) -> web.Response:
     body = {"status": status, "returnCode": return_code, **payload}
     return web.Response(
-        body=_dumps(body).encode(), status=status, content_type="application/json"
+        body=orjson.dumps(body), status=status, content_type="application/json"
     )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
+
+import orjson
 
 from gateway.core.events import OrderEvent, OrderEventType
 from gateway.core.models import ClearReason, HistoryQuery, Order, OrderState
@@ -55,11 +56,11 @@ COLUMN_NAMES = tuple(COLUMNS.split(", "))
 
 
 def order_to_json(o: Order) -> str:
-    return json.dumps(dict(zip(COLUMN_NAMES, _values(o), strict=True)))
+    return orjson.dumps(dict(zip(COLUMN_NAMES, _values(o), strict=True))).decode()
 
 
 def order_from_json(text: str) -> Order:
-    data = json.loads(text)
+    data = orjson.loads(text)
     return order_from_row(tuple(data[c] for c in COLUMN_NAMES))
 
 

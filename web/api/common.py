@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import uuid
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.core.errors import AuthFailed, Code, ValidationFailed
@@ -29,10 +29,11 @@ async def read_json(request: web.Request, *, optional: bool = False) -> dict[str
             return {}
         raise ValidationFailed(Code.BAD_JSON, "Invalid JSON body: the body is empty.")
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        # RecursionError: deeply nested input must be a 400, never a 500.
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses nesting past 1024 levels itself (stdlib json would raise
+        # RecursionError, a 500 unless caught); the message names the cause.
+        reason = str(exc).split(":")[0]
         raise ValidationFailed(Code.BAD_JSON, f"Invalid JSON body: {reason}.") from None
     if not isinstance(data, dict):
         raise ValidationFailed(Code.BAD_JSON, "Invalid JSON body: expected an object.")

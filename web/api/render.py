@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,7 +11,14 @@ from gateway.core.models import Order
 
 
 def local_time(ts: float, tz: ZoneInfo) -> str:
-    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%dT%H:%M:%S")
+    return _local_second(int(ts // 1), tz)
+
+
+@lru_cache(maxsize=8192)
+def _local_second(second: int, tz: ZoneInfo) -> str:
+    # Timestamps have whole-second resolution and orders cluster in time: rendering each
+    # second once saves the time-zone arithmetic on nearly every response.
+    return datetime.fromtimestamp(second, tz).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def order_dict(o: Order, tz: ZoneInfo, now: float, *, v1: bool = False) -> dict[str, Any]:

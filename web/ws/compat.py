@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import OrderedDict, deque
 from typing import Any
 
+import orjson
 from aiohttp import WSMsgType, web
 
 from gateway.core.errors import AuthFailed, Code, GatewayError, ValidationFailed
@@ -26,7 +26,7 @@ from web.envelope import error_body, error_reply
 from web.ws.origin import origin_allowed
 
 log = logging.getLogger(__name__)
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = orjson.dumps
 CLOSE_TOO_SLOW = 4008
 CLOSE_AUTH = 4001
 REPLAY_PAGE = 1000
@@ -37,12 +37,12 @@ class FrameCache:
 
     def __init__(self, ctx: Context, size: int = 4096) -> None:
         self._ctx = ctx
-        self._frames: OrderedDict[tuple[int, str], str] = OrderedDict()
+        self._frames: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         self._size = size
         self._snapshot_key: tuple[int, int, str] | None = None
-        self._snapshot_text = ""
+        self._snapshot_text = b""
 
-    def frame(self, event: OrderEvent) -> str:
+    def frame(self, event: OrderEvent) -> bytes:
         ctx = self._ctx
         type_name = event.type.value
         if event.type is OrderEventType.NEW_ORDER:
@@ -60,7 +60,7 @@ class FrameCache:
         return text
 
 
-    def snapshot(self) -> str:
+    def snapshot(self) -> bytes:
         """The ACTIVE_ORDERS frame. Clients connecting in the same second at the same journal
         position share one rendering (a reconnect storm renders it once, not once per client):
         the book only changes with a published event, and elapsedTime only every second."""
@@ -111,8 +111,8 @@ async def _token_from(request: web.Request, ws: web.WebSocketResponse, ctx: Cont
     if msg.type is not WSMsgType.TEXT:
         raise AuthFailed(Code.AUTH_MALFORMED, "Expected an accesstoken frame.")
     try:
-        data = json.loads(msg.data)
-    except (ValueError, RecursionError):
+        data = orjson.loads(msg.data)
+    except orjson.JSONDecodeError:
         raise AuthFailed(Code.AUTH_MALFORMED, "Expected an accesstoken frame.") from None
     token = data.get("accesstoken") if isinstance(data, dict) else None
     if not isinstance(token, str) or not token:
@@ -150,7 +150,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             # Closed already (client left, frame too big, shutdown): nothing more to tell it.
             if not ws.closed:
                 with contextlib.suppress(ConnectionResetError):
-                    await ws.send_str(_dumps(error_body(exc.code, exc.detail)))
+                    await _send(ws, _dumps(error_body(exc.code, exc.detail)))
                 await _close(ws, CLOSE_AUTH if isinstance(exc, AuthFailed) else 1008, b"")
             return ws
         await _serve(ctx, request.app[FRAMES], ws, since)
@@ -159,7 +159,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _snapshot(ctx: Context, frames: FrameCache) -> tuple[str, int]:
+def _snapshot(ctx: Context, frames: FrameCache) -> tuple[bytes, int]:
     return frames.snapshot(), ctx.bus.last_seq
 
 
@@ -171,7 +171,7 @@ async def _serve(
     # describe the same instant, so nothing falls between them.
     unsubscribe = ctx.bus.subscribe(client.push)
     head = ctx.bus.last_seq
-    first: list[str] = []
+    first: list[bytes] = []
     cutoff = head
     if since is None or since > head:
         text, cutoff = _snapshot(ctx, frames)
@@ -179,7 +179,7 @@ async def _serve(
     reader = asyncio.create_task(_drain_incoming(ws), name="ws-reader")
     try:
         for text in first:
-            await asyncio.wait_for(ws.send_str(text), ctx.ws.send_timeout)
+            await asyncio.wait_for(_send(ws, text), ctx.ws.send_timeout)
         if since is not None and since <= head:
             # Replay in pages so a client far behind costs bounded memory.
             after = since
@@ -188,10 +188,10 @@ async def _serve(
                 missed = await ctx.orders.events_after(after, upto)
                 if missed is None:  # pruned from the journal: fall back to a fresh snapshot
                     text, cutoff = _snapshot(ctx, frames)
-                    await asyncio.wait_for(ws.send_str(text), ctx.ws.send_timeout)
+                    await asyncio.wait_for(_send(ws, text), ctx.ws.send_timeout)
                     break
                 for event in missed:
-                    await asyncio.wait_for(ws.send_str(frames.frame(event)), ctx.ws.send_timeout)
+                    await asyncio.wait_for(_send(ws, frames.frame(event)), ctx.ws.send_timeout)
                 after = upto
         await _pump(ws, client, frames, cutoff, reader, ctx.ws.send_timeout)
     except (TimeoutError, ConnectionResetError):
@@ -230,10 +230,15 @@ async def _pump(
                 while client.pending:
                     event = client.pending.popleft()
                     if event.seq > cutoff:
-                        await ws.send_str(frames.frame(event))
+                        await _send(ws, frames.frame(event))
         except (TimeoutError, ConnectionResetError):
             await _close(ws, CLOSE_TOO_SLOW, b"too slow")
             return
+
+
+async def _send(ws: web.WebSocketResponse, data: bytes) -> None:
+    # Frames are serialized once as UTF-8 bytes and sent as they are to every client.
+    await ws.send_frame(data, WSMsgType.TEXT)
 
 
 async def _drain_incoming(ws: web.WebSocketResponse) -> None:
