@@ -22,7 +22,9 @@ from gateway.core.events import Bus
 from gateway.core.ports import SystemClock
 from gateway.services.config import ConfigService
 from gateway.services.orders import NoRadio, OrderService
+from gateway.services.paging import PagingDriver
 from gateway.services.tokens import TokenService
+from gateway.services.trackers import RadioPolicy, TrackerService
 from gateway.settings import Settings
 from gateway.store.reader import Reader
 from gateway.store.writer import Writer
@@ -78,6 +80,8 @@ class Gateway:
     writer: Writer
     reader: Reader
     tokens: TokenService
+    trackers: TrackerService
+    paging: PagingDriver
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -89,7 +93,16 @@ async def build(settings: Settings) -> Gateway:
     reader = Reader(settings.db_path)
     await reader.open()
     bus, clock = Bus(), SystemClock()
-    orders = OrderService(writer, reader, bus, clock, NoRadio())
+    pager = NoRadio()
+    orders = OrderService(writer, reader, bus, clock, pager)
+    trackers = TrackerService(writer, bus, clock, orders, RadioPolicy(
+        debounce_readings=settings.debounce_readings,
+        debounce_seconds=settings.debounce_seconds,
+        offline_after=settings.tracker_offline_after,
+        battery_low=settings.battery_low_percent,
+        auto_clear_after=settings.auto_clear_after or None,
+    ))
+    paging = PagingDriver(bus, pager, duration_s=settings.page_duration)
     tokens = TokenService(writer, clock, settings.token_window_seconds)
     config = ConfigService(
         writer,
@@ -105,6 +118,7 @@ async def build(settings: Settings) -> Gateway:
     await orders.load()
     await tokens.load()
     await config.load()
+    await trackers.load()
     ctx = Context(
         orders=orders,
         tokens=tokens,
@@ -124,9 +138,10 @@ async def build(settings: Settings) -> Gateway:
             max_frame_bytes=settings.ws_max_frame_bytes,
         ),
         allowed_origins=frozenset(settings.allowed_origins),
+        trackers=trackers,
     )
     app = build_web_app(ctx, max_body_bytes=settings.max_body_bytes)
-    gw = Gateway(settings, app, ctx, writer, reader, tokens)
+    gw = Gateway(settings, app, ctx, writer, reader, tokens, trackers, paging)
     app.on_cleanup.append(lambda _app: _close_store(gw))
     if settings.demo:
         tokens.open_window()
@@ -148,6 +163,10 @@ async def _close_store(gw: Gateway) -> None:
     for task in gw.tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await gw.paging.close()
+    with contextlib.suppress(Exception):
+        await gw.trackers.drain()
+        await gw.trackers.flush()
     with contextlib.suppress(Exception):
         await gw.tokens.flush_usage()
     await gw.reader.close()
@@ -175,6 +194,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
         gw.tasks.append(asyncio.create_task(_flush_usage_forever(gw.tokens), name="token-usage"))
+        gw.tasks.append(asyncio.create_task(gw.trackers.run_health_forever(),
+                                            name="tracker-health"))
         log.info(
             "tablegate %s ready on http://%s:%d in %.0f ms%s",
             __version__,

@@ -51,6 +51,17 @@ class Settings(BaseSettings):
     mdns_enabled: bool = True
     mdns_interfaces: list[str] | None = None
     instance_name: str = Field("Tablegate", min_length=1, max_length=63)
+    # radio
+    bluetooth: bool = True  # scan with the local adapter (a missing one is reported, not fatal)
+    bluetooth_adapter: str | None = None  # e.g. "hci0"; None = BlueZ's default
+    pads: list[str] = []  # serial ports of starters/clearers, e.g. /dev/serial/by-id/usb-...
+    simulator: bool = False  # simulated trackers and pads (on with --demo)
+    debounce_readings: int = Field(3, ge=1, le=50)
+    debounce_seconds: float = Field(0.3, ge=0, le=30)
+    tracker_offline_after: float = Field(60.0, gt=0, le=86_400)
+    battery_low_percent: int = Field(20, ge=0, le=100)
+    auto_clear_after: float = Field(4 * 3600.0, ge=0, le=7 * 86_400)  # 0 = never
+    page_duration: int = Field(60, ge=1, le=255)
 
     @field_validator("timezone")
     @classmethod

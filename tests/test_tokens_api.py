@@ -143,7 +143,7 @@ async def test_auth_errors(client: Any, header: str | None, status: int, rc: int
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{ident}", "1").replace("{token_id}", "1")
+    return path.replace("{ident}", "1").replace("{token_id}", "1").replace("{number}", "1")
 
 
 @pytest.mark.parametrize(

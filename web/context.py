@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from gateway.core.events import Bus
+from gateway.core.models import Receiver
 from gateway.core.ports import Clock
 from gateway.services.config import ConfigService
 from gateway.services.orders import OrderService
 from gateway.services.tokens import TokenService
+from gateway.services.trackers import TrackerService
 
 
 @dataclass(slots=True)
@@ -39,6 +42,8 @@ class Context:
     allowed_origins: frozenset[str] = frozenset()
     stopping: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
+    trackers: TrackerService | None = None
+    receivers: Callable[[], list[Receiver]] = field(default=lambda: [])
 
 
 CTX = web.AppKey("tablegate_context", Context)

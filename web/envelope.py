@@ -36,6 +36,7 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.PAGING_UNAVAILABLE: (503, -13, "Paging unavailable: no radio can reach the tracker."),
     Code.PAGING_IMPOSSIBLE: (409, -14, "Paging impossible: no tracker is bound to this order."),
     Code.BAD_BOOLEAN: (400, -15, "Invalid boolean. Use true or false."),
+    Code.BAD_PAIRING_TIMEOUT: (400, -16, "Invalid timeout. Must be an integer from 0 to 254."),
     Code.UNKNOWN_SETTING: (400, -20, "Unknown setting."),
     Code.BAD_SETTING_VALUE: (400, -21, "Invalid setting value."),
     Code.BAD_TARGET_TIME: (400, -22, "Invalid target_time. Must be seconds from 1 to 86400."),
@@ -52,6 +53,8 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.TOKEN_TIMEOUT_RANGE: (400, -34, "Timeout out of range. Must be from 1 to 120 seconds."),
     # Codes below are not in the vendor's public documentation: our choice, see docs/api.md.
     Code.TOKEN_NOT_FOUND: (404, -35, "Token not found."),
+    Code.TRACKER_NOT_FOUND: (404, -36, "Tracker not found."),
+    Code.BAD_TRACKER: (400, -37, "Invalid tracker."),
     Code.NOT_FOUND: (404, -40, "Unknown path."),
     Code.METHOD_NOT_ALLOWED: (405, -41, "Method not allowed on this path."),
     Code.BODY_TOO_LARGE: (413, -42, "Request body too large."),

@@ -14,7 +14,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from web import schemas as sc
-from web.api import tokens
+from web import schemas_radio as sr
+from web.api import radio, tokens
 from web.api import trackertrack as tt
 from web.api.common import authenticate
 from web.ws import compat
@@ -106,9 +107,39 @@ def _tokens(base: str) -> list[Route]:
     ]
 
 
+def _radio(base: str) -> list[Route]:
+    tr, rp = f"{base}/trackers", f"{base}/repeaters"
+    one = f"{tr}/{{number}}"
+    return [
+        Route("GET", tr, radio.list_trackers, Auth.TOKEN, "The tracker inventory", "radio",
+              responses={200: sr.TrackerList}, errors=(503,)),
+        Route("POST", tr, radio.pair_tracker, Auth.TOKEN, "Pair a tracker by hand", "radio",
+              body=sr.PairRequest, responses={200: sr.TrackerChanged}, errors=(503,)),
+        Route("DELETE", tr, radio.clear_inventory, Auth.TOKEN, "Clear the tracker inventory",
+              "radio", responses={200: sr.InventoryCleared}, errors=(503,)),
+        Route("GET", one, radio.get_tracker, Auth.TOKEN, "One tracker", "radio",
+              responses={200: sr.TrackerDetail}, errors=(404, 503)),
+        Route("POST", f"{one}/rename", radio.rename_tracker, Auth.TOKEN,
+              "Give a tracker a new number", "radio", body=sr.RenameRequest,
+              responses={200: sr.TrackerChanged}, errors=(404, 503)),
+        Route("DELETE", one, radio.forget_tracker, Auth.TOKEN, "Forget a tracker", "radio",
+              responses={200: sc.Message}, errors=(404, 503)),
+        Route("GET", rp, radio.list_repeaters, Auth.TOKEN, "Radio receivers", "radio",
+              responses={200: sr.RepeaterList}, errors=(503,)),
+        Route("DELETE", rp, radio.clear_repeaters, Auth.TOKEN, "Forget remote repeaters",
+              "radio", responses={200: sc.Message}, errors=(503,)),
+        Route("POST", f"{rp}/beginPairing", radio.begin_pairing, Auth.TOKEN,
+              "Open the pairing window", "radio", body=sr.PairingRequest, body_required=False,
+              responses={200: sr.PairingStarted}, errors=(503,)),
+        Route("POST", f"{rp}/endPairing", radio.end_pairing, Auth.TOKEN,
+              "Close the pairing window", "radio", responses={200: sc.Message}, errors=(503,)),
+    ]
+
+
 ROUTES: list[Route] = [
     *_orders("/api/v2"),
     *_tokens("/api/v2"),
+    *_radio("/api/v2"),
     Route("POST", "/api/v2/register", tt.register, Auth.TOKEN, "Register a webhook client",
           "webhooks", body=sc.Register, responses={200: sc.ClientRegistered}, errors=(503,)),
     Route("GET", "/api/v2/websocket", compat.websocket, Auth.SOCKET, "Order feed (WebSocket)",

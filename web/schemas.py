@@ -460,7 +460,8 @@ OrderIdent = Annotated[
     ),
 ]
 TokenId = Annotated[int, Field(ge=0, le=999_999_999_999, description="The token's `id`.")]
-PATH_PARAMS: dict[str, Any] = {"ident": OrderIdent, "token_id": TokenId}
+TrackerNo = Annotated[int, Field(ge=1, le=65535, description="The number printed on the puck.")]
+PATH_PARAMS: dict[str, Any] = {"ident": OrderIdent, "token_id": TokenId, "number": TrackerNo}
 
 
 # -- what a route answers ----------------------------------------------------------------

@@ -41,6 +41,10 @@ class Code(Enum):
     BAD_LIMIT = "bad_limit"
     BAD_OFFSET = "bad_offset"
     BAD_DATE = "bad_date"
+    # radio
+    TRACKER_NOT_FOUND = "tracker_not_found"
+    BAD_TRACKER = "bad_tracker"
+    BAD_PAIRING_TIMEOUT = "bad_pairing_timeout"
     # webhook clients
     MISSING_HTTP_CLIENT = "missing_http_client"
     BAD_HTTP_CLIENT = "bad_http_client"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.core.models import Order
+from gateway.core.models import Order, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,31 @@ class OrderEvent:
     order: Order
 
 
-Listener = Callable[[OrderEvent], None]
+class TrackerEventType(StrEnum):
+    TRACKER_PAIRED = "TRACKER_PAIRED"
+    TRACKER_RENAMED = "TRACKER_RENAMED"
+    TRACKER_FORGOTTEN = "TRACKER_FORGOTTEN"
+    TRACKER_INVENTORY_CLEARED = "TRACKER_INVENTORY_CLEARED"
+    TRACKER_BATTERY_LOW = "TRACKER_BATTERY_LOW"
+    TRACKER_OFFLINE = "TRACKER_OFFLINE"
+    TRACKER_ONLINE = "TRACKER_ONLINE"
+    TRACKER_UNKNOWN = "TRACKER_UNKNOWN"
+    PAIRING_STARTED = "PAIRING_STARTED"
+    PAIRING_ENDED = "PAIRING_ENDED"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerEvent:
+    """A radio fact. Not journaled: it describes hardware now, not an order's history."""
+
+    type: TrackerEventType
+    ts: float
+    tracker: Tracker | None = None
+    detail: str = ""
+
+
+Event = OrderEvent | TrackerEvent
+Listener = Callable[[Event], None]
 
 
 class Bus:
@@ -52,10 +76,11 @@ class Bus:
     def listener_count(self) -> int:
         return len(self._listeners)
 
-    def publish(self, event: OrderEvent) -> None:
-        self.last_seq = event.seq
+    def publish(self, event: Event) -> None:
+        if isinstance(event, OrderEvent):
+            self.last_seq = event.seq
         for listener in tuple(self._listeners):
             try:
                 listener(event)
             except Exception:
-                log.exception("event listener %r failed on seq %d", listener, event.seq)
+                log.exception("event listener %r failed on %s", listener, event.type)

@@ -86,3 +86,40 @@ class HistoryQuery:
     created_before: float | None = None
     order_type: Sequence[str] | None = None
     location_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tracker:
+    """A paired tracker: the printed number and the Bluetooth address that carries it."""
+
+    number: int
+    address: str
+    paired_at: float
+    battery: int | None = None
+    last_seen: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerReading:
+    """One new reading from a tracker's advertisement, in the gateway's own terms."""
+
+    address: str
+    number: int
+    table: int
+    battery: int | None
+    on_charger: bool = False
+    on_starter: bool = False
+    moving: bool = False
+    button: bool = False
+    vibrating: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Receiver:
+    """A radio receiver the gateway listens through (adapter, pad, simulator)."""
+
+    id: str
+    kind: str
+    status: str
+    detail: str = ""
+    last_seen: float | None = None

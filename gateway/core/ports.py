@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+from gateway.core.models import Receiver
+
 
 class Clock(Protocol):
     def now(self) -> float:
@@ -18,10 +20,16 @@ class SystemClock:
 
 
 class Pager(Protocol):
-    """Makes a tracker vibrate. The radio issue supplies the real one."""
+    """Makes a tracker vibrate (a GATT write on the box, the simulator in demo mode)."""
 
     def available(self) -> bool: ...
 
-    def page(self, tracker: str, tracking: bool) -> None: ...
+    async def page(self, address: str, duration_s: int) -> None: ...
 
-    def cancel(self, tracker: str) -> None: ...
+    async def stop(self, address: str) -> None: ...
+
+
+class Receivers(Protocol):
+    """What the radio side can say about its receivers, for /api/v2/repeaters."""
+
+    def receivers(self) -> list[Receiver]: ...

@@ -58,6 +58,7 @@ class _Change:
     order: Order
     event: OrderEvent | None
     outcome: Outcome | None = None
+    before: tuple[_Change, ...] = ()  # changes committed with this one, applied first
 
 
 class NoRadio:
@@ -66,11 +67,11 @@ class NoRadio:
     def available(self) -> bool:
         return False
 
-    def page(self, tracker: str, tracking: bool) -> None:
-        raise AssertionError("NoRadio.page called")  # pragma: no cover - guarded by available()
+    async def page(self, address: str, duration_s: int) -> None:
+        raise Unavailable(Code.PAGING_UNAVAILABLE)
 
-    def cancel(self, tracker: str) -> None:
-        raise AssertionError("NoRadio.cancel called")  # pragma: no cover
+    async def stop(self, address: str) -> None:
+        return None
 
 
 class OrderService:
@@ -190,10 +191,8 @@ class OrderService:
             return _Change(order, repo.append_event(conn, OrderEventType.ORDER_PAGED, now, order))
 
         target = self.find(ref).uuid
+        # The tracker service sees ORDER_PAGED on the bus and drives the radio.
         change = await self._writer.run(job, self._apply)
-        tracker = change.order.tracker
-        if tracker and not tracker.startswith(DUMMY_TRACKER_PREFIX):
-            self._pager.page(tracker, tracking)
         return change.order
 
     async def cancel_paging(self, ref: OrderRef) -> Order | None:
@@ -217,12 +216,96 @@ class OrderService:
 
         target = self.find(ref).uuid
         change = await self._writer.run(job, apply)
-        if change is None:
-            return None
-        tracker = change.order.tracker
-        if tracker and not tracker.startswith(DUMMY_TRACKER_PREFIX) and self._pager.available():
-            self._pager.cancel(tracker)
-        return change.order
+        return None if change is None else change.order
+
+    # -- driven by the radio -------------------------------------------------------------
+
+    def bound_to(self, address: str) -> Order | None:
+        for order in self._by_uuid.values():
+            if order.tracker == address:
+                return order
+        return None
+
+    async def start_with_tracker(self, name: str, order_type: str, address: str) -> StartResult:
+        """A tracker was put on a starter: start its order, or bind it to the one the POS
+        already posted (whichever came first; the POS's order type is kept)."""
+
+        def job(conn: sqlite3.Connection) -> _Change:
+            now = self._clock.now()
+            stale = repo.active_by_tracker(conn, address)
+            existing = repo.active_by_name(conn, name)
+            changes: list[_Change] = []
+            if stale is not None and (existing is None or stale.uuid != existing.uuid):
+                # The same puck still bound to an order nobody cleared: it is back in service.
+                changes.append(self._clear_one(conn, stale, ClearReason.AUTOMATIC))
+            if existing is None:
+                order = Order(uuid=str(uuidlib.uuid4()), name=name, order_type=order_type,
+                              location="", state=OrderState.STARTED, created=now,
+                              state_changed=now, tracker=address)
+                repo.save(conn, order)
+                event = repo.append_event(conn, OrderEventType.NEW_ORDER, now, order)
+                return _Change(order, event, Outcome.CREATED, tuple(changes))
+            if existing.tracker == address:
+                return _Change(existing, None, Outcome.ALREADY_STARTED, tuple(changes))
+            order = existing.evolve(tracker=address)
+            repo.save(conn, order)
+            event = repo.append_event(conn, OrderEventType.ORDER_MODIFIED, now, order)
+            return _Change(order, event, Outcome.MODIFIED, tuple(changes))
+
+        change = await self._writer.run(job, self._apply)
+        assert change.outcome is not None
+        return StartResult(change.outcome, change.order)
+
+    async def locate_by_tracker(self, address: str, location: str) -> Order | None:
+        def job(conn: sqlite3.Connection) -> _Change | None:
+            existing = repo.active_by_tracker(conn, address)
+            if existing is None or (existing.location == location
+                                    and existing.state is OrderState.LOCATED):
+                return None
+            now = self._clock.now()
+            order = existing.evolve(
+                location=location,
+                state=OrderState.LOCATED,
+                state_changed=now if existing.state is not OrderState.LOCATED
+                else existing.state_changed,
+                located_at=existing.located_at or now,
+            )
+            return self._modified(conn, order, now)
+
+        change = await self._writer.run(job, self._apply_optional)
+        return None if change is None else change.order
+
+    async def clear_by_tracker(self, address: str, reason: ClearReason) -> Order | None:
+        def job(conn: sqlite3.Connection) -> _Change | None:
+            existing = repo.active_by_tracker(conn, address)
+            return None if existing is None else self._clear_one(conn, existing, reason)
+
+        change = await self._writer.run(job, self._apply_optional)
+        return None if change is None else change.order
+
+    async def picked_up(self, address: str) -> Order | None:
+        """The guest picked up a paged tracker: paging is over."""
+
+        def job(conn: sqlite3.Connection) -> _Change | None:
+            existing = repo.active_by_tracker(conn, address)
+            if existing is None or not (existing.paged or existing.tracking):
+                return None
+            return self._modified(conn, existing.evolve(paged=False, tracking=False),
+                                  self._clock.now())
+
+        change = await self._writer.run(job, self._apply_optional)
+        return None if change is None else change.order
+
+    async def clear_older_than(self, cutoff: float, reason: ClearReason) -> list[Order]:
+        def job(conn: sqlite3.Connection) -> list[_Change]:
+            return [self._clear_one(conn, o, reason)
+                    for o in repo.active_created_before(conn, cutoff)]
+
+        def apply(changes: list[_Change]) -> None:
+            for c in changes:
+                self._apply(c)
+
+        return [c.order for c in await self._writer.run(job, apply)]
 
     # -- history ---------------------------------------------------------------------
 
@@ -274,11 +357,22 @@ class OrderService:
         repo.save(conn, order)
         return _Change(order, repo.append_event(conn, OrderEventType.ORDER_CLEARED, now, order))
 
+    @staticmethod
+    def _modified(conn: sqlite3.Connection, order: Order, now: float) -> _Change:
+        repo.save(conn, order)
+        return _Change(order, repo.append_event(conn, OrderEventType.ORDER_MODIFIED, now, order))
+
     def _remember(self, order: Order) -> None:
         self._by_name[order.name] = order
         self._by_uuid[order.uuid] = order
 
+    def _apply_optional(self, change: _Change | None) -> None:
+        if change is not None:
+            self._apply(change)
+
     def _apply(self, change: _Change) -> None:
+        for earlier in change.before:
+            self._apply(earlier)
         order = change.order
         if order.active:
             self._remember(order)

@@ -55,6 +55,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_trackers",
+        """
+        CREATE TABLE trackers (
+            number INTEGER PRIMARY KEY,
+            address TEXT NOT NULL UNIQUE,
+            paired_at REAL NOT NULL,
+            battery INTEGER,
+            last_seen REAL
+        );
+        CREATE INDEX orders_active_tracker ON orders(tracker) WHERE state != 'cleared';
+        """,
+    ),
 ]
 
 

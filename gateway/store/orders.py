@@ -78,6 +78,20 @@ def active_by_uuid(conn: sqlite3.Connection, uuid: str) -> Order | None:
     return None if row is None else order_from_row(row)
 
 
+def active_by_tracker(conn: sqlite3.Connection, address: str) -> Order | None:
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM orders WHERE tracker = ? AND state != 'cleared'", (address,)
+    ).fetchone()
+    return None if row is None else order_from_row(row)
+
+
+def active_created_before(conn: sqlite3.Connection, cutoff: float) -> list[Order]:
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM orders WHERE state != 'cleared' AND created < ?", (cutoff,)
+    ).fetchall()
+    return [order_from_row(r) for r in rows]
+
+
 def all_active(conn: sqlite3.Connection) -> list[Order]:
     rows = conn.execute(
         f"SELECT {COLUMNS} FROM orders WHERE state != 'cleared' ORDER BY created"

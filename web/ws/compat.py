@@ -18,7 +18,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from gateway.core.errors import AuthFailed, Code, GatewayError, ValidationFailed
-from gateway.core.events import OrderEvent, OrderEventType
+from gateway.core.events import Event, OrderEvent, OrderEventType
 from web.api.common import bearer_secret
 from web.api.render import order_dict
 from web.context import CTX, Context
@@ -87,8 +87,9 @@ class _Client:
         self.wakeup = asyncio.Event()
         self.overflowed = False
 
-    def push(self, event: OrderEvent) -> None:
-        if self.overflowed:
+    def push(self, event: Event) -> None:
+        # The compatible feed carries order changes only; tracker facts go to the native feed.
+        if self.overflowed or not isinstance(event, OrderEvent):
             return
         if len(self.pending) >= self.limit:
             self.overflowed = True  # stop buffering: memory stays bounded whatever the client does
