@@ -19,7 +19,7 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.core.events import Bus
-from gateway.core.ports import SystemClock
+from gateway.core.ports import Pager, SystemClock
 from gateway.services.config import ConfigService
 from gateway.services.orders import NoRadio, OrderService
 from gateway.services.paging import PagingDriver
@@ -85,7 +85,7 @@ class Gateway:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-async def build(settings: Settings) -> Gateway:
+async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     started = time.time()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     writer = Writer(settings.db_path, synchronous=settings.synchronous)
@@ -93,7 +93,7 @@ async def build(settings: Settings) -> Gateway:
     reader = Reader(settings.db_path)
     await reader.open()
     bus, clock = Bus(), SystemClock()
-    pager = NoRadio()
+    pager = pager or NoRadio()
     orders = OrderService(writer, reader, bus, clock, pager)
     trackers = TrackerService(writer, bus, clock, orders, RadioPolicy(
         debounce_readings=settings.debounce_readings,
