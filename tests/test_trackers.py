@@ -283,3 +283,28 @@ async def test_repeaters_and_pairing_api(gw: Gateway, api: Any) -> None:
     assert (await resp.json())["timeout"] == 60
     resp = await api.delete("/api/v2/repeaters", headers=h)
     assert (await resp.json())["returnCode"] == 1006
+
+
+async def test_native_feed_carries_orders_and_tracker_facts(gw: Gateway, api: Any) -> None:
+    ws = await api.ws_connect("/api/ws", headers=api.auth_headers)
+    first = await asyncio.wait_for(ws.receive_json(), 5)
+    assert (first["type"], first["orders"], first["trackers"]) == ("SNAPSHOT", [], [])
+    await gw.trackers.pair(66, A66)
+    gw.trackers.on_pad("p", "STARTER_TO_GO", 66, A66)
+    await gw.trackers.drain()
+    gw.trackers.on_reading(reading(A66, 66, battery=5))
+    frames = [await asyncio.wait_for(ws.receive_json(), 5) for _ in range(3)]
+    assert [f["type"] for f in frames] == ["TRACKER_PAIRED", "NEW_ORDER", "TRACKER_BATTERY_LOW"]
+    assert frames[0]["tracker"]["number"] == 66
+    assert frames[1]["order"]["tracker"] == A66 and frames[1]["seq"] == 1
+    assert frames[2]["detail"] == "5 %"
+    await ws.close()
+    # The compatible feed never shows tracker facts.
+    compat = await api.ws_connect("/api/v2/websocket", headers=api.auth_headers)
+    assert (await asyncio.wait_for(compat.receive_json(), 5))["type"] == "ACTIVE_ORDERS"
+    gw.trackers.on_reading(reading(A66, 66, battery=50))
+    gw.trackers.on_reading(reading(A66, 66, battery=4))
+    gw.trackers.on_pad("p", "CLEARER", 66, A66)
+    await gw.trackers.drain()
+    assert (await asyncio.wait_for(compat.receive_json(), 5))["type"] == "ORDER_CLEARED"
+    await compat.close()

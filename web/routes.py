@@ -18,7 +18,7 @@ from web import schemas_radio as sr
 from web.api import radio, tokens
 from web.api import trackertrack as tt
 from web.api.common import authenticate
-from web.ws import compat
+from web.ws import compat, native
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -144,6 +144,9 @@ ROUTES: list[Route] = [
           "webhooks", body=sc.Register, responses={200: sc.ClientRegistered}, errors=(503,)),
     Route("GET", "/api/v2/websocket", compat.websocket, Auth.SOCKET, "Order feed (WebSocket)",
           "feed", query=sc.FeedQuery, responses={101: None}, errors=(400, 403)),
+    Route("GET", "/api/ws", native.websocket, Auth.SOCKET,
+          "Native feed: canonical orders and TRACKER_* events (WebSocket)", "feed",
+          query=sc.FeedQuery, responses={101: None}, errors=(400, 403)),
     *_orders("/api/v1"),
     *_tokens("/api/v1"),
     Route("GET", "/api/v1/register", tt.register, Auth.TOKEN, "Register a webhook client (v1)",

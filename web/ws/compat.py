@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -81,15 +82,16 @@ CLIENTS = web.AppKey("ws_clients", set)
 
 
 class _Client:
-    def __init__(self, limit: int) -> None:
-        self.pending: deque[OrderEvent] = deque()
+    def __init__(self, limit: int, orders_only: bool = True) -> None:
+        self.pending: deque[Event] = deque()
         self.limit = limit
         self.wakeup = asyncio.Event()
         self.overflowed = False
+        self.orders_only = orders_only
 
     def push(self, event: Event) -> None:
         # The compatible feed carries order changes only; tracker facts go to the native feed.
-        if self.overflowed or not isinstance(event, OrderEvent):
+        if self.overflowed or (self.orders_only and not isinstance(event, OrderEvent)):
             return
         if len(self.pending) >= self.limit:
             self.overflowed = True  # stop buffering: memory stays bounded whatever the client does
@@ -131,7 +133,11 @@ def _since(request: web.Request) -> int | None:
     return int(raw)
 
 
-async def websocket(request: web.Request) -> web.StreamResponse:
+Session = Callable[[Context, web.WebSocketResponse, int | None], Awaitable[None]]
+
+
+async def open_feed(request: web.Request, session: Session) -> web.StreamResponse:
+    """Origin check, upgrade, authentication (three styles), then `session`."""
     ctx = request.app[CTX]
     if not origin_allowed(request, ctx.allowed_origins):
         return error_reply(Code.FORBIDDEN_ORIGIN)
@@ -154,10 +160,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
                     await _send(ws, _dumps(error_body(exc.code, exc.detail)))
                 await _close(ws, CLOSE_AUTH if isinstance(exc, AuthFailed) else 1008, b"")
             return ws
-        await _serve(ctx, request.app[FRAMES], ws, since)
+        await session(ctx, ws, since)
     finally:
         clients.discard(ws)
     return ws
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    frames = request.app[FRAMES]
+    return await open_feed(request, lambda ctx, ws, since: _serve(ctx, frames, ws, since))
 
 
 def _snapshot(ctx: Context, frames: FrameCache) -> tuple[bytes, int]:
@@ -194,7 +205,8 @@ async def _serve(
                 for event in missed:
                     await asyncio.wait_for(_send(ws, frames.frame(event)), ctx.ws.send_timeout)
                 after = upto
-        await _pump(ws, client, frames, cutoff, reader, ctx.ws.send_timeout)
+        await _pump(ws, client, lambda e: _order_frame(frames, e, cutoff), reader,
+                    ctx.ws.send_timeout)
     except (TimeoutError, ConnectionResetError):
         await _close(ws, CLOSE_TOO_SLOW, b"too slow: reconnect with since=<last seq>")
     finally:
@@ -204,11 +216,16 @@ async def _serve(
             await reader
 
 
+def _order_frame(frames: FrameCache, event: Event, cutoff: int) -> bytes | None:
+    if not isinstance(event, OrderEvent) or event.seq <= cutoff:
+        return None
+    return frames.frame(event)
+
+
 async def _pump(
     ws: web.WebSocketResponse,
     client: _Client,
-    frames: FrameCache,
-    cutoff: int,
+    render: Callable[[Event], bytes | None],
     reader: asyncio.Task[None],
     send_timeout: float,
 ) -> None:
@@ -229,9 +246,9 @@ async def _pump(
         try:
             async with asyncio.timeout(send_timeout):
                 while client.pending:
-                    event = client.pending.popleft()
-                    if event.seq > cutoff:
-                        await _send(ws, frames.frame(event))
+                    frame = render(client.pending.popleft())
+                    if frame is not None:
+                        await _send(ws, frame)
         except (TimeoutError, ConnectionResetError):
             await _close(ws, CLOSE_TOO_SLOW, b"too slow")
             return

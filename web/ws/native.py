@@ -1,0 +1,73 @@
+"""`/api/ws`: Tablegate's own feed. Orders in their full canonical form (with tracker binding,
+clear reason, time-to-sit, delivery time) and the radio's TRACKER_* facts.
+
+It always starts with a SNAPSHOT (orders and trackers), then one frame per event; order frames
+carry the journal `seq`. Clients that need exact resumption of order changes use the compatible
+feed's `since`; tracker facts describe the present and are not replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.core.events import Event, OrderEvent
+from web.api.radio import tracker_dict
+from web.api.render import history_dict, local_time
+from web.context import Context
+from web.ws.compat import CLOSE_TOO_SLOW, _Client, _close, _drain_incoming, _pump, _send, open_feed
+
+
+def _order_body(ctx: Context, event: OrderEvent) -> dict[str, Any]:
+    order = history_dict(event.order, ctx.config.tz, event.ts)
+    order["tracker"] = event.order.tracker
+    return {"type": event.type.value, "seq": event.seq, "order": order}
+
+
+def render(ctx: Context, event: Event) -> bytes:
+    if isinstance(event, OrderEvent):
+        return orjson.dumps(_order_body(ctx, event))
+    tracker = None
+    if event.tracker is not None and ctx.trackers is not None:
+        tracker = tracker_dict(ctx, ctx.trackers, event.tracker)
+    return orjson.dumps({"type": event.type.value, "ts": local_time(event.ts, ctx.config.tz),
+                         "tracker": tracker, "detail": event.detail})
+
+
+def snapshot(ctx: Context) -> bytes:
+    now, tz = ctx.clock.now(), ctx.config.tz
+    orders = []
+    for o in ctx.orders.active():
+        body = history_dict(o, tz, now)
+        body["tracker"] = o.tracker
+        orders.append(body)
+    trackers = ([] if ctx.trackers is None
+                else [tracker_dict(ctx, ctx.trackers, t) for t in ctx.trackers.list()])
+    return orjson.dumps({"type": "SNAPSHOT", "seq": ctx.bus.last_seq, "orders": orders,
+                         "trackers": trackers})
+
+
+async def _serve(ctx: Context, ws: web.WebSocketResponse, since: int | None) -> None:
+    client = _Client(ctx.ws.queue_size, orders_only=False)
+    # Subscribe and snapshot in one synchronous step, as on the compatible feed.
+    unsubscribe = ctx.bus.subscribe(client.push)
+    first = snapshot(ctx)
+    reader = asyncio.create_task(_drain_incoming(ws), name="native-ws-reader")
+    try:
+        await asyncio.wait_for(_send(ws, first), ctx.ws.send_timeout)
+        await _pump(ws, client, lambda e: render(ctx, e), reader, ctx.ws.send_timeout)
+    except (TimeoutError, ConnectionResetError):
+        await _close(ws, CLOSE_TOO_SLOW, b"too slow")
+    finally:
+        unsubscribe()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    return await open_feed(request, _serve)
