@@ -11,6 +11,7 @@ import secrets
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +20,9 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.core.events import Bus
+from gateway.core.models import Receiver, TrackerReading
 from gateway.core.ports import Pager, SystemClock
+from gateway.demo import DemoKitchen
 from gateway.services.config import ConfigService
 from gateway.services.orders import NoRadio, OrderService
 from gateway.services.paging import PagingDriver
@@ -28,6 +31,12 @@ from gateway.services.trackers import RadioPolicy, TrackerService
 from gateway.settings import Settings
 from gateway.store.reader import Reader
 from gateway.store.writer import Writer
+from radio.advert import Flags, TrackerAdvert
+from radio.line import PadMessage, PairingMode, TrackerPresent
+from radio.pager import GattPager
+from radio.scanner import NoAdapterError, TrackerScanner
+from radio.serial_link import PadLink
+from radio.simulator import Simulator
 from web.access_log import RedactingAccessLogger
 from web.context import Context, WsLimits
 from web.server import build_web_app
@@ -82,6 +91,7 @@ class Gateway:
     tokens: TokenService
     trackers: TrackerService
     paging: PagingDriver
+    pager: Pager
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -93,7 +103,7 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     reader = Reader(settings.db_path)
     await reader.open()
     bus, clock = Bus(), SystemClock()
-    pager = pager or NoRadio()
+    pager = pager or RadioPager()
     orders = OrderService(writer, reader, bus, clock, pager)
     trackers = TrackerService(writer, bus, clock, orders, RadioPolicy(
         debounce_readings=settings.debounce_readings,
@@ -141,7 +151,7 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
         trackers=trackers,
     )
     app = build_web_app(ctx, max_body_bytes=settings.max_body_bytes)
-    gw = Gateway(settings, app, ctx, writer, reader, tokens, trackers, paging)
+    gw = Gateway(settings, app, ctx, writer, reader, tokens, trackers, paging, pager)
     app.on_cleanup.append(lambda _app: _close_store(gw))
     if settings.demo:
         tokens.open_window()
@@ -173,6 +183,122 @@ async def _close_store(gw: Gateway) -> None:
     await gw.writer.close()
 
 
+class RadioPager:
+    """The pager the services see; the radio plugs the real one in once it has started."""
+
+    def __init__(self) -> None:
+        self.delegate: Pager = NoRadio()
+
+    def available(self) -> bool:
+        return self.delegate.available()
+
+    async def page(self, address: str, duration_s: int) -> None:
+        await self.delegate.page(address, duration_s)
+
+    async def stop(self, address: str) -> None:
+        await self.delegate.stop(address)
+
+
+class SimulatorPager:
+    """Demo mode: a page makes the simulated tracker vibrate."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self._simulator = simulator
+
+    def available(self) -> bool:
+        return True
+
+    async def page(self, address: str, duration_s: int) -> None:
+        self._simulator.page(address, duration_s)
+
+    async def stop(self, address: str) -> None:
+        self._simulator.stop_paging(address)
+
+
+@dataclass
+class Radio:
+    scanner: TrackerScanner
+    links: list[PadLink] = field(default_factory=list)
+    simulator: Simulator | None = None
+
+    def receivers(self) -> list[Receiver]:
+        found = [Receiver("bluetooth", "local-adapter", self.scanner.status,
+                          f"{self.scanner.stats.decoded} adverts decoded")]
+        if self.simulator is not None:
+            found.append(Receiver("simulator", "simulator", "running",
+                                  f"{len(self.simulator.trackers)} simulated trackers"))
+        wall = time.time() - time.monotonic()
+        for link in self.links:
+            role = link.role.value if link.role else "unknown role"
+            heard = None if link.last_heard is None else wall + link.last_heard
+            found.append(Receiver(link.port, "pad", link.state.value.lower(), role, heard))
+        return found
+
+    async def stop(self) -> None:
+        for link in self.links:
+            await link.stop()
+        if self.simulator is not None:
+            await self.simulator.stop()
+        await self.scanner.stop()
+
+
+def _reading(trackers: TrackerService) -> Callable[[str, TrackerAdvert, int | None], None]:
+    def on_advert(address: str, advert: TrackerAdvert, rssi: int | None) -> None:
+        f = advert.flags
+        trackers.on_reading(TrackerReading(
+            address=address, number=advert.tracker, table=advert.table, battery=advert.battery,
+            on_charger=Flags.ON_CHARGER in f, on_starter=Flags.ON_STARTER in f,
+            moving=Flags.MOVING in f, button=Flags.BUTTON in f, vibrating=Flags.VIBRATING in f,
+        ))
+
+    return on_advert
+
+
+def _pad_message(trackers: TrackerService) -> Callable[[PadLink, PadMessage], None]:
+    def on_message(link: PadLink, message: PadMessage) -> None:
+        if isinstance(message, TrackerPresent):
+            role = link.role.value if link.role else ""
+            trackers.on_pad(link.port, role, message.tracker, message.address)
+        elif isinstance(message, PairingMode):
+            trackers.set_pad_pairing(link.port, message.on)
+
+    return on_message
+
+
+async def start_radio(settings: Settings, gw: Gateway) -> Radio:
+    # Repeats pass through: they are what confirms a steady table (debouncing).
+    scanner = TrackerScanner(_reading(gw.trackers), adapter=settings.bluetooth_adapter,
+                             repeat_filter=False)
+    radio = Radio(scanner)
+    simulate = settings.simulator or settings.demo
+    if settings.bluetooth and not simulate:
+        try:
+            await scanner.start()
+            if isinstance(gw.pager, RadioPager):
+                gw.pager.delegate = GattPager(scanner.device, is_available=scanner.is_running)
+        except NoAdapterError as exc:
+            log.warning("no Bluetooth: %s; trackers are not heard until an adapter appears", exc)
+    ports = list(settings.pads)
+    if simulate:
+        radio.simulator = Simulator(scanner.on_advertisement, order_interval=6.0, speed=2.0)
+        await radio.simulator.start()
+        if isinstance(gw.pager, RadioPager):
+            gw.pager.delegate = SimulatorPager(radio.simulator)
+        ports += [pad.path for pad in radio.simulator.pads.values()]
+        if not gw.trackers.list():  # a demo restaurant comes with its trackers paired
+            for t in radio.simulator.trackers:
+                await gw.trackers.pair(t.number, t.address)
+        log.info("demo: simulating %d trackers, %d pads; orders start every few seconds",
+                 len(radio.simulator.trackers), len(radio.simulator.pads))
+    on_message = _pad_message(gw.trackers)
+    for port in ports:
+        link = PadLink(port, on_message)
+        await link.start()
+        radio.links.append(link)
+    gw.ctx.receivers = radio.receivers
+    return radio
+
+
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Start in the order of ARCHITECTURE.md §7, run until SIGTERM/SIGINT, stop in reverse."""
     t0 = time.monotonic()
@@ -182,6 +308,16 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     gw = await build(settings)
+    radio = await start_radio(settings, gw)
+    kitchen = DemoKitchen(gw.ctx.bus, gw.ctx.orders) if settings.demo else None
+
+    async def stop_radio(_: web.Application) -> None:
+        # After the feeds closed, before the store closes (ARCHITECTURE.md §7).
+        if kitchen is not None:
+            await kitchen.close()
+        await radio.stop()
+
+    gw.app.on_shutdown.append(stop_radio)
     runner = web.AppRunner(
         gw.app,
         handle_signals=False,

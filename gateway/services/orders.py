@@ -85,6 +85,7 @@ class OrderService:
         self._pager = pager
         self._by_name: dict[str, Order] = {}
         self._by_uuid: dict[str, Order] = {}
+        self._by_tracker: dict[str, Order] = {}
 
     async def load(self) -> None:
         """Rebuild the book from SQLite (the source of truth) at start."""
@@ -221,10 +222,7 @@ class OrderService:
     # -- driven by the radio -------------------------------------------------------------
 
     def bound_to(self, address: str) -> Order | None:
-        for order in self._by_uuid.values():
-            if order.tracker == address:
-                return order
-        return None
+        return self._by_tracker.get(address)
 
     async def start_with_tracker(self, name: str, order_type: str, address: str) -> StartResult:
         """A tracker was put on a starter: start its order, or bind it to the one the POS
@@ -363,8 +361,13 @@ class OrderService:
         return _Change(order, repo.append_event(conn, OrderEventType.ORDER_MODIFIED, now, order))
 
     def _remember(self, order: Order) -> None:
+        previous = self._by_uuid.get(order.uuid)
+        if previous is not None and previous.tracker and previous.tracker != order.tracker:
+            self._by_tracker.pop(previous.tracker, None)
         self._by_name[order.name] = order
         self._by_uuid[order.uuid] = order
+        if order.tracker:
+            self._by_tracker[order.tracker] = order
 
     def _apply_optional(self, change: _Change | None) -> None:
         if change is not None:
@@ -380,5 +383,8 @@ class OrderService:
             self._by_uuid.pop(order.uuid, None)
             if (current := self._by_name.get(order.name)) and current.uuid == order.uuid:
                 del self._by_name[order.name]
+            if order.tracker and (bound := self._by_tracker.get(order.tracker)) \
+                    and bound.uuid == order.uuid:
+                del self._by_tracker[order.tracker]
         if change.event is not None:
             self._bus.publish(change.event)

@@ -29,7 +29,9 @@ DINE_IN, TO_GO = "ON_PREMISES", "TO_GO"
 
 @dataclass(frozen=True, slots=True)
 class RadioPolicy:
-    debounce_readings: int = 3  # agreeing readings before a table counts
+    # Adverts (repeats included: a beacon repeats a steady reading) that must agree on a table,
+    # over at least debounce_seconds, before it counts.
+    debounce_readings: int = 3
     debounce_seconds: float = 0.3  # ... spread over at least this long
     offline_after: float = 60.0
     battery_low: int = 20
@@ -161,7 +163,7 @@ class TrackerService:
     # -- the radio's entry points -----------------------------------------------------------
 
     def on_reading(self, reading: TrackerReading) -> None:
-        """A new advertisement reading (repeats already dropped by the scanner)."""
+        """Every advertisement, repeats included: a steady table is confirmed by its repeats."""
         tracker = self._by_address.get(reading.address)
         if tracker is None:
             self._reject("unknown tracker", reading.address)
@@ -175,7 +177,9 @@ class TrackerService:
         self._battery(tracker, live, reading.battery)
         self._dirty.add(tracker.number)
         if reading.vibrating and (reading.button or reading.moving):
-            self._spawn(self._orders.picked_up(reading.address))
+            bound = self._orders.bound_to(reading.address)
+            if bound is not None and (bound.paged or bound.tracking):
+                self._spawn(self._orders.picked_up(reading.address))
         if reading.on_charger or reading.table == 0:
             live.candidate, live.candidate_count = 0, 0
             return
