@@ -2,7 +2,7 @@
 # Installs the Debian packages the test lanes (and, with "bench", the benchmarks) talk to.
 # Tests that need a missing peer skip with the reason, so a machine without root still runs the rest.
 set -u
-want=(avahi-daemon avahi-utils dbus iproute2 fuse libfuse2 curl)
+want=(avahi-daemon avahi-utils dbus iproute2 fuse libfuse2 curl libdbus-1-dev libglib2.0-dev pkg-config)
 [ "${1:-}" = bench ] && want+=(wrk)
 missing=()
 for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
