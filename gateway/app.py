@@ -280,7 +280,8 @@ async def start_radio(settings: Settings, gw: Gateway) -> Radio:
             log.warning("no Bluetooth: %s; trackers are not heard until an adapter appears", exc)
     ports = list(settings.pads)
     if simulate:
-        radio.simulator = Simulator(scanner.on_advertisement, order_interval=6.0, speed=2.0)
+        radio.simulator = Simulator(scanner.on_advertisement, order_interval=6.0,
+                                    speed=settings.simulator_speed, seed=settings.simulator_seed)
         await radio.simulator.start()
         if isinstance(gw.pager, RadioPager):
             gw.pager.delegate = SimulatorPager(radio.simulator)

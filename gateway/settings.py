@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     bluetooth_adapter: str | None = None  # e.g. "hci0"; None = BlueZ's default
     pads: list[str] = []  # serial ports of starters/clearers, e.g. /dev/serial/by-id/usb-...
     simulator: bool = False  # simulated trackers and pads (on with --demo)
+    simulator_speed: float = Field(2.0, gt=0, le=100)  # how fast the simulated stories run
+    simulator_seed: int | None = None
     debounce_readings: int = Field(3, ge=1, le=50)
     debounce_seconds: float = Field(0.3, ge=0, le=30)
     tracker_offline_after: float = Field(60.0, gt=0, le=86_400)
