@@ -75,6 +75,8 @@ def encode(advert: TrackerAdvert) -> bytes:
     """What a tracker (or the simulator) sends; the inverse of `decode`."""
     if not 1 <= advert.tracker <= 0xFFFF or not 0 <= advert.table <= 0xFFFF:
         raise AdvertError("tracker must be 1..65535 and table 0..65535")
+    if int(advert.flags) & ~int(KNOWN_FLAGS):
+        raise AdvertError(f"reserved flag bits set: 0x{int(advert.flags):02x}")
     battery = BATTERY_UNKNOWN if advert.battery is None else advert.battery
     if not 0 <= battery <= 100 and battery != BATTERY_UNKNOWN:
         raise AdvertError("battery must be 0..100 or unknown")

@@ -88,6 +88,8 @@ def parse(line: bytes) -> PadMessage:
     body, star, given = text.rpartition("*")
     if not star:
         raise LineError("no checksum")
+    if "*" in body:
+        raise LineError("'*' inside the body")
     if not _FIELD.fullmatch(body):
         raise LineError("control characters in line")
     if given.upper() != checksum(body) or len(given) != 2:

@@ -90,6 +90,7 @@ _CAUSES: tuple[tuple[str, str], ...] = (
     ("line of ", "too_long"),
     ("not ASCII", "not_ascii"),
     ("no checksum", "no_checksum"),
+    ("'*' inside", "star_in_body"),
     ("control characters", "control_chars"),
     ("checksum mismatch", "checksum"),
     ("unknown role", "unknown_role"),
