@@ -60,3 +60,20 @@ async def test_demo_pairs_the_simulated_trackers(tmp_path: Any) -> None:
         await radio.stop()
         await gw.writer.close()
         await gw.reader.close()
+
+
+async def test_an_adapter_that_appears_later_is_picked_up() -> None:
+    from gateway.app import _wait_for_adapter
+    from radio.scanner import NoAdapterError
+
+    class LateAdapter:
+        attempts = 0
+
+        async def start(self) -> None:
+            self.attempts += 1
+            if self.attempts < 3:
+                raise NoAdapterError("not yet")
+
+    scanner = LateAdapter()
+    await asyncio.wait_for(_wait_for_adapter(scanner, first=0.01), 5)  # type: ignore[arg-type]
+    assert scanner.attempts == 3

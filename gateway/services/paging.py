@@ -23,6 +23,7 @@ class PagingDriver:
         self._retry_after = retry_after
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._stops: set[asyncio.Task[None]] = set()
+        self._failing: set[str] = set()
         self.failures = 0
         self._unsubscribe = bus.subscribe(self._on_event)
 
@@ -48,9 +49,12 @@ class PagingDriver:
                 await self._pager.page(address, self._duration)
             except Exception as exc:  # radio trouble: keep trying while the order is paged
                 self.failures += 1
-                log.warning("paging %s failed: %s", address, exc)
+                if address not in self._failing:  # once per episode, not every retry
+                    self._failing.add(address)
+                    log.warning("paging %s failed: %s (retrying while it is paged)", address, exc)
                 await asyncio.sleep(self._retry_after)
                 continue
+            self._failing.discard(address)
             if not tracking:
                 return
             await asyncio.sleep(self._duration)
