@@ -35,34 +35,17 @@ import random
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
+from tests.order_load import CLIENTS, ORDERS, Round, load_until_down
 from tests.support import GatewayProcess, free_port, http
 
 ITERATIONS = int(os.environ.get("CRASH_ITERATIONS", "20"))
-CLIENTS = 50
 KILL_AFTER = (0.050, 0.600)  # seconds into the load
-REQUEST_TIMEOUT = 3.0
 ITERATION_BUDGET = 8.0  # hard guard per round; a healthy round takes ~1-1.5 s
-ORDERS = "/api/v2/activeorders"
-
-
-@dataclass
-class Round:
-    """What the clients saw in one load phase."""
-
-    sent: set[str] = field(default_factory=set)
-    acked: set[str] = field(default_factory=set)  # 201 received in full
-    unknown: set[str] = field(default_factory=set)  # sent, no (complete) response
-    refused: set[str] = field(default_factory=set)  # connect() failed: never reached the server
-    unexpected: list[tuple[str, int, Any]] = field(default_factory=list)
-    killed_at: float = 0.0  # seconds into the load when SIGKILL was sent
 
 
 @dataclass
@@ -79,60 +62,6 @@ class Totals:
 
 
 # -- load phase ------------------------------------------------------------------------------
-
-
-async def _load_and_kill(gw: GatewayProcess, token: str, names: Iterator[int],
-                         kill_after: float) -> Round:
-    r = Round()
-    stop = asyncio.Event()
-    url = f"{gw.url}{ORDERS}"
-    headers = {"Authorization": f"Bearer {token}"}
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-    connector = aiohttp.TCPConnector(limit=CLIENTS)
-
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-
-        async def client() -> None:
-            while not stop.is_set():
-                name = str(next(names))
-                r.sent.add(name)
-                try:
-                    async with session.post(
-                        url, json={"name": name, "orderType": "TO_GO"}, headers=headers
-                    ) as resp:
-                        status = resp.status
-                        body = await resp.json()
-                except aiohttp.ClientConnectorError:
-                    r.refused.add(name)  # no connection, so no byte of the request was sent
-                    continue
-                except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
-                    r.unknown.add(name)
-                    continue
-                activeorder = body.get("activeorder") or {}
-                if status == 201 and body.get("returnCode") == 5 and activeorder.get(
-                    "name"
-                ) == name:
-                    r.acked.add(name)
-                else:
-                    r.unexpected.append((name, status, body))
-
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        tasks = [asyncio.create_task(client()) for _ in range(CLIENTS)]
-        try:
-            await asyncio.sleep(kill_after)
-            assert gw.proc is not None
-            gw.proc.send_signal(signal.SIGKILL)
-            r.killed_at = loop.time() - t0
-            stop.set()
-            await asyncio.to_thread(gw.proc.wait, 10)
-            await asyncio.wait_for(asyncio.gather(*tasks), REQUEST_TIMEOUT + 2)
-        finally:
-            stop.set()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-    return r
 
 
 # -- checks after a restart ------------------------------------------------------------------
@@ -272,7 +201,7 @@ def test_crash_loop_loses_no_acknowledged_order(tmp_path: Path) -> None:
             if i == ITERATIONS:
                 break  # the final restart only verifies
 
-            last = asyncio.run(_load_and_kill(gw, token, names, rng.uniform(*KILL_AFTER)))
+            last = asyncio.run(load_until_down(gw, token, names, rng.uniform(*KILL_AFTER)))
             assert not last.unexpected, f"unexpected answers: {last.unexpected[:5]}"
             totals.sent |= last.sent
             totals.acked |= last.acked
@@ -284,7 +213,7 @@ def test_crash_loop_loses_no_acknowledged_order(tmp_path: Path) -> None:
             took = time.monotonic() - t_round
             print(
                 f"round {i + 1:3d}: ready {ready:.2f}s, checks {verified:.2f}s,"
-                f" kill at {last.killed_at * 1000:4.0f} ms,"
+                f" kill at {last.stopped_at * 1000:4.0f} ms,"
                 f" sent {len(last.sent):4d}, acknowledged {len(last.acked):4d},"
                 f" unknown {len(last.unknown):3d}, refused {len(last.refused):3d},"
                 f" round {took:.2f}s"

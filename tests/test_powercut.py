@@ -44,24 +44,19 @@ import shutil
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
+from tests.order_load import ORDERS, load_until_down
 from tests.powercut.mount import LossyMount, MountError, fuse_unavailable
 from tests.support import GatewayProcess, free_port, http
 
 CUTS = int(os.environ.get("POWERCUT_CUTS", "40"))
 CONTROL_CUTS = int(os.environ.get("POWERCUT_CONTROL_CUTS", "3"))
-CLIENTS = 50
 CUT_AFTER = (0.050, 0.600)  # seconds into the load
-REQUEST_TIMEOUT = 3.0
 ROUND_BUDGET = 10.0  # hard guard per round
-ORDERS = "/api/v2/activeorders"
 
 pytestmark = pytest.mark.slow
 
@@ -124,17 +119,6 @@ def test_lossyfs_keeps_exactly_what_was_fsynced(fuse_ready: None, tmp_path: Path
 
 
 @dataclass
-class Round:
-    """What the clients saw in one load phase."""
-
-    sent: set[str] = field(default_factory=set)
-    acked: set[str] = field(default_factory=set)  # 201 received in full
-    unknown: set[str] = field(default_factory=set)  # sent, no (complete) response
-    unexpected: list[tuple[str, int, Any]] = field(default_factory=list)
-    cut_at: float = 0.0
-
-
-@dataclass
 class Run:
     mode: str
     cuts: int = 0
@@ -161,57 +145,6 @@ class Run:
             f" orders on disk {self.orders_on_disk},"
             f" {self.elapsed:.1f}s"
         )
-
-
-async def _load_and_cut(gw: GatewayProcess, fs: LossyMount, token: str, names: Iterator[int],
-                        cut_after: float) -> Round:
-    r = Round()
-    stop = asyncio.Event()
-    url = f"{gw.url}{ORDERS}"
-    headers = {"Authorization": f"Bearer {token}"}
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
-    connector = aiohttp.TCPConnector(limit=CLIENTS)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-
-        async def client() -> None:
-            while not stop.is_set():
-                name = str(next(names))
-                try:
-                    async with session.post(
-                        url, json={"name": name, "orderType": "TO_GO"}, headers=headers
-                    ) as resp:
-                        r.sent.add(name)
-                        status = resp.status
-                        body = await resp.json()
-                except aiohttp.ClientConnectorError:
-                    continue  # never reached the server
-                except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
-                    r.sent.add(name)
-                    r.unknown.add(name)
-                    continue
-                if status == 201 and (body.get("activeorder") or {}).get("name") == name:
-                    r.acked.add(name)
-                else:
-                    r.unexpected.append((name, status, body))
-
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        tasks = [asyncio.create_task(client()) for _ in range(CLIENTS)]
-        try:
-            await asyncio.sleep(cut_after)
-            assert gw.proc is not None
-            gw.proc.send_signal(signal.SIGKILL)  # the box loses power: process and page cache
-            fs.signal_cut()
-            r.cut_at = loop.time() - t0
-            stop.set()
-            await asyncio.to_thread(gw.proc.wait, 10)
-            await asyncio.wait_for(asyncio.gather(*tasks), REQUEST_TIMEOUT + 2)
-        finally:
-            stop.set()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-    return r
 
 
 def _disk_orders(disk: Path, scratch: Path) -> set[str]:
@@ -276,7 +209,9 @@ def _power_cut_run(tmp_path: Path, mode: str, cuts: int, rng: random.Random) -> 
             if i == cuts:
                 break
 
-            r = asyncio.run(_load_and_cut(gw, fs, token, names, rng.uniform(*CUT_AFTER)))
+            r = asyncio.run(
+                load_until_down(gw, token, names, rng.uniform(*CUT_AFTER), fs.signal_cut)
+            )
             dropped = fs.finish_cut()
             run.dropped_pages += sum(dropped.values())
             run.wal_dropped += dropped.get("tablegate.db-wal", 0) > 0
@@ -304,7 +239,7 @@ def _power_cut_run(tmp_path: Path, mode: str, cuts: int, rng: random.Random) -> 
             took = time.monotonic() - t_round
             print(
                 f"{mode} cut {i + 1:3d}: ready {ready:.2f}s, checks {checks:.2f}s,"
-                f" cut at {r.cut_at * 1000:4.0f} ms,"
+                f" cut at {r.stopped_at * 1000:4.0f} ms,"
                 f" acknowledged {len(r.acked):4d}, unknown {len(r.unknown):3d},"
                 f" on disk {len(on_disk):6d}, lost {len(lost):4d}, db {st.st_size >> 10:5d} KiB,"
                 f" round {took:.2f}s"
