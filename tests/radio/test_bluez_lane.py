@@ -177,3 +177,38 @@ async def test_silence_restarts_the_real_scanner(
             if seen:
                 break
     assert seen and seen[0][1].tracker == 66
+
+
+async def test_advertisement_locates_the_order_through_the_gateway(
+    bluez: BluezMock, scanners: list[TrackerScanner], tmp_path: Path
+) -> None:
+    """The whole path on the box: bluetoothd (mocked) -> bleak -> scanner -> tracker service ->
+    order located, wired exactly as gateway.app.start_radio wires it."""
+    from gateway.app import _reading, build
+    from tests.conftest import make_settings
+
+    gw = await build(make_settings(tmp_path / "gw", debounce_seconds=0))
+    try:
+        await gw.trackers.pair(66, TRACKER)
+        gw.trackers.on_pad("pad", "STARTER_DINE_IN", 66, TRACKER)
+        await gw.trackers.drain()
+        bluez.add_adapter("hci0")
+        device = bluez.add_device(TRACKER, "tracker-66")
+        scanner = TrackerScanner(_reading(gw.trackers), repeat_filter=False)
+        scanners.append(scanner)
+        async with asyncio.timeout(WAIT):
+            await scanner.start()
+        payload = encode(TrackerAdvert(66, 12, battery=77, flags=Flags.NONE, counter=9))
+        for rssi in (-50, -51, -52, -53):  # the beacon repeating its reading
+            bluez.advertise(device, payload, rssi=rssi)
+
+        def located() -> bool:
+            orders = gw.ctx.orders.active()
+            return bool(orders) and orders[0].location == "12"
+
+        await wait_for(located, "order 66 located at table 12", bluez.log)
+        assert gw.ctx.orders.active()[0].state.value == "located"
+    finally:
+        await gw.trackers.drain()
+        await gw.writer.close()
+        await gw.reader.close()
