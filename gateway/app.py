@@ -247,13 +247,19 @@ class Radio:
         await self.scanner.stop()
 
 
+ON_CHARGER, ON_STARTER, MOVING, BUTTON, VIBRATING = (
+    int(Flags.ON_CHARGER), int(Flags.ON_STARTER), int(Flags.MOVING), int(Flags.BUTTON),
+    int(Flags.VIBRATING),
+)
+
+
 def _reading(trackers: TrackerService) -> Callable[[str, TrackerAdvert, int | None], None]:
     def on_advert(address: str, advert: TrackerAdvert, rssi: int | None) -> None:
-        f = advert.flags
+        f = int(advert.flags)  # plain int tests: this runs for every advertisement
         trackers.on_reading(TrackerReading(
-            address=address, number=advert.tracker, table=advert.table, battery=advert.battery,
-            on_charger=Flags.ON_CHARGER in f, on_starter=Flags.ON_STARTER in f,
-            moving=Flags.MOVING in f, button=Flags.BUTTON in f, vibrating=Flags.VIBRATING in f,
+            address, advert.tracker, advert.table, advert.battery,
+            bool(f & ON_CHARGER), bool(f & ON_STARTER), bool(f & MOVING), bool(f & BUTTON),
+            bool(f & VIBRATING),
         ))
 
     return on_advert

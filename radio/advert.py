@@ -32,6 +32,8 @@ class Flags(IntFlag):
 
 
 KNOWN_FLAGS = Flags.ON_CHARGER | Flags.ON_STARTER | Flags.MOVING | Flags.BUTTON | Flags.VIBRATING
+# Building an IntFlag costs more than the rest of decode: look the 32 valid values up instead.
+_FLAG_VALUES = tuple(Flags(v) for v in range(int(KNOWN_FLAGS) + 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,7 @@ def decode(payload: bytes) -> TrackerAdvert:
         tracker=tracker,
         table=table,
         battery=None if battery == BATTERY_UNKNOWN else battery,
-        flags=Flags(flags),
+        flags=_FLAG_VALUES[flags],
         counter=counter,
     )
 

@@ -46,6 +46,7 @@ class _Live:
     candidate_count: int = 0
     table: int = 0  # the last table that became an order location
     last_seen: float = 0.0  # monotonic
+    seen_at: float = 0.0  # wall clock, for the inventory (kept here: no allocation per advert)
     online: bool = True
     battery_low: bool = False
 
@@ -73,13 +74,19 @@ class TrackerService:
     # -- inventory ------------------------------------------------------------------------
 
     def list(self) -> list[Tracker]:
-        return [self._by_number[n] for n in sorted(self._by_number)]
+        return [self._view(self._by_number[n]) for n in sorted(self._by_number)]
 
     def get(self, number: int) -> Tracker:
         tracker = self._by_number.get(number)
         if tracker is None:
             raise NotFound(Code.TRACKER_NOT_FOUND)
-        return tracker
+        return self._view(tracker)
+
+    def _view(self, tracker: Tracker) -> Tracker:
+        live = self._live.get(tracker.address)
+        if live is None or live.seen_at <= (tracker.last_seen or 0.0):
+            return tracker
+        return replace(tracker, last_seen=live.seen_at)
 
     def online(self, address: str) -> bool:
         live = self._live.get(address)
@@ -191,7 +198,8 @@ class TrackerService:
         if (live.candidate != live.table and live.candidate_count >= p.debounce_readings
                 and now - live.candidate_since >= p.debounce_seconds):
             live.table = live.candidate
-            self._spawn(self._orders.locate_by_tracker(reading.address, str(live.table)))
+            if self._orders.bound_to(reading.address) is not None:
+                self._spawn(self._orders.locate_by_tracker(reading.address, str(live.table)))
 
     def on_pad(self, pad: str, role: str, number: int, address: str) -> None:
         """A tracker was put on a pad (`role`: STARTER_DINE_IN, STARTER_TO_GO, CLEARER)."""
@@ -243,8 +251,8 @@ class TrackerService:
         if not self._dirty:
             return
         numbers, self._dirty = self._dirty, set()
-        rows = [(t.battery, t.last_seen, t.number)
-                for n in numbers if (t := self._by_number.get(n)) is not None]
+        views = [self._view(self._by_number[n]) for n in numbers if n in self._by_number]
+        rows = [(t.battery, t.last_seen, t.number) for t in views]
         await self._writer.run(lambda conn: repo.touch(conn, rows))
 
     async def run_health_forever(self, every: float = 5.0) -> None:
@@ -263,12 +271,12 @@ class TrackerService:
     # -- internals ------------------------------------------------------------------------
 
     def _battery(self, tracker: Tracker, live: _Live, battery: int | None) -> None:
-        if battery is not None and battery != tracker.battery:
-            tracker = replace(tracker, battery=battery)
-        tracker = replace(tracker, last_seen=self._clock.now())
-        self._remember(tracker)
+        live.seen_at = self._clock.now()
         if battery is None:
             return
+        if battery != tracker.battery:  # rare: a new Tracker only when the value changes
+            tracker = replace(tracker, battery=battery)
+            self._remember(tracker)
         if not live.battery_low and battery < self.policy.battery_low:
             live.battery_low = True
             self._publish(TrackerEventType.TRACKER_BATTERY_LOW, tracker, f"{battery} %")
