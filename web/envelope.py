@@ -19,6 +19,7 @@ from gateway.core.errors import Code, GatewayError
 log = logging.getLogger(__name__)
 
 MSG_NAME = "Must be a positive integer."
+THROTTLE_RETRY_AFTER = 60
 ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.AUTH_MALFORMED: (400, -1, "Malformed or missing Authorization header."),
     Code.AUTH_INVALID: (401, -2, "Invalid access token."),
@@ -59,6 +60,7 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.METHOD_NOT_ALLOWED: (405, -41, "Method not allowed on this path."),
     Code.BODY_TOO_LARGE: (413, -42, "Request body too large."),
     Code.FORBIDDEN_ORIGIN: (403, -43, "Cross-origin request refused."),
+    Code.TOO_MANY_FAILURES: (429, -44, "Too many failed authentications; retry later."),
     Code.STORAGE_FAILED: (503, -5, "Storage failed; nothing was written. Retry shortly."),
 }
 
@@ -81,6 +83,8 @@ def error_reply(code: Code, detail: str | None = None) -> web.Response:
     resp = reply(body["status"], body["returnCode"], message=body["message"])
     if code in (Code.API_UNAVAILABLE, Code.STORAGE_FAILED):
         resp.headers["Retry-After"] = "2"
+    elif code is Code.TOO_MANY_FAILURES:
+        resp.headers["Retry-After"] = str(THROTTLE_RETRY_AFTER)
     return resp
 
 

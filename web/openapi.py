@@ -157,7 +157,7 @@ def _content(models: sc.ResponseModels, comp: _Components) -> dict[str, Any] | N
 def _error_statuses(route: Route) -> set[int]:
     statuses = set(route.errors)
     if route.auth in (Auth.TOKEN, Auth.ADMIN):
-        statuses |= {400, 401}  # -1 malformed or missing header, -2 invalid token
+        statuses |= {400, 401, 429}  # -1 malformed/missing, -2 invalid, -44 too many failures
     if route.body is not None:
         statuses |= {400, 413}  # -31 not a JSON object; the body size limit
     if route.query is not None or PATH_PARAM.search(route.path):

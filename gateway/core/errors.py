@@ -20,6 +20,7 @@ class Code(Enum):
     TOKEN_TIMEOUT_RANGE = "token_timeout_range"
     TOKEN_NOT_FOUND = "token_not_found"
     API_UNAVAILABLE = "api_unavailable"
+    TOO_MANY_FAILURES = "too_many_failures"
     # orders
     ORDER_NOT_FOUND = "order_not_found"
     BAD_ORDER_ID = "bad_order_id"

@@ -15,6 +15,7 @@ import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gateway.core.errors import AuthFailed, Code, NotFound, ValidationFailed
@@ -33,6 +34,43 @@ def digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
+class AuthThrottle:
+    """S5: a client address that fails authentication `limit` times within `window` seconds is
+    refused (429) for `window` seconds, whatever it sends; other clients are not affected.
+    Guessing a 192-bit token is hopeless anyway; this keeps a broken or hostile client from
+    filling logs and CPU."""
+
+    def __init__(self, limit: int = 20, window: float = 60.0,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self.now = now
+        self._failures: dict[str, list[float]] = {}
+        self._blocked_until: dict[str, float] = {}
+
+    def check(self, client: str | None) -> None:
+        until = self._blocked_until.get(client or "")
+        if until is not None:
+            if self.now() < until:
+                raise AuthFailed(Code.TOO_MANY_FAILURES)
+            del self._blocked_until[client or ""]
+
+    def failed(self, client: str | None) -> None:
+        key = client or ""
+        now = self.now()
+        recent = [t for t in self._failures.get(key, ()) if now - t < self.window]
+        recent.append(now)
+        if len(recent) >= self.limit:
+            self._blocked_until[key] = now + self.window
+            self._failures.pop(key, None)
+            log.warning("client %s blocked for %.0f s after %d failed authentications",
+                        key or "?", self.window, len(recent))
+            return
+        self._failures[key] = recent
+        if len(self._failures) > 10_000:  # bounded: forget the oldest clients first
+            self._failures.pop(next(iter(self._failures)))
+
+
 @dataclass(frozen=True, slots=True)
 class Issued:
     info: TokenInfo
@@ -49,6 +87,7 @@ class TokenService:
         self._by_digest: dict[bytes, TokenInfo] = {}
         self._window_until = 0.0  # monotonic
         self._window_opened = asyncio.Event()
+        self.throttle = AuthThrottle()
         self._digest_of: dict[int, bytes] = {}
         self._usage: dict[int, tuple[float, str | None]] = {}  # id -> (last used, from where)
 
@@ -107,9 +146,11 @@ class TokenService:
         return Issued(info, secret)
 
     def authenticate(self, secret: str, ip_address: str | None = None) -> TokenInfo:
+        self.throttle.check(ip_address)
         d = digest(secret)
         info = self._by_digest.get(d)
         if info is None:
+            self.throttle.failed(ip_address)
             raise AuthFailed(Code.AUTH_INVALID)
         # The lookup matched on the digest of a 192-bit secret; comparing the digests again in
         # constant time keeps any byte-by-byte comparison of secret material off every path.

@@ -88,8 +88,10 @@ async def open_window(request: web.Request) -> web.Response:
     """POST /api/admin/token-window: the software button. Only a caller that can read the
     box's admin cookie file (someone on the box) may press it."""
     ctx = request.app[CTX]
+    ctx.tokens.throttle.check(request.remote)
     secret = bearer_secret(request.headers.get("Authorization", ""))
     if not hmac.compare_digest(secret.encode(), ctx.admin_cookie.encode()):
+        ctx.tokens.throttle.failed(request.remote)
         raise AuthFailed(Code.AUTH_INVALID)
     seconds = ctx.tokens.open_window()
     return reply(200, 1015, message="Token window open.", seconds=int(seconds))
