@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 
-from tests.support import GatewayProcess, free_port, http  # noqa: E402
+from tests.support import ChildServer, GatewayProcess, free_port  # noqa: E402
 
 CONNECTIONS = 50
 THREADS = 2
@@ -62,55 +62,18 @@ _CHILDREN: list[subprocess.Popen[bytes]] = []
 
 
 @dataclass
-class BareProcess:
+class BareProcess(ChildServer):
     """bench/bare_server.py as a child process, started and probed exactly like the gateway."""
 
-    work_dir: Path
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
+    def command(self) -> list[str]:
+        return [sys.executable, str(BENCH / "bare_server.py"), "--host", "127.0.0.1",
+                "--port", str(self.port)]
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 15) -> float:
-        self.log_path = self.work_dir / f"bare-{self.port}.log"
-        t0 = time.monotonic()
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(BENCH / "bare_server.py"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            cwd=ROOT,
-            stdout=log,
-            stderr=log,
-        )
-        log.close()
+    def start(self, timeout: float = 15, **env: str) -> float:
+        took = super().start(timeout, **env)
+        assert self.proc is not None
         _CHILDREN.append(self.proc)
-        deadline = t0 + timeout
-        while time.monotonic() < deadline:  # same probe and cadence as GatewayProcess.start
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bare server exited {self.proc.returncode}")
-            try:
-                status, _ = http("GET", f"{self.url}/api/v2", timeout=0.5)
-                if status == 200:
-                    return time.monotonic() - t0
-            except OSError:
-                pass
-            time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"bare server not ready in {timeout}s")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=15)
+        return took
 
 
 GATEWAY_ENV: dict[str, str] = {}  # --env KEY=VALUE, for experiments (default: none)
@@ -382,7 +345,7 @@ def check_stored(db: Path, res: LoadResult, offset: int) -> str:
 
 def figure_orders(work: Path, duration: float) -> list[str]:
     lines: list[str] = []
-    bare = BareProcess(work, free_port())
+    bare = BareProcess(work / "bare", free_port())
     bare.start()
     try:
         assert bare.proc is not None
@@ -588,7 +551,7 @@ def figures_start_ws_rss(work: Path, duration: float) -> list[str]:
     # 3. start to ready, alternating gateway and bare so drift on the machine hits both.
     g_starts: list[float] = []
     b_starts: list[float] = []
-    bare = BareProcess(work, free_port())
+    bare = BareProcess(work / "bare", free_port())
     for _ in range(STARTS):
         try:
             g_starts.append(start_gateway(gw))
@@ -613,7 +576,7 @@ def figures_start_ws_rss(work: Path, duration: float) -> list[str]:
         g = asyncio.run(fan_out(gw.url, token, gw.proc.pid, duration))
     finally:
         stop(gw, signal.SIGKILL)
-    bare = BareProcess(work, free_port())
+    bare = BareProcess(work / "bare", free_port())
     bare.start()
     try:
         assert bare.proc is not None

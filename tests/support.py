@@ -40,8 +40,9 @@ def http(
 
 
 @dataclass
-class GatewayProcess:
-    """`tablegate serve` as a child process on 127.0.0.1 with its own data directory."""
+class ChildServer:
+    """A server as a child process on 127.0.0.1, ready once `GET /api/v2` answers 200 (the
+    gateway and the benchmarks' bare aiohttp ceiling are started and probed the same way)."""
 
     data_dir: Path
     port: int
@@ -52,28 +53,25 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self, **env: str) -> dict[str, str]:
+        return {**os.environ, **env}
+
     def start(self, timeout: float = 15, **env: str) -> float:
         """Start and wait until /api/v2 answers; returns seconds from spawn to ready."""
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-{self.port}.log"
-        full_env = {
-            **os.environ,
-            "TABLEGATE_DATA_DIR": str(self.data_dir),
-            "TABLEGATE_MDNS_ENABLED": "false",
-            "TABLEGATE_LOG_LEVEL": "WARNING",
-            **env,
-        }
         t0 = time.monotonic()
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            cwd=ROOT, env=full_env, stdout=log, stderr=log,
-        )
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.environment(**env),
+                                     stdout=log, stderr=log)
         log.close()
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited {self.proc.returncode}: {self.log()}")
+                raise RuntimeError(f"{self.command()[1]} exited {self.proc.returncode}: "
+                                   f"{self.log()}")
             try:
                 status, _ = http("GET", f"{self.url}/api/v2", timeout=0.5)
                 if status == 200:
@@ -82,7 +80,7 @@ class GatewayProcess:
                 pass
             time.sleep(0.02)
         self.kill()
-        raise RuntimeError(f"gateway not ready in {timeout}s: {self.log()}")
+        raise RuntimeError(f"not ready in {timeout}s: {self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path else ""
@@ -91,6 +89,23 @@ class GatewayProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=15)
+
+
+@dataclass
+class GatewayProcess(ChildServer):
+    """`tablegate serve` as a child process on 127.0.0.1 with its own data directory."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1",
+                "--port", str(self.port)]
+
+    def environment(self, **env: str) -> dict[str, str]:
+        return super().environment(
+            TABLEGATE_DATA_DIR=str(self.data_dir),
+            TABLEGATE_MDNS_ENABLED="false",
+            TABLEGATE_LOG_LEVEL="WARNING",
+            **env,
+        )
 
     def token(self, name: str = "test") -> str:
         """Open the window the way the CLI does, then take a token through it."""

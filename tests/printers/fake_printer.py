@@ -46,6 +46,8 @@ class FakePrinter:
         self.received: list[bytes] = []  # print data per connection, status commands removed
         self.printed: list[bytes] = []  # print data the printer finished processing
         self.queries = 0
+        self.reading = asyncio.Event()  # clear it to stop reading, like a full printer buffer
+        self.reading.set()
         self._paper = asyncio.Event()
         self._paper.set()
         self._conns: set[_Conn] = set()
@@ -103,7 +105,7 @@ class FakePrinter:
             self._reply(conn, ASB_PAPER_OUT if self.paper_out else ASB_HEALTHY)
         pending = b""
         try:
-            while data := await reader.read(65536):
+            while (await self.reading.wait()) and (data := await reader.read(65536)):
                 pending += data
                 cut = max((len(pending) - len(t) for t in _PARTIAL_TAILS
                            if pending.endswith(t)), default=len(pending))

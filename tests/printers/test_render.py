@@ -22,7 +22,9 @@ from printers.render import (
     EscposJob,
     Paper,
     RenderError,
+    capabilities_pickle_dir,
     codepage_table,
+    configure,
     printable,
 )
 from printers.tickets import render_text
@@ -188,7 +190,8 @@ _PROBE = textwrap.dedent(
         render.configure(Path(sys.argv[1]))
     from printers.tickets import render_text
     render_text("café")
-    print(render.capabilities_pickle_dir())
+    import logging
+    print(render.capabilities_pickle_dir(), len(logging.getLogger().handlers))
     """
 )
 
@@ -200,7 +203,10 @@ def _probe(tmp: Path, env_dir: Path | None, arg: Path | None) -> str:
         env["ESCPOS_CAPABILITIES_PICKLE_DIR"] = str(env_dir)
     argv = [sys.executable, "-c", _PROBE] + ([str(arg)] if arg else [])
     done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
+    pickle_dir, root_handlers = done.stdout.split()
+    # escpos calls logging.basicConfig() on import; the wrapper must undo it.
+    assert root_handlers == "0"
+    return pickle_dir
 
 
 def test_pickle_dir_from_env_and_no_temp_dirs_on_reimport(tmp_path: Path) -> None:
@@ -212,9 +218,29 @@ def test_pickle_dir_from_env_and_no_temp_dirs_on_reimport(tmp_path: Path) -> Non
     assert len(list(cache.glob("*.capabilities.pickle"))) == 1
 
 
+def test_configure_after_load_is_refused(tmp_path: Path) -> None:
+    job = EscposJob()  # escpos is loaded now
+    assert job.output() == b""
+    configure(capabilities_pickle_dir())  # the same dir is fine
+    with pytest.raises(RenderError):
+        configure(tmp_path)
+
+
 def test_pickle_dir_passed_in(tmp_path: Path) -> None:
     scratch, cache = tmp_path / "tmp", tmp_path / "given"
     scratch.mkdir()
     assert _probe(scratch, None, cache) == str(cache)
     assert list(scratch.iterdir()) == []
     assert len(list(cache.glob("*.capabilities.pickle"))) == 1
+
+
+def test_upstream_escpos_still_leaks_a_temp_dir(tmp_path: Path) -> None:
+    # Why render._import_escpos patches mkdtemp: python-escpos 3.1 creates a temp dir on import
+    # even with ESCPOS_CAPABILITIES_PICKLE_DIR set. When this fails, upstream fixed it and the
+    # patch can go.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = dict(os.environ, TMPDIR=str(scratch), ESCPOS_CAPABILITIES_PICKLE_DIR=str(tmp_path))
+    code = "import escpos.capabilities"
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True)
+    assert len(list(scratch.iterdir())) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -175,6 +176,31 @@ async def test_disconnect_during_a_large_write_records_bytes_delivered(fake: Fak
     assert fake.printed == []
 
 
+async def test_printer_that_stops_reading_interrupts_the_write(fake: FakePrinter) -> None:
+    fake.reading.clear()
+    big = b"x" * (32 * 1024 * 1024)
+    started = time.monotonic()
+    result = await printer_for(fake, write_timeout=0.3).print_job(big, ack_timeout=2.0)
+    assert result.outcome is JobOutcome.INTERRUPTED
+    assert result.bytes_delivered < len(big)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_connect_timeout_is_unreachable() -> None:
+    # A listener whose accept queue is full drops new SYNs, so connecting hangs.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        with socket.create_connection(listener.getsockname(), timeout=1):
+            printer = TcpPrinter("127.0.0.1", listener.getsockname()[1], connect_timeout=0.3)
+            started = time.monotonic()
+            result = await printer.print_job(JOB, ack_timeout=FAST_ACK)
+            assert result.outcome is JobOutcome.UNREACHABLE
+            assert time.monotonic() - started < 1.5
+            with pytest.raises(PrinterUnreachable):
+                await printer.query_status()
+
+
 async def test_unreachable_printer() -> None:
     printer = TcpPrinter("127.0.0.1", free_port(), connect_timeout=0.5)
     result = await printer.print_job(JOB, ack_timeout=FAST_ACK)
@@ -213,3 +239,20 @@ def test_any_reply_bytes_give_a_result_not_an_exception(noise: bytes) -> None:
     state, outcome = asyncio.run(_against_noise(noise))
     assert state in PrinterState
     assert outcome in {JobOutcome.PRINTED, JobOutcome.HELD, JobOutcome.UNCONFIRMED}
+
+
+async def test_cancelled_job_leaves_no_connection_open(fake: FakePrinter) -> None:
+    fake.set_paper_out(True)
+    task = asyncio.create_task(printer_for(fake).print_job(JOB, ack_timeout=5.0))
+    for _ in range(100):
+        if fake.jobs:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        if not fake._conns:
+            break
+        await asyncio.sleep(0.01)
+    assert not fake._conns
