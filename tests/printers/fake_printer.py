@@ -43,6 +43,7 @@ class FakePrinter:
         self.processing_delay = 0.0
         self.disconnect_after: int | None = None  # abort after this many print-data bytes
         self.connections = 0
+        self.open_connections = 0  # whose client has not closed or reset them
         self.received: list[bytes] = []  # print data per connection, status commands removed
         self.printed: list[bytes] = []  # print data the printer finished processing
         self.queries = 0
@@ -96,6 +97,7 @@ class FakePrinter:
         conn = _Conn(writer)
         self._conns.add(conn)
         self.connections += 1
+        self.open_connections += 1
         received = bytearray()
         self.received.append(b"")
         index = len(self.received) - 1
@@ -103,31 +105,42 @@ class FakePrinter:
         self._tasks.add(worker)
         if self.asb:
             self._reply(conn, ASB_PAPER_OUT if self.paper_out else ASB_HEALTHY)
-        pending = b""
         try:
-            while (await self.reading.wait()) and (data := await reader.read(65536)):
-                pending += data
-                cut = max((len(pending) - len(t) for t in _PARTIAL_TAILS
-                           if pending.endswith(t)), default=len(pending))
-                buf, pending = pending[:cut], pending[cut:]
-                pos = 0
-                for match in _COMMAND.finditer(buf):
-                    if not self._data(conn, received, buf[pos:match.start()], index):
-                        return
-                    self._command(conn, match.group())
-                    pos = match.end()
-                if not self._data(conn, received, buf[pos:], index):
-                    return
-            conn.queue.put_nowait(_CLOSE)
-            await worker  # a closed connection's data still prints, once paper is back
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+            closed_by_client = await self._read(conn, reader, received, index)
+            self.open_connections -= 1
+            if closed_by_client:
+                conn.queue.put_nowait(_CLOSE)
+                await worker  # a closed connection's data still prints, once paper is back
+        except ConnectionError:
+            self.open_connections -= 1
+        except asyncio.CancelledError:
+            pass  # stopping
         finally:
             worker.cancel()
             self._conns.discard(conn)
             self._tasks.discard(worker)
             self._tasks.discard(task)
             writer.transport.abort()
+
+    async def _read(self, conn: _Conn, reader: asyncio.StreamReader, received: bytearray,
+                    index: int) -> bool:
+        """Split the stream into print data and commands; False when `disconnect_after` cut it."""
+        pending = b""
+        while (await self.reading.wait()) and (data := await reader.read(65536)):
+            pending += data
+            # A command split across reads waits for its remaining bytes.
+            cut = max((len(pending) - len(t) for t in _PARTIAL_TAILS
+                       if pending.endswith(t)), default=len(pending))
+            buf, pending = pending[:cut], pending[cut:]
+            pos = 0
+            for match in _COMMAND.finditer(buf):
+                if not self._data(conn, received, buf[pos:match.start()], index):
+                    return False
+                self._command(conn, match.group())
+                pos = match.end()
+            if not self._data(conn, received, buf[pos:], index):
+                return False
+        return True
 
     def _data(self, conn: _Conn, received: bytearray, data: bytes, index: int) -> bool:
         """Queue print data; False once `disconnect_after` bytes arrived (the link is cut)."""

@@ -133,6 +133,19 @@ def test_58mm_qr_is_native_and_80mm_too() -> None:
         assert t.QR("3f1e0c1a-0000-4000-8000-000000000001") in t.tokenize(job.output())
 
 
+def test_profile_without_native_qr_or_cutter() -> None:
+    # A cheap 58 mm printer: the QR comes as an image, and no cut is sent to a printer that
+    # has no cutter (escpos leaves it out; the feed still clears the tear bar).
+    job = EscposJob(Paper("POS-5890", 32, 384))
+    job.qr("5b0c6a3e-8d0f-4c71-9f0e-2a7f1c9d4e11")
+    job.cut()
+    toks = t.tokenize(job.output())
+    assert any(isinstance(tok, t.Image) for tok in toks)
+    assert not any(isinstance(tok, t.QR | t.Cut | t.Unknown) for tok in toks)
+    with pytest.raises(RenderError):
+        EscposJob(Paper("no-such-printer", 42, 576))
+
+
 # --- tokenizer robustness ------------------------------------------------------------------
 
 

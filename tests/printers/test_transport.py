@@ -252,7 +252,7 @@ async def test_cancelled_job_leaves_no_connection_open(fake: FakePrinter) -> Non
     with pytest.raises(asyncio.CancelledError):
         await task
     for _ in range(100):
-        if not fake._conns:
+        if not fake.open_connections:
             break
         await asyncio.sleep(0.01)
-    assert not fake._conns
+    assert fake.open_connections == 0
