@@ -32,6 +32,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	bash scripts/system-deps.sh bench
 	$(BIN)/python bench/orders.py
+	$(BIN)/python bench/radio.py
+	$(BIN)/python bench/printing_render.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache
