@@ -100,12 +100,12 @@ class GatewayProcess(ChildServer):
                 "--port", str(self.port)]
 
     def environment(self, **env: str) -> dict[str, str]:
-        return super().environment(
-            TABLEGATE_DATA_DIR=str(self.data_dir),
-            TABLEGATE_MDNS_ENABLED="false",
-            TABLEGATE_LOG_LEVEL="WARNING",
-            **env,
-        )
+        defaults = {
+            "TABLEGATE_DATA_DIR": str(self.data_dir),
+            "TABLEGATE_MDNS_ENABLED": "false",
+            "TABLEGATE_LOG_LEVEL": "WARNING",
+        }
+        return super().environment(**{**defaults, **env})  # the caller's values win
 
     def token(self, name: str = "test") -> str:
         """Open the window the way the CLI does, then take a token through it."""
