@@ -352,6 +352,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         handle_signals=False,
         shutdown_timeout=5.0,
         access_log_class=RedactingAccessLogger,
+        # aiohttp keeps an idle keep-alive connection for an hour by default; POS terminals
+        # poll every few seconds, so a minute is plenty and idle sockets do not pile up.
+        keepalive_timeout=75.0,
     )
     await runner.setup()
     advertiser: Advertiser | None = None
