@@ -389,7 +389,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
         await stop.wait()
     finally:
         log.info("stopping")
-        gw.ctx.stopping = True
         if advertiser is not None:
             await advertiser.stop()
         await runner.cleanup()

@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import Gateway, build
 from tests.conftest import make_settings
-from web.ws.compat import CLIENTS
+from web.ws.session import CLIENTS
 
 WS = "/api/v2/websocket"
 AO = "/api/v2/activeorders"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
@@ -40,8 +39,6 @@ class Context:
     started: float = 0.0
     ws: WsLimits = field(default_factory=WsLimits)
     allowed_origins: frozenset[str] = frozenset()
-    stopping: bool = False
-    stats: dict[str, Any] = field(default_factory=dict)
     trackers: TrackerService | None = None
     receivers: Callable[[], list[Receiver]] = field(default=lambda: [])
 

@@ -10,7 +10,8 @@ from web.access_log import install_malformed_request_filter
 from web.context import CTX, Context
 from web.envelope import envelope_middleware
 from web.routes import add_routes
-from web.ws.compat import CLIENTS, FRAMES, FrameCache, close_all
+from web.ws.compat import FRAMES, FrameCache
+from web.ws.session import CLIENTS, close_all
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 

@@ -19,7 +19,15 @@ from gateway.core.events import Event, OrderEvent
 from web.api.radio import tracker_dict
 from web.api.render import history_dict, local_time
 from web.context import Context
-from web.ws.compat import CLOSE_TOO_SLOW, _Client, _close, _drain_incoming, _pump, _send, open_feed
+from web.ws.session import (
+    CLOSE_TOO_SLOW,
+    Client,
+    close_socket,
+    drain_incoming,
+    open_feed,
+    pump,
+    send,
+)
 
 
 def _order_body(ctx: Context, event: OrderEvent) -> dict[str, Any]:
@@ -52,16 +60,16 @@ def snapshot(ctx: Context) -> bytes:
 
 
 async def _serve(ctx: Context, ws: web.WebSocketResponse, since: int | None) -> None:
-    client = _Client(ctx.ws.queue_size, orders_only=False)
+    client = Client(ctx.ws.queue_size, orders_only=False)
     # Subscribe and snapshot in one synchronous step, as on the compatible feed.
     unsubscribe = ctx.bus.subscribe(client.push)
     first = snapshot(ctx)
-    reader = asyncio.create_task(_drain_incoming(ws), name="native-ws-reader")
+    reader = asyncio.create_task(drain_incoming(ws), name="native-ws-reader")
     try:
-        await asyncio.wait_for(_send(ws, first), ctx.ws.send_timeout)
-        await _pump(ws, client, lambda e: render(ctx, e), reader, ctx.ws.send_timeout)
+        await asyncio.wait_for(send(ws, first), ctx.ws.send_timeout)
+        await pump(ws, client, lambda e: render(ctx, e), reader, ctx.ws.send_timeout)
     except (TimeoutError, ConnectionResetError):
-        await _close(ws, CLOSE_TOO_SLOW, b"too slow")
+        await close_socket(ws, CLOSE_TOO_SLOW, b"too slow")
     finally:
         unsubscribe()
         reader.cancel()
