@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -43,6 +42,7 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 
+from bench.machine import machine_line  # noqa: E402
 from tests.support import ChildServer, GatewayProcess, free_port  # noqa: E402
 
 CONNECTIONS = 50
@@ -620,12 +620,7 @@ def machine() -> str:
     if wrk:
         out = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
         wrk_v = (out.stdout + out.stderr).splitlines()[0].strip()
-    load = Path("/proc/loadavg").read_text().split()[:3]
-    return (
-        f"machine: nproc {os.cpu_count()} | load {' '.join(load)} | Python "
-        f"{platform.python_version()} aiohttp {aiohttp.__version__} sqlite "
-        f"{sqlite3.sqlite_version} | {wrk_v}"
-    )
+    return machine_line(wrk_v)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,11 +28,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import platform
 import random
 import shutil
-import sqlite3
 import statistics
 import struct
 import subprocess
@@ -51,6 +48,7 @@ if str(ROOT) not in sys.path:
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from bench.machine import machine_line  # noqa: E402
 from gateway.app import Gateway, _reading, build  # noqa: E402
 from gateway.core.events import Event, OrderEvent, OrderEventType  # noqa: E402
 from gateway.settings import Settings, load_settings  # noqa: E402
@@ -807,18 +805,13 @@ async def ws_client(url: str, token: str, max_seconds: float = 900.0) -> None:
 
 
 def machine(work: Path) -> str:
-    load = Path("/proc/loadavg").read_text().split()[:3]
     fs = "?"
     best = ""
     for line in Path("/proc/mounts").read_text().splitlines():
         parts = line.split()
         if len(parts) > 2 and str(work).startswith(parts[1]) and len(parts[1]) > len(best):
             best, fs = parts[1], parts[2]
-    return (
-        f"machine: nproc {os.cpu_count()} | load {' '.join(load)} | Python "
-        f"{platform.python_version()} aiohttp {aiohttp.__version__} sqlite "
-        f"{sqlite3.sqlite_version} | data dir on {fs} ({best})"
-    )
+    return machine_line(f"data dir on {fs} ({best})")
 
 
 def main(argv: list[str] | None = None) -> int:
