@@ -172,11 +172,7 @@ class OrderService:
         def job(conn: sqlite3.Connection) -> list[_Change]:
             return [self._clear_one(conn, o, reason) for o in repo.all_active(conn)]
 
-        def apply(changes: list[_Change]) -> None:
-            for c in changes:
-                self._apply(c)
-
-        changes = await self._writer.run(job, apply)
+        changes = await self._writer.run(job, self._apply_all)
         return [c.order for c in changes]
 
     async def page(self, ref: OrderRef, tracking: bool) -> Order:
@@ -205,18 +201,11 @@ class OrderService:
                 return None
             if not existing.paged and not existing.tracking:
                 return _Change(existing, None)
-            order = existing.evolve(paged=False, tracking=False)
-            repo.save(conn, order)
-            now = self._clock.now()
-            event = repo.append_event(conn, OrderEventType.ORDER_MODIFIED, now, order)
-            return _Change(order, event)
-
-        def apply(change: _Change | None) -> None:
-            if change is not None:
-                self._apply(change)
+            return self._modified(conn, existing.evolve(paged=False, tracking=False),
+                                  self._clock.now())
 
         target = self.find(ref).uuid
-        change = await self._writer.run(job, apply)
+        change = await self._writer.run(job, self._apply_optional)
         return None if change is None else change.order
 
     # -- driven by the radio -------------------------------------------------------------
@@ -299,11 +288,7 @@ class OrderService:
             return [self._clear_one(conn, o, reason)
                     for o in repo.active_created_before(conn, cutoff)]
 
-        def apply(changes: list[_Change]) -> None:
-            for c in changes:
-                self._apply(c)
-
-        return [c.order for c in await self._writer.run(job, apply)]
+        return [c.order for c in await self._writer.run(job, self._apply_all)]
 
     # -- history ---------------------------------------------------------------------
 
@@ -368,6 +353,10 @@ class OrderService:
         self._by_uuid[order.uuid] = order
         if order.tracker:
             self._by_tracker[order.tracker] = order
+
+    def _apply_all(self, changes: list[_Change]) -> None:
+        for change in changes:
+            self._apply(change)
 
     def _apply_optional(self, change: _Change | None) -> None:
         if change is not None:
