@@ -12,7 +12,7 @@ import secrets
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,18 +20,24 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway import __version__
+from gateway.app_printing import TicketRenderer, make_link
+from gateway.core.errors import GatewayError
 from gateway.core.events import Bus
 from gateway.core.models import Receiver, TrackerReading
 from gateway.core.ports import Pager, SystemClock
+from gateway.core.printing import Source
 from gateway.demo import DemoKitchen
 from gateway.services.config import ConfigService
+from gateway.services.deliveries import DeliveryService
 from gateway.services.orders import NoRadio, OrderService
 from gateway.services.paging import PagingDriver
+from gateway.services.printing import REPORT_KIND, DeviceSpec, PrintPolicy, PrintService
 from gateway.services.tokens import TokenService
 from gateway.services.trackers import RadioPolicy, TrackerService
 from gateway.settings import Settings
 from gateway.store.reader import Reader
 from gateway.store.writer import Writer
+from printers import render as escpos_render
 from radio.advert import Flags, TrackerAdvert
 from radio.line import PadMessage, PairingMode, TrackerPresent
 from radio.pager import GattPager
@@ -44,6 +50,7 @@ from web.server import build_web_app
 
 if TYPE_CHECKING:  # zeroconf is imported only when mDNS is enabled (start time, memory)
     from gateway.discovery import Advertiser
+    from printers.virtual import VirtualPrinter
 
 log = logging.getLogger(__name__)
 USAGE_FLUSH_SECONDS = 30.0
@@ -93,7 +100,12 @@ class Gateway:
     trackers: TrackerService
     paging: PagingDriver
     pager: Pager
+    printing: PrintService
+    deliveries: DeliveryService
+    virtual: dict[str, tuple[str, int]] = field(default_factory=dict)
+    virtual_printers: dict[str, VirtualPrinter] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
@@ -130,6 +142,42 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     await tokens.load()
     await config.load()
     await trackers.load()
+    allow = frozenset(settings.outbound_allow)
+    deliveries = DeliveryService(writer, reader, clock, allow=allow)
+    virtual: dict[str, tuple[str, int]] = {}
+    with contextlib.suppress(escpos_render.RenderError):
+        # Once per process: a second gateway in the same process (tests) keeps the first dir.
+        escpos_render.configure(settings.data_dir / "cache" / "escpos")
+    stations = {k: tuple(v) for k, v in settings.print_stations.items()}
+    kitchen = settings.print_kitchen_station
+    if settings.demo:
+        kitchen = kitchen or "kitchen"
+    printing = PrintService(
+        writer, reader, clock,
+        find_order=lambda ref: orders.lookup(ref),
+        links=lambda device: make_link(device, virtual),
+        renderer=TicketRenderer(config.tz, _logo(settings)),
+        policy=PrintPolicy(
+            default_deadline=settings.print_default_deadline,
+            max_retries=settings.print_max_retries,
+            ack_timeout=settings.print_ack_timeout,
+            status_interval=settings.print_status_interval,
+            report_url=settings.print_report_url,
+            stations=stations,
+            kitchen_station=kitchen,
+            kitchen_needs_answer=settings.print_kitchen_needs_answer,
+            allow=allow | {"127.0.0.1"} if settings.demo else allow,
+        ),
+        wake_outbox=deliveries.wake,
+    )
+    deliveries.register_hook(REPORT_KIND, lambda conn, row, event, code, message:
+                             printing.report_hook(conn, row.ref, event, code, message,
+                                                  row.attempts),
+                             on_commit=printing.apply_report_updates)
+    orders.add_tx_hook(printing.order_hook)
+    bus.subscribe(printing.on_event)
+    await printing.load(DeviceSpec(p.name, p.address, p.station, p.paper, p.id)
+                        for p in settings.printers)
     ctx = Context(
         orders=orders,
         tokens=tokens,
@@ -150,13 +198,93 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
         ),
         allowed_origins=frozenset(settings.allowed_origins),
         trackers=trackers,
+        printing=printing,
     )
     app = build_web_app(ctx, max_body_bytes=settings.max_body_bytes)
-    gw = Gateway(settings, app, ctx, writer, reader, tokens, trackers, paging, pager)
+    gw = Gateway(settings, app, ctx, writer, reader, tokens, trackers, paging, pager, printing,
+                 deliveries, virtual)
+    app.on_startup.append(lambda _app: _start_printing(gw))
+    app.on_shutdown.append(lambda _app: _stop_printing(gw))
     app.on_cleanup.append(lambda _app: _close_store(gw))
     if settings.demo:
         tokens.open_window()
     return gw
+
+
+def _logo(settings: Settings) -> bytes | None:
+    if settings.print_logo is None:
+        return None
+    try:
+        return settings.print_logo.read_bytes()
+    except OSError as exc:
+        log.warning("print_logo %s unreadable (%s); tickets print without it",
+                    settings.print_logo, exc)
+        return None
+
+
+async def _start_printing(gw: Gateway) -> None:
+    """Printer workers and the outbox start with the app (ARCHITECTURE.md §7)."""
+    if gw.settings.demo and "kitchen" not in gw.virtual:
+        from printers.virtual import VirtualPrinter
+
+        printer = VirtualPrinter()
+        await printer.start()
+        gw.virtual_printers["kitchen"] = printer
+        gw.virtual["kitchen"] = (printer.host, printer.port)
+        if "demo-kitchen" not in gw.printing.devices:
+            await gw.printing.add_device(
+                DeviceSpec("Demo kitchen printer", "virtual://kitchen", "kitchen",
+                           id="demo-kitchen"),
+                Source.DEMO)
+        gw.ctx.previews["demo-kitchen"] = lambda: [
+            (t.received_at, t.text, t.png) for t in printer.tickets]
+    await gw.printing.start()
+    await gw.deliveries.start()
+    if gw.settings.printer_discovery:
+        await _discover_printers(gw)
+
+
+async def _discover_printers(gw: Gateway) -> None:
+    """Network printers announced by mDNS join as devices; one that stops answering is marked
+    offline by its worker, and is only dropped from discovery after several missed scans."""
+    from printers.discovery import FoundPrinter, PrinterBrowser
+
+    def on_change(found: dict[str, FoundPrinter]) -> None:
+        for fp in found.values():
+            known = gw.printing.devices.get(fp.id)
+            address = f"tcp://{fp.host}:{fp.port}"
+            if known is not None and (known.source is not Source.MDNS or known.address == address):
+                continue
+            spec = DeviceSpec(fp.label[:64] or fp.id, address, id=fp.id)
+            task = asyncio.create_task(_add_found(gw, spec), name=f"printer-found-{fp.id}")
+            gw.tasks.append(task)
+
+    browser = PrinterBrowser(interfaces=gw.settings.mdns_interfaces, on_change=on_change)
+    try:
+        await browser.start()
+    except Exception as exc:  # the gateway prints without discovery
+        log.warning("printer discovery disabled: %s", exc)
+        return
+    gw.closers.append(browser.close)
+
+
+async def _add_found(gw: Gateway, spec: DeviceSpec) -> None:
+    try:
+        await gw.printing.add_device(spec, Source.MDNS, replace=True)
+        log.info("printer %s found by mDNS at %s", spec.id, spec.address)
+    except GatewayError as exc:
+        log.warning("printer %s found by mDNS not added: %s", spec.id, exc)
+
+
+async def _stop_printing(gw: Gateway) -> None:
+    # Queued jobs and deliveries stay in SQLite for the next start.
+    for close in gw.closers:
+        with contextlib.suppress(Exception):
+            await close()
+    await gw.printing.close()
+    await gw.deliveries.close()
+    for printer in gw.virtual_printers.values():
+        await printer.close()
 
 
 async def _flush_usage_forever(tokens: TokenService) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,17 @@ def default_data_dir() -> Path:
     if (CHECKOUT / "pyproject.toml").exists() and (CHECKOUT / "gateway").is_dir():
         return CHECKOUT / "var"
     return Path("/var/lib/tablegate")
+
+
+class PrinterSetting(BaseModel):
+    """One printer in the boot file: `[[printers]]` with id, name, address, station, paper."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(min_length=1, max_length=64)
+    address: str = Field(min_length=1, max_length=256)  # tcp://10.0.0.20:9100, serial:///dev/..
+    station: str = Field("", max_length=32)
+    paper: Literal["80mm", "58mm"] = "80mm"
 
 
 class Settings(BaseSettings):
@@ -64,6 +75,18 @@ class Settings(BaseSettings):
     battery_low_percent: int = Field(20, ge=0, le=100)
     auto_clear_after: float = Field(4 * 3600.0, ge=0, le=7 * 86_400)  # 0 = never
     page_duration: int = Field(60, ge=1, le=255)
+    # printing (seed 000)
+    printers: list[PrinterSetting] = []
+    print_stations: dict[str, list[str]] = {}  # station -> printer ids, first = preferred
+    print_report_url: str | None = None  # automatic reports (seed 000) are POSTed here
+    print_kitchen_station: str = ""  # print a kitchen ticket for every new order to this station
+    print_kitchen_needs_answer: bool = False  # those tickets wait for accept/refuse
+    print_default_deadline: float = Field(300.0, gt=0, le=86_400)
+    print_max_retries: int = Field(10, ge=1, le=100)
+    print_ack_timeout: float = Field(10.0, gt=0, le=120)
+    print_status_interval: float = Field(15.0, gt=0, le=3600)
+    print_logo: Path | None = None  # a PNG printed on top of kitchen tickets
+    printer_discovery: bool = False  # add network printers found by mDNS (_pdl-datastream._tcp)
 
     @field_validator("timezone")
     @classmethod

@@ -30,6 +30,7 @@ class KitchenTicket:
     items: list[Item] = field(default_factory=list)
     order_id: str = ""  # uuid; the QR lets a scanner at the pass find the order
     logo: bytes | None = None  # PNG
+    banner: str = ""  # e.g. "REPRINT": printed above everything, so a cook spots a duplicate
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class Receipt:
     currency: str = "EUR"
     footer: str = ""
     minor_digits: int = 2  # 0 for JPY, 3 for KWD
+    banner: str = ""
 
 
 def wrap(text: str, width: int, indent: str = "") -> list[str]:
@@ -77,10 +79,20 @@ def wrap(text: str, width: int, indent: str = "") -> list[str]:
     return lines
 
 
+def _banner(job: EscposJob, text: str, cols: int) -> None:
+    if not text:
+        return
+    job.style(align="center", bold=True, size=(1, 2))
+    for line in wrap(f"** {text} **", cols):
+        job.line(line)
+    job.style(align="left", bold=False, size=(1, 1))
+
+
 def render_kitchen_ticket(ticket: KitchenTicket, paper: Paper = PAPER_80MM) -> bytes:
     job = EscposJob(paper)
     cols = paper.columns
     job.init()
+    _banner(job, ticket.banner, cols)
     if ticket.logo:
         try:
             job.logo(ticket.logo)
@@ -143,6 +155,7 @@ def render_receipt(receipt: Receipt, paper: Paper = PAPER_80MM) -> bytes:
         return format_money(amount, receipt.currency, receipt.minor_digits)
 
     job.init()
+    _banner(job, receipt.banner, cols)
     job.style(align="center", bold=True, size=(2, 2))
     for line in wrap(f"#{receipt.order_number}", cols // 2):
         job.line(line)
@@ -168,18 +181,19 @@ def render_receipt(receipt: Receipt, paper: Paper = PAPER_80MM) -> bytes:
     return job.output()
 
 
-def render_text(text: str, paper: Paper = PAPER_80MM) -> bytes:
+def render_text(text: str, paper: Paper = PAPER_80MM, banner: str = "") -> bytes:
     """Imprimo `print-text`: the caller's text, wrapped to the paper, then a cut."""
     job = EscposJob(paper)
     job.init()
+    _banner(job, banner, paper.columns)
     for line in wrap(text, paper.columns):
         job.line(line)
     job.cut()
     return job.output()
 
 
-def open_drawer_bytes(paper: Paper = PAPER_80MM) -> bytes:
-    """Imprimo `open-drawer`: kick pin 2 only; no ESC @, which would drop a job mid-line."""
+def open_drawer_bytes(paper: Paper = PAPER_80MM, pin: int = 2) -> bytes:
+    """Imprimo `open-drawer`: kick one pin; no ESC @, which would drop a job mid-line."""
     job = EscposJob(paper)
-    job.drawer(2)
+    job.drawer(pin)
     return job.output()

@@ -51,8 +51,9 @@ WsConn = ClientWebSocketResponse
 
 
 def feed_listeners(gw: Gateway) -> int:
-    """Bus listeners that are feed clients (the paging driver listens from the start)."""
-    return gw.ctx.bus.listener_count - 1
+    """Bus listeners that are feed clients (the paging driver and the printing service listen
+    from the start)."""
+    return gw.ctx.bus.listener_count - 2
 
 
 async def recv_json(ws: WsConn, timeout: float = WAIT) -> dict[str, Any]:

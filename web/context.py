@@ -12,6 +12,7 @@ from gateway.core.models import Receiver
 from gateway.core.ports import Clock
 from gateway.services.config import ConfigService
 from gateway.services.orders import OrderService
+from gateway.services.printing import PrintService
 from gateway.services.tokens import TokenService
 from gateway.services.trackers import TrackerService
 
@@ -40,6 +41,10 @@ class Context:
     ws: WsLimits = field(default_factory=WsLimits)
     allowed_origins: frozenset[str] = frozenset()
     trackers: TrackerService | None = None
+    printing: PrintService | None = None
+    # Demo virtual printers by device id: (latest tickets as text, PNG of one) for the preview.
+    previews: dict[str, Callable[[], list[tuple[float, str, Callable[[], bytes]]]]] = field(
+        default_factory=dict)
     receivers: Callable[[], list[Receiver]] = field(default=lambda: [])
 
 

@@ -50,6 +50,19 @@ class Code(Enum):
     MISSING_HTTP_CLIENT = "missing_http_client"
     BAD_HTTP_CLIENT = "bad_http_client"
     UNKNOWN_HTTP_CLIENT = "unknown_http_client"
+    # printing (seed 000)
+    PRINT_DEVICE_NOT_FOUND = "print_device_not_found"
+    PRINT_REQUEST_NOT_FOUND = "print_request_not_found"
+    PRINT_BAD_COMMAND = "print_bad_command"
+    PRINT_BAD_DATA = "print_bad_data"
+    PRINT_BAD_DEADLINE = "print_bad_deadline"
+    PRINT_BAD_RESERVED = "print_bad_reserved"
+    PRINT_BAD_REPORT_URL = "print_bad_report_url"
+    PRINT_BAD_DEVICE = "print_bad_device"
+    PRINT_DEVICE_EXISTS = "print_device_exists"
+    PRINT_NOT_AWAITING = "print_not_awaiting"
+    PRINT_BAD_RESPONSE = "print_bad_response"
+    PRINT_NO_STATION = "print_no_station"
     # transport
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -77,6 +90,10 @@ class NotFound(GatewayError):
 
 class AuthFailed(GatewayError):
     """The caller is not who it must be, or is not allowed yet."""
+
+
+class Conflict(GatewayError):
+    """The request is well-formed but the thing is not in a state that allows it."""
 
 
 class Unavailable(GatewayError):

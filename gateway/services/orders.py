@@ -30,6 +30,7 @@ from gateway.store.reader import Reader
 from gateway.store.writer import Writer
 
 log = logging.getLogger(__name__)
+TxHook = Callable[[sqlite3.Connection, OrderEvent], None]
 
 
 class Outcome(Enum):
@@ -86,6 +87,7 @@ class OrderService:
         self._by_name: dict[str, Order] = {}
         self._by_uuid: dict[str, Order] = {}
         self._by_tracker: dict[str, Order] = {}
+        self._tx_hooks: list[TxHook] = []
 
     async def load(self) -> None:
         """Rebuild the book from SQLite (the source of truth) at start."""
@@ -110,6 +112,10 @@ class OrderService:
             raise NotFound(Code.ORDER_NOT_FOUND)
         return order
 
+    def lookup(self, ref: str) -> Order | None:
+        """An active order by uuid or printed number, or None."""
+        return self._by_uuid.get(ref) or self._by_name.get(ref)
+
     # -- writes -----------------------------------------------------------------------
 
     async def start_or_locate(
@@ -132,7 +138,7 @@ class OrderService:
                     located_at=now if located else None,
                 )
                 repo.save(conn, order)
-                event = repo.append_event(conn, OrderEventType.NEW_ORDER, now, order)
+                event = self._journal(conn, OrderEventType.NEW_ORDER, now, order)
                 return _Change(order, event, Outcome.CREATED)
             changes: dict[str, object] = {}
             if not same_order_type(existing.order_type, order_type):
@@ -156,7 +162,7 @@ class OrderService:
                 return _Change(existing, None, same)
             order = existing.evolve(**changes)
             repo.save(conn, order)
-            event = repo.append_event(conn, OrderEventType.ORDER_MODIFIED, now, order)
+            event = self._journal(conn, OrderEventType.ORDER_MODIFIED, now, order)
             return _Change(order, event, Outcome.MODIFIED)
 
         change = await self._writer.run(job, self._apply)
@@ -185,7 +191,7 @@ class OrderService:
             now = self._clock.now()
             order = existing.evolve(paged=True, tracking=tracking)
             repo.save(conn, order)
-            return _Change(order, repo.append_event(conn, OrderEventType.ORDER_PAGED, now, order))
+            return _Change(order, self._journal(conn, OrderEventType.ORDER_PAGED, now, order))
 
         target = self.find(ref).uuid
         # The tracker service sees ORDER_PAGED on the bus and drives the radio.
@@ -230,13 +236,13 @@ class OrderService:
                               location="", state=OrderState.STARTED, created=now,
                               state_changed=now, tracker=address)
                 repo.save(conn, order)
-                event = repo.append_event(conn, OrderEventType.NEW_ORDER, now, order)
+                event = self._journal(conn, OrderEventType.NEW_ORDER, now, order)
                 return _Change(order, event, Outcome.CREATED, tuple(changes))
             if existing.tracker == address:
                 return _Change(existing, None, Outcome.ALREADY_STARTED, tuple(changes))
             order = existing.evolve(tracker=address)
             repo.save(conn, order)
-            event = repo.append_event(conn, OrderEventType.ORDER_MODIFIED, now, order)
+            event = self._journal(conn, OrderEventType.ORDER_MODIFIED, now, order)
             return _Change(order, event, Outcome.MODIFIED, tuple(changes))
 
         change = await self._writer.run(job, self._apply)
@@ -338,12 +344,31 @@ class OrderService:
             tracking=False,
         )
         repo.save(conn, order)
-        return _Change(order, repo.append_event(conn, OrderEventType.ORDER_CLEARED, now, order))
+        return _Change(order, self._journal(conn, OrderEventType.ORDER_CLEARED, now, order))
 
-    @staticmethod
-    def _modified(conn: sqlite3.Connection, order: Order, now: float) -> _Change:
+    def _modified(self, conn: sqlite3.Connection, order: Order, now: float) -> _Change:
         repo.save(conn, order)
-        return _Change(order, repo.append_event(conn, OrderEventType.ORDER_MODIFIED, now, order))
+        return _Change(order, self._journal(conn, OrderEventType.ORDER_MODIFIED, now, order))
+
+    def add_tx_hook(self, hook: TxHook) -> None:
+        """Run `hook(conn, event)` inside the transaction of every journaled change, so what
+        it writes (a kitchen ticket, an outbound delivery) commits with the change or not at
+        all. It runs on the writer thread: no awaiting, no loop state."""
+        self._tx_hooks.append(hook)
+
+    def _journal(self, conn: sqlite3.Connection, kind: OrderEventType, now: float,
+                 order: Order) -> OrderEvent:
+        event = repo.append_event(conn, kind, now, order)
+        for hook in self._tx_hooks:
+            # A failing hook must not cost the order: its writes alone are undone.
+            conn.execute("SAVEPOINT order_hook")
+            try:
+                hook(conn, event)
+            except Exception:
+                conn.execute("ROLLBACK TO order_hook")
+                log.exception("order hook %r failed on %s", hook, kind)
+            conn.execute("RELEASE order_hook")
+        return event
 
     def _remember(self, order: Order) -> None:
         previous = self._by_uuid.get(order.uuid)

@@ -68,6 +68,72 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX orders_active_tracker ON orders(tracker) WHERE state != 'cleared';
         """,
     ),
+    (
+        "0003_printing_outbox",
+        """
+        CREATE TABLE devices (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            address TEXT NOT NULL,
+            station TEXT NOT NULL DEFAULT '',
+            paper TEXT NOT NULL DEFAULT '80mm',
+            source TEXT NOT NULL CHECK (source IN ('settings', 'api', 'mdns', 'demo')),
+            date_created REAL NOT NULL,
+            status TEXT,
+            status_detail TEXT NOT NULL DEFAULT '',
+            status_date REAL,
+            is_online INTEGER NOT NULL DEFAULT 0,
+            date_last_seen REAL,
+            password TEXT,
+            phone_number TEXT,
+            removed REAL
+        );
+        CREATE TABLE print_requests (
+            id TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL REFERENCES devices(id),
+            date_created REAL NOT NULL,
+            deadline REAL NOT NULL,
+            reserved TEXT,
+            command TEXT NOT NULL,
+            data TEXT,
+            station TEXT NOT NULL DEFAULT '',
+            order_uuid TEXT,
+            report_url TEXT,
+            process_status TEXT NOT NULL,
+            process_status_date REAL NOT NULL,
+            date_sent REAL,
+            output_data TEXT,
+            date_received REAL,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            delivered_once INTEGER NOT NULL DEFAULT 0,
+            report TEXT NOT NULL
+        );
+        CREATE INDEX print_requests_device ON print_requests(device_id, date_created);
+        CREATE INDEX print_requests_open ON print_requests(device_id, deadline)
+            WHERE process_status != 'archived';
+        -- The durable outbox: rows are written in the transaction of the change they report.
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id TEXT NOT NULL UNIQUE,
+            endpoint TEXT NOT NULL,
+            url TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            ref TEXT NOT NULL DEFAULT '',
+            content_type TEXT NOT NULL,
+            body BLOB NOT NULL,
+            created REAL NOT NULL,
+            next_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'delivered', 'dead')),
+            last_status INTEGER,
+            last_error TEXT,
+            finished REAL
+        );
+        CREATE INDEX outbox_pending ON outbox(endpoint, id) WHERE state = 'pending';
+        """,
+    ),
 ]
 
 

@@ -44,6 +44,10 @@ class Reader:
             self._pool.put_nowait(conn)
 
     async def close(self) -> None:
+        # Wait until every connection is back from its thread: a cancelled caller's thread may
+        # still be using one, and closing it under that thread can crash the process.
+        for _ in range(len(self._all)):
+            await self._pool.get()
         for conn in self._all:
             conn.close()
         self._all.clear()
