@@ -63,6 +63,7 @@ class DeviceWorker:
         self._retry_at: dict[str, float] = {}
         self._next_poll = 0.0
         self._blocked = False
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"printer-{self.device_id}")
@@ -71,6 +72,10 @@ class DeviceWorker:
         self._wake.set()
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: on Python 3.11 asyncio.wait_for can swallow a
+        # cancellation that lands as its inner wait completes, and the loop would go on.
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -81,7 +86,7 @@ class DeviceWorker:
     # -- the loop --------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._step()
             except asyncio.CancelledError:
