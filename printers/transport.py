@@ -236,7 +236,9 @@ class TcpPrinter:
             return JobResult(JobOutcome.UNREACHABLE, 0, UNKNOWN, detail=str(exc))
         delivered = 0
         try:
-            await link.drain_input(self.drain_window)
+            # No drain here: a fresh connection holds no stale replies, and an unasked ASB
+            # packet is told apart by the decoder; waiting `drain_window` would cost every job
+            # ~20 ms before its first byte.
             payload = memoryview(data + GS_R_PAPER)
             for start in range(0, len(payload), _CHUNK):
                 chunk = payload[start:start + _CHUNK]

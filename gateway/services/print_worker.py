@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 from typing import TYPE_CHECKING
 
@@ -106,13 +107,25 @@ class DeviceWorker:
         await self._process(request)
 
     def _next(self, now: float) -> PrintRequest | None:
+        """Earliest deadline first among this device's queued requests that are due."""
+        heap = self.svc.queues.get(self.device_id, [])
+        deferred: list[tuple[float, float, str]] = []
         best: PrintRequest | None = None
-        for r in self.svc.open.values():
-            if (r.device_id != self.device_id or r.process_status is not ProcessStatus.QUEUEING
-                    or self._retry_at.get(r.id, 0.0) > now):
+        while heap:
+            deadline, created, rid = heap[0]
+            r = self.svc.open.get(rid)
+            if (r is None or r.device_id != self.device_id
+                    or r.process_status is not ProcessStatus.QUEUEING
+                    or (r.deadline, r.date_created) != (deadline, created)):
+                heapq.heappop(heap)  # stale: sent, archived or moved since it was queued
                 continue
-            if best is None or (r.deadline, r.date_created) < (best.deadline, best.date_created):
-                best = r
+            if self._retry_at.get(rid, 0.0) > now:
+                deferred.append(heapq.heappop(heap))  # backing off: not yet
+                continue
+            best = r
+            break
+        for entry in deferred:
+            heapq.heappush(heap, entry)
         return best
 
     async def _idle(self) -> None:
@@ -278,9 +291,7 @@ class DeviceWorker:
         if d is None:
             return
         status, online, detail = device_state(health, reachable)
-        if status is DeviceStatus.IDLE and any(
-                r.device_id == d.id and r.process_status is ProcessStatus.WAITING_OUTPUT
-                for r in svc.open.values()):
+        if status is DeviceStatus.IDLE and svc.awaiting_answer(d.id):
             status = DeviceStatus.WAITING_ORDER_RESPONSE
         seen = now if reachable else d.date_last_seen
         self._blocked = reachable and health.blocking

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import re
 import secrets
@@ -106,6 +107,11 @@ class PrintService:
         self._wake_outbox = wake_outbox
         self.devices: dict[str, Device] = {}
         self.open: dict[str, PrintRequest] = {}
+        # Per device: a heap of (deadline, created, id) of queued requests, checked lazily
+        # against `open` (a stale entry is dropped when met), and the ids awaiting an answer.
+        # Picking and status updates cost O(log n) per job, not a scan of every open request.
+        self.queues: dict[str, list[tuple[float, float, str]]] = {}
+        self.waiting: dict[str, set[str]] = {}
         self._workers: dict[str, Any] = {}  # device id -> DeviceWorker
         self._stash: dict[str, PrintRequest] = {}  # written by the order hook, not yet seen
         self._sweeper: asyncio.Task[None] | None = None
@@ -129,7 +135,7 @@ class PrintService:
                 r = r.evolve(process_status=ProcessStatus.QUEUEING, process_status_date=now,
                              delivered_once=True)
                 recovered.append(r)
-            self.open[r.id] = r
+            self._index(r)
         for spec in configured:
             await self.add_device(spec, Source.SETTINGS, replace=True)
         if recovered:
@@ -353,7 +359,7 @@ class PrintService:
     def on_event(self, event: Event) -> None:
         """After the order committed: its ticket joins the queue."""
         if isinstance(event, OrderEvent) and (r := self._stash.pop(event.order.uuid, None)):
-            self.open[r.id] = r
+            self._index(r)
             self.wake(r.device_id)
 
     # -- reports (called by the outbox, on the writer thread) ------------------------------
@@ -434,10 +440,24 @@ class PrintService:
         for d in devices:
             self.devices[d.id] = d
         for r in requests:
-            if r.archived:
-                self.open.pop(r.id, None)
-            else:
-                self.open[r.id] = r
+            self._index(r)
+
+    def _index(self, r: PrintRequest) -> None:
+        waiting = self.waiting.setdefault(r.device_id, set())
+        if r.process_status is ProcessStatus.WAITING_OUTPUT:
+            waiting.add(r.id)
+        else:
+            waiting.discard(r.id)
+        if r.archived:
+            self.open.pop(r.id, None)
+            return
+        self.open[r.id] = r
+        if r.process_status is ProcessStatus.QUEUEING:
+            heapq.heappush(self.queues.setdefault(r.device_id, []),
+                           (r.deadline, r.date_created, r.id))
+
+    def awaiting_answer(self, device_id: str) -> bool:
+        return bool(self.waiting.get(device_id))
 
     def _fail(self, r: PrintRequest, code: ErrorCode, message: str,
               now: float) -> PrintRequest:
@@ -452,12 +472,15 @@ class PrintService:
             d = self.devices.get(did)
             if d is None or not d.is_online:
                 continue
-            ids = {r.id for r in changed}
-            waiting = any(r.device_id == did and r.process_status is ProcessStatus.WAITING_OUTPUT
-                          for r in [*changed, *(v for k, v in self.open.items() if k not in ids)])
-            if waiting and d.status is DeviceStatus.IDLE:
+            ids = set(self.waiting.get(did, ()))
+            for r in changed:
+                if r.device_id == did and r.process_status is ProcessStatus.WAITING_OUTPUT:
+                    ids.add(r.id)
+                elif r.device_id == did:
+                    ids.discard(r.id)
+            if ids and d.status is DeviceStatus.IDLE:
                 out.append(d.evolve(status=DeviceStatus.WAITING_ORDER_RESPONSE, status_date=now))
-            elif not waiting and d.status is DeviceStatus.WAITING_ORDER_RESPONSE:
+            elif not ids and d.status is DeviceStatus.WAITING_ORDER_RESPONSE:
                 out.append(d.evolve(status=DeviceStatus.IDLE, status_date=now))
         return out
 
