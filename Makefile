@@ -33,7 +33,7 @@ bench: $(STAMP)
 	bash scripts/system-deps.sh bench
 	$(BIN)/python bench/orders.py
 	$(BIN)/python bench/radio.py
-	$(BIN)/python bench/printing_render.py
+	$(BIN)/python bench/printing.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -98,6 +105,24 @@ class Settings(BaseSettings):
         except Exception as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _printing(self) -> Settings:
+        # Checked at boot, with the outbound allow-list: a typo'd printer must not crash later.
+        from gateway.core.netguard import forbidden_reason
+        from gateway.core.printing import device_spec_problem
+
+        allow = frozenset(self.outbound_allow)
+        if self.print_report_url and (why := forbidden_reason(self.print_report_url, allow)):
+            raise ValueError(f"print_report_url refused: {why}")
+        seen: set[str] = set()
+        for p in self.printers:
+            if p.id in seen:
+                raise ValueError(f"printers: id {p.id!r} appears twice")
+            seen.add(p.id)
+            if why := device_spec_problem(p.id, p.name, p.address, p.station, p.paper, allow):
+                raise ValueError(f"printers[{p.id}]: {why}")
+        return self
 
     @property
     def db_path(self) -> Path:

@@ -7,9 +7,12 @@ here; the dialect renders whole seconds).
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+
+from gateway.core.netguard import forbidden_reason
 
 
 class DeviceStatus(StrEnum):
@@ -48,6 +51,10 @@ class Command(StrEnum):
     PRINT_ORDER = "print-order"
     PRINT_RECEIPT = "print-receipt"
     OPEN_DRAWER = "open-drawer"
+
+
+SERIAL_QUERY = re.compile(r"(baud=[0-9]{3,7})?")
+ADDRESS_SCHEMES = ("tcp://", "serial://", "usb://", "lp://", "virtual://")
 
 
 class Source(StrEnum):
@@ -136,6 +143,38 @@ class PrintRequest:
         if self.command is not Command.PRINT_ORDER:
             return False
         return not (isinstance(self.data, dict) and self.data.get("needsAnswer") is False)
+
+
+# -- what a printer description may say ---------------------------------------------
+
+
+def device_spec_problem(device_id: str | None, name: str, address: str, station: str, paper: str,
+                        allow: frozenset[str]) -> str | None:
+    """None when a printer description is acceptable, else why not (one line)."""
+    if device_id is not None and not (0 < len(device_id) <= 16 and device_id.isascii()
+                                    and device_id.replace("-", "").replace("_", "").isalnum()):
+        return "id must be 1-16 ASCII letters, digits, '-' or '_'."
+    if not (0 < len(name) <= 64) or not name.isprintable():
+        return "name must be 1-64 printable characters."
+    if len(station) > 32 or not station.isprintable():
+        return "station must be at most 32 printable characters."
+    if paper not in ("80mm", "58mm"):
+        return "paper must be 80mm or 58mm."
+    if not address.startswith(ADDRESS_SCHEMES) or len(address) > 256:
+        return "address must start with tcp://, serial://, usb://, lp:// or virtual://."
+    if address.startswith("tcp://"):
+        # A printer address is an outbound target like a webhook URL: no loopback/metadata.
+        why = forbidden_reason("http://" + address[len("tcp://"):], allow)
+        if why:
+            return f"address refused: {why}"
+        hostport = address[len("tcp://"):]
+        if not hostport or "/" in hostport:
+            return "address must be tcp://host:port."
+    if address.startswith("serial://") and not SERIAL_QUERY.fullmatch(
+            address.partition("?")[2]):
+        # app_printing.make_link reads `baud` with int(): anything else would fail there.
+        return "address must be serial:///dev/<port> with an optional ?baud=<integer>."
+    return None
 
 
 # -- the hardware seam ---------------------------------------------------------------------

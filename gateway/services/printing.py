@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import re
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +37,7 @@ from gateway.core.printing import (
     ReportStatus,
     RequestError,
     Source,
+    device_spec_problem,
 )
 from gateway.services.imprimo_format import report_json
 from gateway.services.print_commands import check_data
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 
 REPORT_KIND = "imprimo-report"
 MAX_RESERVED = 60
-ADDRESS_SCHEMES = ("tcp://", "serial://", "usb://", "lp://", "virtual://")
-SERIAL_QUERY = re.compile(r"(baud=[0-9]{3,7})?")
 
 
 class Renderer(Protocol):
@@ -180,7 +178,8 @@ class PrintService:
         return all_[offset:offset + limit], len(all_)
 
     def check_spec(self, spec: DeviceSpec) -> None:
-        bad = _spec_problem(spec, self.policy.allow)
+        bad = device_spec_problem(spec.id, spec.name, spec.address, spec.station, spec.paper,
+                                  self.policy.allow)
         if bad:
             raise ValidationFailed(Code.PRINT_BAD_DEVICE, bad)
 
@@ -529,30 +528,3 @@ def _error_code(code: str) -> ErrorCode:
         return ErrorCode(code)
     except ValueError:
         return ErrorCode.UNKNOWN
-
-
-def _spec_problem(spec: DeviceSpec, allow: frozenset[str]) -> str | None:
-    if spec.id is not None and not (0 < len(spec.id) <= 16 and spec.id.isascii()
-                                    and spec.id.replace("-", "").replace("_", "").isalnum()):
-        return "id must be 1-16 ASCII letters, digits, '-' or '_'."
-    if not (0 < len(spec.name) <= 64) or not spec.name.isprintable():
-        return "name must be 1-64 printable characters."
-    if len(spec.station) > 32 or not spec.station.isprintable():
-        return "station must be at most 32 printable characters."
-    if spec.paper not in ("80mm", "58mm"):
-        return "paper must be 80mm or 58mm."
-    if not spec.address.startswith(ADDRESS_SCHEMES) or len(spec.address) > 256:
-        return "address must start with tcp://, serial://, usb://, lp:// or virtual://."
-    if spec.address.startswith("tcp://"):
-        # A printer address is an outbound target like a webhook URL: no loopback/metadata.
-        why = forbidden_reason("http://" + spec.address[len("tcp://"):], allow)
-        if why:
-            return f"address refused: {why}"
-        hostport = spec.address[len("tcp://"):]
-        if not hostport or "/" in hostport:
-            return "address must be tcp://host:port."
-    if spec.address.startswith("serial://") and not SERIAL_QUERY.fullmatch(
-            spec.address.partition("?")[2]):
-        # app_printing.make_link reads `baud` with int(): anything else would fail there.
-        return "address must be serial:///dev/<port> with an optional ?baud=<integer>."
-    return None

@@ -134,7 +134,7 @@ def test_print_text_and_drawer() -> None:
 
 def test_thirty_line_ticket_render_time_is_reported() -> None:
     # Benchmark-style: printed, never asserted (shared CI boxes are noisy); see
-    # bench/printing_render.py for median/p99 against a same-run ceiling.
+    # bench/printing.py for median/p99 against a same-run ceiling.
     items = [
         Item(f"Dish number {i} with gratin", i % 3 + 1, "no salt" if i % 2 else "")
         for i in range(20)
