@@ -60,8 +60,11 @@ async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, gateway: Gateway) -> TestClient:  # type: ignore[type-arg]
-    return await aiohttp_client(gateway.app)
+async def client(aiohttp_client: Any, gateway: Gateway) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    # The app (and its printer workers) stops before the `gateway` fixture closes the store.
+    test_client = await aiohttp_client(gateway.app)
+    yield test_client
+    await test_client.close()
 
 
 @pytest.fixture

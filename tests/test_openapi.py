@@ -16,7 +16,8 @@ from pydantic import BaseModel, ValidationError
 from gateway.app import Gateway
 from gateway.core.models import ORDER_TYPES
 from web import schemas as sc
-from web.envelope import ERRORS
+from web import schemas_imprimo as si
+from web.envelope import ERRORS, IMPRIMO_ERRORS
 from web.openapi import OPENAPI_PATH, build_openapi, render
 from web.routes import ROUTES, Route
 from web.server import OPENAPI_FILE
@@ -54,7 +55,11 @@ async def test_every_registered_route_is_documented(gateway: Gateway) -> None:
         if r.resource is not None and r.method != "HEAD"
     }
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    assert registered == documented
+    aliases = {(r.method, a) for r in ROUTES for a in r.aliases}
+    assert registered == documented | aliases
+    for r in ROUTES:  # an alias is named in its operation's description
+        for a in r.aliases:
+            assert f"`{a}`" in doc["paths"][r.path][r.method.lower()]["description"]
 
 
 def _refs(node: Any) -> Iterator[str]:
@@ -119,6 +124,23 @@ def test_every_error_status_has_a_shared_response() -> None:
     responses = build_openapi()["components"]["responses"]
     for status, rc, _ in ERRORS.values():
         assert f"`{rc}`" in responses[f"Error{status}"]["description"]
+
+
+def test_every_imprimo_error_status_has_a_shared_response() -> None:
+    responses = build_openapi()["components"]["responses"]
+    for status, message in IMPRIMO_ERRORS.values():
+        assert message in responses[f"ImprimoError{status}"]["description"]
+
+
+def test_imprimo_operations_use_the_imprimo_envelope() -> None:
+    doc = build_openapi()
+    for path, ops in doc["paths"].items():
+        for op in ops.values():
+            refs = [r["$ref"] for s, r in op["responses"].items() if s >= "400"]
+            imprimo = path.startswith("/api/dev/")
+            assert all(("/ImprimoError" in r) == imprimo for r in refs), path
+            assert refs or not imprimo, path
+            assert ("printing" in op["tags"]) == imprimo, path
 
 
 def test_order_type_enum_is_the_gateways() -> None:
@@ -317,3 +339,60 @@ def test_models_forbid_unknown_keys() -> None:
     body = {"status": 200, "returnCode": 1009, "message": "Order already started.", "x": 1}
     with pytest.raises(ValidationError):
         sc.Message.model_validate(body)
+
+
+# -- the Imprimo dialect (seed 000) ----------------------------------------------------------
+
+
+async def call_imprimo(
+    client: Client,
+    method: str,
+    template: str,
+    expect: int,
+    *,
+    path: str | None = None,
+    **kwargs: Any,
+) -> BaseModel:
+    """Like `call`, for /api/dev/: the success model of the route, or `ImprimoError`."""
+    resp = await client.request(method, path or template, **kwargs)
+    body = await resp.json()
+    assert resp.status == expect, body
+    doc = build_openapi()["paths"][template][method.lower()]
+    assert str(expect) in doc["responses"], f"{method} {template} does not document {expect}"
+    model = _route(method, template).responses.get(expect, si.ImprimoError)
+    assert isinstance(model, type)
+    return model.model_validate(body)
+
+
+async def test_imprimo_answers_match_the_models(client: Client, auth: dict[str, str]) -> None:
+    dv = "/api/dev/devices/"
+    one = f"{dv}{{device_id}}"
+    rq, req = f"{one}/requests/", f"{one}/requests/{{request_id}}"
+    created = await call_imprimo(client, "POST", dv, 201, headers=auth, json={
+        "id": "oa1", "name": "Bar", "address": "virtual://none", "station": "bar"})
+    assert isinstance(created, si.DeviceResponse) and created.device.id == "oa1"
+    listing = await call_imprimo(client, "GET", dv, 200, path=f"{dv}?limit=1", headers=auth)
+    assert isinstance(listing, si.DeviceList) and listing.devices.total == 1
+    got = await call_imprimo(client, "GET", one, 200, path=f"{dv}oa1", headers=auth)
+    assert isinstance(got, si.DeviceResponse)
+    sent = await call_imprimo(client, "POST", rq, 200, path=f"{dv}oa1/requests/", headers=auth,
+                              json={"command": "print-order", "data": {"number": "7"},
+                                    "reserved": "x"})
+    assert isinstance(sent, si.RequestResponse)
+    rid = sent.request.id
+    requests = await call_imprimo(client, "GET", rq, 200, path=f"{dv}oa1/requests/",
+                                  headers=auth)
+    assert isinstance(requests, si.RequestList) and requests.requests.count == 1
+    await call_imprimo(client, "GET", req, 200, path=f"{dv}oa1/requests/{rid}", headers=auth)
+    conflict = await call_imprimo(client, "POST", f"{req}/response", 409,
+                                  path=f"{dv}oa1/requests/{rid}/response", headers=auth,
+                                  json={"accepted": False})
+    assert isinstance(conflict, si.ImprimoError)
+    await call_imprimo(client, "GET", f"{one}/preview", 404, path=f"{dv}oa1/preview",
+                       headers=auth)
+    await call_imprimo(client, "POST", rq, 400, path=f"{dv}oa1/requests/", headers=auth,
+                       json={"data": 1})
+    await call_imprimo(client, "GET", dv, 401, headers={"Authorization": "Bearer x"})
+    deleted = await call_imprimo(client, "DELETE", one, 200, path=f"{dv}oa1", headers=auth)
+    assert isinstance(deleted, si.Deleted)
+    await call_imprimo(client, "GET", one, 404, path=f"{dv}oa1", headers=auth)

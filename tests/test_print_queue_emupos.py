@@ -13,13 +13,13 @@ import pytest
 
 from gateway.core.printing import Command, DeviceStatus, ProcessStatus
 from tests.print_harness import harness
-from tests.printers.test_emupos_lane import (  # noqa: F401 - fixtures
-    Control,
-    Emulator,
-    control,
-    emulator,
-    emupos_venv,
-)
+from tests.printers import test_emupos_lane as lane
+from tests.printers.test_emupos_lane import Control, Emulator
+
+# The emulator fixtures of the transport lane, shared rather than duplicated.
+emupos_venv = lane.emupos_venv
+emulator = lane.emulator
+control = lane.control
 
 pytestmark = pytest.mark.slow
 

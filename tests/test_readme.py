@@ -39,3 +39,32 @@ def test_readme_curl_examples(tmp_path: Path) -> None:
         assert codes == [5, 5, 5, 6, 5, 1014, 1002, 1000, 5, 14, 5]
     finally:
         gw.kill()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_printing_examples(tmp_path: Path) -> None:
+    text = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```sh\n(.*?)```", text, re.S) if "/api/dev/" in b)
+    gw = GatewayProcess(tmp_path / "data", free_port())
+    gw.start(TABLEGATE_DEMO="true")
+    try:
+        base = f"http://127.0.0.1:{gw.port}"
+        token = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"token\"][\"token\"])'"
+        token_line = f"TOKEN=$(curl -s '{base}/api/v2/accesstoken/generate?name=p' | {token})\n"
+        script = token_line + block.replace("127.0.0.1:8000", f"127.0.0.1:{gw.port}")
+        script = re.sub(r"^(curl .*?[^\\])$", r"\1; echo", script, flags=re.M | re.S)
+        # The preview and the answer need the ticket printed: give the worker a moment first.
+        script = script.replace("# see what the virtual printer", "sleep 1\n# see what the virtual")
+        answer = f"curl -s -X POST {base}/api/dev/devices/demo-kitchen/requests/$RID"
+        script = script.replace(answer, "sleep 1; " + answer)
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
+                                text=True, timeout=60, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+        assert len(answers) == 4, answers
+        assert all(a["success"] is True for a in answers), answers
+        assert any("no nuts" in t["text"] for t in answers[1]["tickets"])
+        assert answers[2]["request"]["output"]["data"] == {"accepted": True, "time": 15}
+        assert answers[3]["device"]["station"] == "bar"
+    finally:
+        gw.kill()

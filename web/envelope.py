@@ -1,13 +1,20 @@
-"""The table-tracker envelope: `status` + `returnCode` + `message` or a payload key.
+"""The error envelopes of the two dialects, and the middleware that picks one by path.
 
-One table maps every gateway error code to this dialect's HTTP status, returnCode and message.
-Middleware turns every failure (ours, aiohttp's 404/405/413, anything unexpected) into it, so a
-client never sees an HTML error page or a bare 500.
+- Table-tracker (`/api/v1`, `/api/v2`, everything else): `status` + `returnCode` + `message`
+  or a payload key. `ERRORS` maps every gateway error code to its HTTP status, returnCode and
+  message.
+- Imprimo (seed 000, under `/api/dev/`): `{"success": false, "error": "..."}` with an HTTP
+  status of 400 or more. `IMPRIMO_ERRORS` maps each code those routes can raise to its status
+  and default message.
+
+The middleware turns every failure (ours, aiohttp's 404/405/413, SQLite's, anything unexpected)
+into the envelope of the path's dialect, so a client never sees an HTML error page.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -64,6 +71,35 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.STORAGE_FAILED: (503, -5, "Storage failed; nothing was written. Retry shortly."),
 }
 
+IMPRIMO_PREFIX = "/api/dev/"
+IMPRIMO_ERRORS: dict[Code, tuple[int, str]] = {
+    # Seed 000 names only "a status of 400 or more"; the statuses are ours (docs/api.md).
+    Code.AUTH_MALFORMED: (401, "Missing or malformed Authorization header: send "
+                               "Authorization: Bearer <api-key>."),
+    Code.AUTH_INVALID: (401, "Invalid API key."),
+    Code.TOO_MANY_FAILURES: (429, "Too many failed authentications; retry later."),
+    Code.BAD_JSON: (400, "Invalid JSON body."),
+    Code.BAD_LIMIT: (400, "limit must be a positive integer (values above 100 are capped)."),
+    Code.BAD_OFFSET: (400, "offset must be an integer from 0 to 1000000000."),
+    Code.PRINT_BAD_COMMAND: (400, "Unknown command."),
+    Code.PRINT_BAD_DATA: (400, "Invalid data for this command."),
+    Code.PRINT_BAD_DEADLINE: (400, "Invalid deadline."),
+    Code.PRINT_BAD_RESERVED: (400, "reserved must be at most 60 ASCII characters, or null."),
+    Code.PRINT_BAD_REPORT_URL: (400, "Invalid reportUrl."),
+    Code.PRINT_BAD_DEVICE: (400, "Invalid device."),
+    Code.PRINT_BAD_RESPONSE: (400, "Invalid answer: accepted (boolean) and time (minutes)."),
+    Code.PRINT_NO_STATION: (400, "No printer serves this station."),
+    Code.PRINT_DEVICE_NOT_FOUND: (404, "Device not found."),
+    Code.PRINT_REQUEST_NOT_FOUND: (404, "Request not found."),
+    Code.NOT_FOUND: (404, "Unknown path."),
+    Code.METHOD_NOT_ALLOWED: (405, "Method not allowed on this path."),
+    Code.PRINT_DEVICE_EXISTS: (409, "A device with this id already exists."),
+    Code.PRINT_NOT_AWAITING: (409, "The request is not waiting for an answer."),
+    Code.BODY_TOO_LARGE: (413, "Request body too large."),
+    Code.API_UNAVAILABLE: (503, "Printing is unavailable right now; retry shortly."),
+    Code.STORAGE_FAILED: (503, "Storage failed; nothing was written. Retry shortly."),
+}
+RETRY_SOON = (Code.API_UNAVAILABLE, Code.STORAGE_FAILED)
 
 
 def reply(status: int, return_code: int, **payload: Any) -> web.Response:
@@ -81,11 +117,43 @@ def error_body(code: Code, detail: str | None = None) -> dict[str, Any]:
 def error_reply(code: Code, detail: str | None = None) -> web.Response:
     body = error_body(code, detail)
     resp = reply(body["status"], body["returnCode"], message=body["message"])
-    if code in (Code.API_UNAVAILABLE, Code.STORAGE_FAILED):
+    return _retry_after(resp, code)
+
+
+def _retry_after(resp: web.Response, code: Code) -> web.Response:
+    if code in RETRY_SOON:
         resp.headers["Retry-After"] = "2"
     elif code is Code.TOO_MANY_FAILURES:
         resp.headers["Retry-After"] = str(THROTTLE_RETRY_AFTER)
     return resp
+
+
+# -- Imprimo (seed 000) ---------------------------------------------------------------------
+
+
+def is_imprimo(path: str) -> bool:
+    return path.startswith(IMPRIMO_PREFIX) or path == IMPRIMO_PREFIX[:-1]
+
+
+def imprimo_reply(status: int, error: str) -> web.Response:
+    return web.Response(body=orjson.dumps({"success": False, "error": error}), status=status,
+                        content_type="application/json")
+
+
+def imprimo_status(code: Code) -> tuple[int, str]:
+    """Status and default message; a code the table lacks keeps its table-tracker status."""
+    if code in IMPRIMO_ERRORS:
+        return IMPRIMO_ERRORS[code]
+    status, _, message = ERRORS.get(code, (500, 0, "Internal error."))
+    return status, message
+
+
+def imprimo_error_reply(code: Code, detail: str | None = None) -> web.Response:
+    status, message = imprimo_status(code)
+    resp = imprimo_reply(status, detail or message)
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="tablegate"'
+    return _retry_after(resp, code)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -93,24 +161,37 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    imprimo = is_imprimo(request.path)
+
+    def fail(code: Code, detail: str | None = None) -> web.Response:
+        return imprimo_error_reply(code, detail) if imprimo else error_reply(code, detail)
+
     try:
         return await handler(request)
     except GatewayError as exc:
-        return error_reply(exc.code, exc.detail)
+        return fail(exc.code, exc.detail)
     except web.HTTPRequestEntityTooLarge:
-        return error_reply(Code.BODY_TOO_LARGE)
+        return fail(Code.BODY_TOO_LARGE)
     except web.HTTPNotFound:
-        return error_reply(Code.NOT_FOUND)
+        return fail(Code.NOT_FOUND)
     except web.HTTPMethodNotAllowed as exc:
-        resp = error_reply(Code.METHOD_NOT_ALLOWED)
+        resp = fail(Code.METHOD_NOT_ALLOWED)
         resp.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
         return resp
     except web.HTTPException as exc:
         if exc.status >= 400:
+            if imprimo:
+                return imprimo_reply(exc.status, exc.reason)
             return reply(exc.status, -exc.status, message=exc.reason)
         raise
     except (ConnectionResetError, TimeoutError):
         raise
+    except sqlite3.Error:
+        # A job's own SQLite error (disk full, I/O error): its transaction was rolled back.
+        log.exception("storage error on %s %s", request.method, request.path)
+        return fail(Code.STORAGE_FAILED)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
+        if imprimo:
+            return imprimo_reply(500, "Internal error.")
         return reply(500, -5, message="Internal error.")

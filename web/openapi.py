@@ -21,18 +21,20 @@ from pydantic import BaseModel, TypeAdapter
 
 from gateway import __version__
 from web import schemas as sc
-from web.envelope import ERRORS
+from web import schemas_imprimo as si
+from web.envelope import ERRORS, IMPRIMO_ERRORS, is_imprimo
 from web.routes import ROUTES, Auth, Route
 
 REF = "#/components/schemas/{model}"
 OPENAPI_PATH = "/api/openapi.json"  # served by web.server, outside the route table
 JSON = "application/json"
 PATH_PARAM = re.compile(r"\{([^{}]+)\}")
+PATH_PARAMS: dict[str, Any] = {**sc.PATH_PARAMS, **si.PATH_PARAMS}
 
 DESCRIPTION = """\
 Tablegate speaks the table-tracker LAN API: `/api/v2` and the legacy `/api/v1`.
 
-Every JSON answer is an envelope: `status` (the HTTP status again) and an integer \
+Every table-tracker JSON answer is an envelope: `status` (the HTTP status again) and an integer \
 `returnCode` (below 0: error; 1 to 999: data; 1000 and up: action acknowledged), plus either \
 `message` (actions, errors) or a payload key (`activeorder`, `count` + `items`, `token`, \
 `settings`, `statistics`). Timestamps are gateway local time, `YYYY-MM-DDTHH:MM:SS`.
@@ -41,6 +43,12 @@ Clients authenticate with `Authorization: Bearer <token>`; v1 also accepts HTTP 
 the token as the user name and an empty password. A token comes from \
 `GET /api/v2/accesstoken/generate?name=` while the gateway's button window is open, or from \
 `POST /api/v2/accesstoken/generate` with a token.
+
+Under `/api/dev/` the gateway speaks the Imprimo printing API (seed 000) with the same Bearer \
+tokens: devices (printers) and their print requests. Its answers are `{"success": true, ...}`; \
+its errors `{"success": false, "error": "..."}` with an HTTP status of 400 or more (the \
+`ImprimoError` responses); times are Unix seconds. Imprimo paths also answer with the \
+trailing slash added or removed (each operation says where).
 """
 
 TAGS = {
@@ -50,6 +58,7 @@ TAGS = {
     "webhooks": "Clients the gateway calls on every order change.",
     "tokens": "Access tokens and the button window.",
     "feed": "The WebSocket order feed.",
+    "printing": "Imprimo (seed 000) under /api/dev/: printers and print requests.",
 }
 
 SECURITY_SCHEMES = {
@@ -133,7 +142,7 @@ def _parameter(name: str, where: str, schema: dict[str, Any], required: bool) ->
 
 def _parameters(route: Route, comp: _Components) -> list[dict[str, Any]]:
     params = [
-        _parameter(name, "path", comp.adapter(sc.PATH_PARAMS[name]), True)
+        _parameter(name, "path", comp.adapter(PATH_PARAMS[name]), True)
         for name in PATH_PARAM.findall(route.path)
     ]
     if route.query is not None:
@@ -156,30 +165,49 @@ def _content(models: sc.ResponseModels, comp: _Components) -> dict[str, Any] | N
 
 def _error_statuses(route: Route) -> set[int]:
     statuses = set(route.errors)
+    imprimo = is_imprimo(route.path)
     if route.auth in (Auth.TOKEN, Auth.ADMIN):
-        statuses |= {400, 401, 429}  # -1 malformed/missing, -2 invalid, -44 too many failures
+        # Missing/malformed (-1: 400; Imprimo 401), invalid (401), too many failures (429).
+        statuses |= {401, 429} if imprimo else {400, 401, 429}
     if route.body is not None:
-        statuses |= {400, 413}  # -31 not a JSON object; the body size limit
-    if route.query is not None or PATH_PARAM.search(route.path):
-        statuses.add(400)  # parameters are validated
+        statuses |= {400, 413}  # not a JSON object; the body size limit
+    if route.query is not None or (PATH_PARAM.search(route.path) and not imprimo):
+        statuses.add(400)  # parameters are validated (an Imprimo id that names nothing: 404)
+    if imprimo:
+        statuses.add(503)  # printing not running, storage failed
     return statuses
 
 
+def _error_name(route: Route, status: int) -> str:
+    return f"{'ImprimoError' if is_imprimo(route.path) else 'Error'}{status}"
+
+
 def _error_responses(comp: _Components) -> dict[str, Any]:
-    """One shared response per error status; its description lists the returnCodes."""
+    """One shared response per error status and dialect; its description lists the causes."""
     by_status: dict[int, list[str]] = defaultdict(list)
     for status, rc, message in sorted(ERRORS.values(), key=lambda e: (e[0], -e[1])):
         line = f"- `{rc}`: {message}"
         if line not in by_status[status]:
             by_status[status].append(line)
     ref = comp.model(sc.Message)
-    return {
+    responses = {
         f"Error{status}": {
             "description": f"{HTTPStatus(status).phrase}. returnCode:\n" + "\n".join(lines),
             "content": {JSON: {"schema": ref}},
         }
         for status, lines in by_status.items()
     }
+    imprimo: dict[int, list[str]] = defaultdict(list)
+    for status, message in sorted(IMPRIMO_ERRORS.values()):
+        imprimo[status].append(f"- {message}")
+    ref = comp.model(si.ImprimoError)
+    for status, lines in imprimo.items():
+        responses[f"ImprimoError{status}"] = {
+            "description": f"{HTTPStatus(status).phrase}. `error`, for example:\n"
+            + "\n".join(lines),
+            "content": {JSON: {"schema": ref}},
+        }
+    return responses
 
 
 def _security(route: Route) -> list[dict[str, list[str]]]:
@@ -207,6 +235,8 @@ def _operation(route: Route, comp: _Components, errors: dict[str, Any]) -> dict[
         "tags": [route.tag],
         "security": _security(route),
     }
+    if route.aliases:
+        op["description"] = "Also answers at " + ", ".join(f"`{a}`" for a in route.aliases) + "."
     params = _parameters(route, comp)
     if params:
         op["parameters"] = params
@@ -218,6 +248,9 @@ def _operation(route: Route, comp: _Components, errors: dict[str, Any]) -> dict[
     responses: dict[str, Any] = {}
     for status, models in route.responses.items():
         content = _content(models, comp)
+        if content is None and route.produces is not None and 200 <= status < 300:
+            content = {route.produces: {"schema": {"type": "string",
+                                                   "contentMediaType": route.produces}}}
         response: dict[str, Any] = {
             "description": FEED if status == 101 else HTTPStatus(status).phrase
         }
@@ -225,7 +258,7 @@ def _operation(route: Route, comp: _Components, errors: dict[str, Any]) -> dict[
             response["content"] = content
         responses[str(status)] = response
     for status in sorted(_error_statuses(route)):
-        name = f"Error{status}"
+        name = _error_name(route, status)
         if name not in errors:
             raise ValueError(f"{route.method} {route.path}: no error code answers {status}")
         responses[str(status)] = {"$ref": f"#/components/responses/{name}"}

@@ -14,8 +14,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from web import schemas as sc
+from web import schemas_imprimo as si
 from web import schemas_radio as sr
-from web.api import radio, tokens
+from web.api import imprimo, radio, tokens
 from web.api import trackertrack as tt
 from web.api.common import authenticate
 from web.ws import compat, native
@@ -43,8 +44,13 @@ class Route:
     body_required: bool = True
     query: type[BaseModel] | None = None  # one field per query parameter
     responses: sc.Responses = field(default_factory=dict)  # status -> model(s) of the body
-    # Error statuses (the `Message` envelope) besides those the auth and body imply.
+    # Error statuses (the dialect's error envelope) besides those the auth and body imply.
     errors: tuple[int, ...] = ()
+    # Other spellings of the path served by the same handler (e.g. with a trailing slash);
+    # registered and authorized like the path, documented as a note on its operation.
+    aliases: tuple[str, ...] = ()
+    # The media type of a 2xx body that is not JSON (documented with no schema).
+    produces: str | None = None
 
 
 def _orders(base: str) -> list[Route]:
@@ -136,6 +142,49 @@ def _radio(base: str) -> list[Route]:
     ]
 
 
+def _slash(path: str) -> tuple[str, ...]:
+    """The other spelling: seed 000 writes `devices/` and `devices/{id}`; clients vary."""
+    return (path[:-1],) if path.endswith("/") else (path + "/",)
+
+
+def _imprimo(base: str) -> list[Route]:
+    dv = f"{base}/devices/"
+    one = f"{base}/devices/{{device_id}}"
+    rq = f"{one}/requests/"
+    req = f"{one}/requests/{{request_id}}"
+    tag = "printing"
+    return [
+        Route("GET", dv, imprimo.list_devices, Auth.TOKEN, "The printers (devices), paged", tag,
+              query=si.PageQuery, responses={200: si.DeviceList}, aliases=_slash(dv)),
+        Route("POST", dv, imprimo.add_device, Auth.TOKEN, "Register a printer (extension)",
+              tag, body=si.NewDevice, responses={201: si.DeviceResponse}, errors=(409,),
+              aliases=_slash(dv)),
+        Route("GET", one, imprimo.get_device, Auth.TOKEN, "One printer", tag,
+              responses={200: si.DeviceResponse}, errors=(404,), aliases=_slash(one)),
+        Route("DELETE", one, imprimo.remove_device, Auth.TOKEN,
+              "Remove a printer (extension); its open requests are archived with an error",
+              tag, responses={200: si.Deleted}, errors=(404,), aliases=_slash(one)),
+        Route("POST", rq, imprimo.submit, Auth.TOKEN, "Submit a print request", tag,
+              body=si.SubmitRequest, responses={200: si.RequestResponse}, errors=(404,),
+              aliases=_slash(rq)),
+        Route("GET", rq, imprimo.list_requests, Auth.TOKEN,
+              "The printer's requests, newest first", tag, query=si.PageQuery,
+              responses={200: si.RequestList}, errors=(404,), aliases=_slash(rq)),
+        Route("GET", req, imprimo.get_request, Auth.TOKEN, "One print request", tag,
+              responses={200: si.RequestResponse}, errors=(404,), aliases=_slash(req)),
+        Route("POST", f"{req}/response", imprimo.respond, Auth.TOKEN,
+              "Accept or refuse an order ticket (extension)", tag, body=si.OrderAnswer,
+              responses={200: si.RequestResponse}, errors=(404, 409),
+              aliases=_slash(f"{req}/response")),
+        Route("GET", f"{one}/preview", imprimo.preview, Auth.TOKEN,
+              "What a demo virtual printer printed (extension)", tag,
+              responses={200: si.Preview}, errors=(404,), aliases=_slash(f"{one}/preview")),
+        Route("GET", f"{one}/preview.png", imprimo.preview_png, Auth.TOKEN,
+              "The latest ticket of a demo virtual printer as PNG (extension)", tag,
+              responses={200: None}, errors=(404,), produces="image/png"),
+    ]
+
+
 ROUTES: list[Route] = [
     *_orders("/api/v2"),
     *_tokens("/api/v2"),
@@ -155,6 +204,7 @@ ROUTES: list[Route] = [
     Route("POST", "/api/admin/token-window", tokens.open_window, Auth.ADMIN,
           "Open the token window (box-local admin cookie)", "tokens",
           responses={200: sc.TokenWindow}),
+    *_imprimo("/api/dev"),
 ]
 
 
@@ -172,4 +222,5 @@ def add_routes(app: web.Application) -> None:
         handler = r.handler
         if r.auth is Auth.TOKEN:
             handler = protect(handler, allow_basic=r.path.startswith("/api/v1"))
-        app.router.add_route(r.method, r.path, handler)
+        for path in (r.path, *r.aliases):
+            app.router.add_route(r.method, path, handler)

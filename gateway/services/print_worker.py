@@ -14,6 +14,7 @@ import heapq
 import logging
 from typing import TYPE_CHECKING
 
+from gateway.core.errors import Code, Unavailable
 from gateway.core.printing import (
     Attempt,
     Command,
@@ -92,6 +93,11 @@ class DeviceWorker:
                 await self._step()
             except asyncio.CancelledError:
                 raise
+            except Unavailable as exc:
+                if exc.code is Code.API_UNAVAILABLE:  # the store is closing: so are we
+                    return
+                log.warning("printer %s: %s; retrying in 1 s", self.device_id, exc)
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("printer %s: worker step failed; retrying in 1 s", self.device_id)
                 await asyncio.sleep(1.0)
