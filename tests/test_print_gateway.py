@@ -103,3 +103,42 @@ async def test_demo_prints_to_the_virtual_printer(tmp_path: Path, aiohttp_client
     assert "Hello from the demo" in preview["tickets"][-1]["text"]
     png = await client.get("/api/dev/devices/demo-kitchen/preview.png", headers=auth)
     assert png.status == 200 and (await png.read()).startswith(b"\x89PNG")
+
+
+async def test_a_printer_announced_by_mdns_joins_and_prints(tmp_path: Path,
+                                                            aiohttp_client: Any) -> None:
+    import socket
+    import uuid
+
+    from zeroconf import IPVersion
+    from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+    from gateway.core.printing import Source
+
+    async with FakePrinter() as fake:
+        settings = make_settings(tmp_path / "data", printer_discovery=True,
+                                 mdns_interfaces=["127.0.0.1"], outbound_allow=["127.0.0.1"])
+        gw = await build(settings)
+        client = await aiohttp_client(gw.app)
+        name = f"tg-test-{uuid.uuid4().hex[:8]}"
+        info = AsyncServiceInfo(
+            "_pdl-datastream._tcp.local.", f"{name}._pdl-datastream._tcp.local.",
+            addresses=[socket.inet_aton("127.0.0.1")], port=fake.port,
+            server=f"{name}.local.", properties={"ty": "Test Kitchen"})
+        announcer = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+        try:
+            await announcer.async_register_service(info)
+            await wait_for(lambda: any(d.source is Source.MDNS
+                                       for d in gw.printing.devices.values()), 15)
+            device = next(d for d in gw.printing.devices.values() if d.source is Source.MDNS)
+            assert device.address == f"tcp://127.0.0.1:{fake.port}" and device.name == name
+            token = (await gw.tokens.issue("pos", "127.0.0.1")).secret
+            resp = await client.post(f"/api/dev/devices/{device.id}/requests/",
+                                     json={"data": "found by mDNS"},
+                                     headers={"Authorization": f"Bearer {token}"})
+            assert resp.status == 200
+            await wait_for(lambda: len(fake.printed) == 1)
+            assert "found by mDNS" in to_text(fake.printed[0])
+        finally:
+            await announcer.async_unregister_service(info)
+            await announcer.async_close()
