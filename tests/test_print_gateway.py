@@ -128,9 +128,10 @@ async def test_a_printer_announced_by_mdns_joins_and_prints(tmp_path: Path,
         announcer = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
         try:
             await announcer.async_register_service(info)
-            await wait_for(lambda: any(d.source is Source.MDNS
+            # By name: another test run on this machine may announce printers on loopback too.
+            await wait_for(lambda: any(d.source is Source.MDNS and d.name == name
                                        for d in gw.printing.devices.values()), 15)
-            device = next(d for d in gw.printing.devices.values() if d.source is Source.MDNS)
+            device = next(d for d in gw.printing.devices.values() if d.name == name)
             assert device.address == f"tcp://127.0.0.1:{fake.port}" and device.name == name
             token = (await gw.tokens.issue("pos", "127.0.0.1")).secret
             resp = await client.post(f"/api/dev/devices/{device.id}/requests/",
@@ -142,3 +143,18 @@ async def test_a_printer_announced_by_mdns_joins_and_prints(tmp_path: Path,
         finally:
             await announcer.async_unregister_service(info)
             await announcer.async_close()
+
+
+async def test_a_configured_printer_cannot_be_deleted_through_the_api(
+        tmp_path: Path, aiohttp_client: Any) -> None:
+    settings = make_settings(tmp_path / "data", outbound_allow=["10.0.0.9"], printers=[
+        {"id": "bar", "name": "Bar", "address": "tcp://10.0.0.9:9100"}])
+    gw = await build(settings)
+    client = await aiohttp_client(gw.app)
+    token = (await gw.tokens.issue("pos", "127.0.0.1")).secret
+    resp = await client.delete("/api/dev/devices/bar",
+                               headers={"Authorization": f"Bearer {token}"})
+    body = await resp.json()
+    assert resp.status == 409 and body["success"] is False
+    assert "settings file" in body["error"]
+    assert "bar" in gw.printing.devices

@@ -272,3 +272,29 @@ async def test_bad_input_changes_nothing(tmp_path: Path) -> None:
                 await h.svc.submit("kp", **kwargs)  # type: ignore[arg-type]
         _, total = await h.svc.list_requests("kp", 100, 0)
         assert total == 0 and not h.svc.open
+
+
+async def test_silent_printer_is_not_resent_and_says_unconfirmed(tmp_path: Path) -> None:
+    async with FakePrinter() as fake, harness(tmp_path / "db") as h:
+        await h.add_tcp("kp", fake.port)
+        fake.gs_r_reply = b""  # takes the data, never acknowledges, reports no fault
+        r = await h.svc.submit("kp", Command.PRINT_TEXT, "did it print?")
+        done = await h.finished("kp", r.id)
+        assert done.error is not None and done.error.code is ErrorCode.UNKNOWN
+        assert "not resent" in (done.error.message or "")
+        assert done.attempts == 1 and len(fake.jobs) == 1  # one send, never a second
+
+
+async def test_receipt_and_drawer_commands_print(tmp_path: Path) -> None:
+    async with FakePrinter() as fake, harness(tmp_path / "db") as h:
+        await h.add_tcp("kp", fake.port)
+        receipt = await h.svc.submit("kp", Command.PRINT_RECEIPT, {
+            "number": "31", "lines": [{"title": "Espresso", "quantity": 2, "unitPrice": 180}],
+            "totals": [{"label": "Total", "amount": 360, "emphasis": True}],
+            "footer": "Grazie!"})
+        drawer = await h.svc.submit("kp", Command.OPEN_DRAWER, {"pin": 5})
+        assert (await h.finished("kp", receipt.id)).output_data == {"printed": True}
+        assert (await h.finished("kp", drawer.id)).output_data == {"opened": True}
+        text = "\n".join(texts(fake.printed))
+        assert "2x Espresso" in text and "3.60 EUR" in text and "Grazie!" in text
+        assert any(b"\x1bp\x01" in job for job in fake.printed)  # ESC p, pin 5

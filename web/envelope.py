@@ -94,6 +94,7 @@ IMPRIMO_ERRORS: dict[Code, tuple[int, str]] = {
     Code.NOT_FOUND: (404, "Unknown path."),
     Code.METHOD_NOT_ALLOWED: (405, "Method not allowed on this path."),
     Code.PRINT_DEVICE_EXISTS: (409, "A device with this id already exists."),
+    Code.PRINT_DEVICE_CONFIGURED: (409, "The device is configured in the settings file."),
     Code.PRINT_NOT_AWAITING: (409, "The request is not waiting for an answer."),
     Code.BODY_TOO_LARGE: (413, "Request body too large."),
     Code.API_UNAVAILABLE: (503, "Printing is unavailable right now; retry shortly."),

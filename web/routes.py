@@ -163,7 +163,7 @@ def _imprimo(base: str) -> list[Route]:
               responses={200: si.DeviceResponse}, errors=(404,), aliases=_slash(one)),
         Route("DELETE", one, imprimo.remove_device, Auth.TOKEN,
               "Remove a printer (extension); its open requests are archived with an error",
-              tag, responses={200: si.Deleted}, errors=(404,), aliases=_slash(one)),
+              tag, responses={200: si.Deleted}, errors=(404, 409), aliases=_slash(one)),
         Route("POST", rq, imprimo.submit, Auth.TOKEN, "Submit a print request", tag,
               body=si.SubmitRequest, responses={200: si.RequestResponse}, errors=(404,),
               aliases=_slash(rq)),

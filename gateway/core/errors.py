@@ -60,6 +60,7 @@ class Code(Enum):
     PRINT_BAD_REPORT_URL = "print_bad_report_url"
     PRINT_BAD_DEVICE = "print_bad_device"
     PRINT_DEVICE_EXISTS = "print_device_exists"
+    PRINT_DEVICE_CONFIGURED = "print_device_configured"
     PRINT_NOT_AWAITING = "print_not_awaiting"
     PRINT_BAD_RESPONSE = "print_bad_response"
     PRINT_NO_STATION = "print_no_station"

@@ -204,7 +204,10 @@ class PrintService:
         return self.devices[did]
 
     async def remove_device(self, device_id: str) -> None:
-        self.device(device_id)
+        if self.device(device_id).source is Source.SETTINGS:
+            # It would come back at the next start: say where it is managed instead.
+            raise Conflict(Code.PRINT_DEVICE_CONFIGURED, f"Device {device_id!r} is configured "
+                                                         "in the settings file; remove it there.")
         now = self.clock.now()
         dropped = [self._fail(r, ErrorCode.INCOMPATIBLE_DEVICE_STATE, "The device was removed.",
                               now) for r in self.open.values() if r.device_id == device_id]
