@@ -29,6 +29,7 @@ from gateway.core.printing import Source
 from gateway.demo import DemoKitchen
 from gateway.services.config import ConfigService
 from gateway.services.deliveries import DeliveryService
+from gateway.services.intake import OrderIntake
 from gateway.services.orders import NoRadio, OrderService
 from gateway.services.paging import PagingDriver
 from gateway.services.printing import REPORT_KIND, DeviceSpec, PrintPolicy, PrintService
@@ -37,6 +38,9 @@ from gateway.services.trackers import RadioPolicy, TrackerService
 from gateway.settings import Settings
 from gateway.store.reader import Reader
 from gateway.store.writer import Writer
+from gateway.wiring.cloudsignal import wire as wire_cloudsignal
+from gateway.wiring.imprinted import wire as wire_imprinted
+from gateway.wiring.printapi import wire as wire_printapi
 from printers import render as escpos_render
 from radio.advert import Flags, TrackerAdvert
 from radio.line import PadMessage, PairingMode, TrackerPresent
@@ -199,10 +203,13 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
         allowed_origins=frozenset(settings.allowed_origins),
         trackers=trackers,
         printing=printing,
+        intake=OrderIntake(orders, reader, clock),
     )
     app = build_web_app(ctx, max_body_bytes=settings.max_body_bytes)
     gw = Gateway(settings, app, ctx, writer, reader, tokens, trackers, paging, pager, printing,
                  deliveries, virtual)
+    for wiring in (wire_imprinted, wire_cloudsignal, wire_printapi):
+        await wiring(gw)
     app.on_startup.append(lambda _app: _start_printing(gw))
     app.on_shutdown.append(lambda _app: _stop_printing(gw))
     app.on_cleanup.append(lambda _app: _close_store(gw))

@@ -11,6 +11,7 @@ from gateway.core.events import Bus
 from gateway.core.models import Receiver
 from gateway.core.ports import Clock
 from gateway.services.config import ConfigService
+from gateway.services.intake import OrderIntake
 from gateway.services.orders import OrderService
 from gateway.services.printing import PrintService
 from gateway.services.tokens import TokenService
@@ -42,6 +43,7 @@ class Context:
     allowed_origins: frozenset[str] = frozenset()
     trackers: TrackerService | None = None
     printing: PrintService | None = None
+    intake: OrderIntake | None = None
     # Demo virtual printers by device id: (latest tickets as text, PNG of one) for the preview.
     previews: dict[str, Callable[[], list[tuple[float, str, Callable[[], bytes]]]]] = field(
         default_factory=dict)

@@ -21,7 +21,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.core.errors import Code, GatewayError
+from gateway.core.errors import (
+    AuthFailed,
+    Code,
+    Conflict,
+    GatewayError,
+    NotFound,
+    Unavailable,
+    ValidationFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,19 +166,46 @@ def imprimo_error_reply(code: Code, detail: str | None = None) -> web.Response:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A dialect's error renderer: (request, code, detail, http status of the error class) -> reply.
+Fail = Callable[[web.Request, Code, str | None, int], web.Response]
+_DIALECTS: list[tuple[Callable[[str], bool], Fail]] = []
+
+
+def register_dialect(matches: Callable[[str], bool], fail: Fail) -> None:
+    """Errors on paths that `matches` are answered by `fail` in that dialect's own envelope."""
+    _DIALECTS.append((matches, fail))
+
+
+_CLASS_STATUS: tuple[tuple[type[GatewayError], int], ...] = (
+    (ValidationFailed, 400), (AuthFailed, 401), (NotFound, 404), (Conflict, 409),
+    (Unavailable, 503))
+
+
+def class_status(exc: GatewayError | None) -> int:
+    for cls, status in _CLASS_STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
 
 
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     imprimo = is_imprimo(request.path)
+    dialect = next((f for matches, f in _DIALECTS if matches(request.path)), None)
 
-    def fail(code: Code, detail: str | None = None) -> web.Response:
-        return imprimo_error_reply(code, detail) if imprimo else error_reply(code, detail)
+    def fail(code: Code, detail: str | None = None, status: int = 400) -> web.Response:
+        if dialect is not None:
+            return dialect(request, code, detail, ERRORS.get(code, (status,))[0])
+        if imprimo:
+            return imprimo_error_reply(code, detail)
+        if code not in ERRORS:  # a code of another dialect's service: its class decides
+            return reply(status, -status, message=detail or code.value)
+        return error_reply(code, detail)
 
     try:
         return await handler(request)
     except GatewayError as exc:
-        return fail(exc.code, exc.detail)
+        return fail(exc.code, exc.detail, class_status(exc))
     except web.HTTPRequestEntityTooLarge:
         return fail(Code.BODY_TOO_LARGE)
     except web.HTTPNotFound:
@@ -181,6 +216,8 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         return resp
     except web.HTTPException as exc:
         if exc.status >= 400:
+            if dialect is not None:
+                return dialect(request, Code.NOT_FOUND, exc.reason, exc.status)
             if imprimo:
                 return imprimo_reply(exc.status, exc.reason)
             return reply(exc.status, -exc.status, message=exc.reason)
@@ -193,6 +230,8 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         return fail(Code.STORAGE_FAILED)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
+        if dialect is not None:
+            return dialect(request, Code.INTERNAL, "Internal error.", 500)
         if imprimo:
             return imprimo_reply(500, "Internal error.")
         return reply(500, -5, message="Internal error.")

@@ -208,6 +208,13 @@ ROUTES: list[Route] = [
 ]
 
 
+# The integration dialects keep their routes in their own modules (imported here, at the end of
+# the table, because they build `Route`s).
+from web import routes_cloudsignal, routes_imprinted, routes_printapi  # noqa: E402
+
+ROUTES += [*routes_imprinted.routes(), *routes_cloudsignal.routes(), *routes_printapi.routes()]
+
+
 def protect(handler: Handler, *, allow_basic: bool) -> Handler:
     async def guarded(request: web.Request) -> web.StreamResponse:
         authenticate(request, allow_basic=allow_basic)

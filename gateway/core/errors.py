@@ -64,12 +64,20 @@ class Code(Enum):
     PRINT_NOT_AWAITING = "print_not_awaiting"
     PRINT_BAD_RESPONSE = "print_bad_response"
     PRINT_NO_STATION = "print_no_station"
+    # order intake, items (integrations)
+    ITEM_NOT_FOUND = "item_not_found"
+    ITEM_BAD_TRANSITION = "item_bad_transition"
+    ORDER_PAID = "order_paid"
+    ORDER_CLOSED = "order_closed"
+    ORDER_NAME_TAKEN = "order_name_taken"
+    BAD_ORDER = "bad_order"
     # transport
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     BODY_TOO_LARGE = "body_too_large"
     FORBIDDEN_ORIGIN = "forbidden_origin"
     STORAGE_FAILED = "storage_failed"
+    INTERNAL = "internal"
 
 
 class GatewayError(Exception):

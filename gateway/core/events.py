@@ -17,6 +17,7 @@ class OrderEventType(StrEnum):
     ORDER_MODIFIED = "ORDER_MODIFIED"
     ORDER_PAGED = "ORDER_PAGED"
     ORDER_CLEARED = "ORDER_CLEARED"
+    ITEM_STATUS = "ITEM_STATUS"  # an item moved; the table-tracker feed shows ORDER_MODIFIED
 
 
 @dataclass(frozen=True, slots=True)

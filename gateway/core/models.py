@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class OrderState(StrEnum):
@@ -29,6 +30,56 @@ def same_order_type(a: str, b: str) -> bool:
     return a == b or {a, b} == {"ON_PREMISE", "ON_PREMISES"}
 
 
+class ItemStatus(StrEnum):
+    """A dish's way through the kitchen (ARCHITECTURE.md §3 maps it to each dialect)."""
+
+    REGISTERED = "registered"
+    PRODUCING = "producing"
+    PRODUCED = "produced"
+    PACKED = "packed"
+    SHIPPED = "shipped"
+    ERROR = "error"
+    CANCELED = "canceled"
+
+
+# Forward only, except that an item in error can be produced again (its delay passed).
+ITEM_RANK = {ItemStatus.REGISTERED: 0, ItemStatus.PRODUCING: 1, ItemStatus.PRODUCED: 2,
+             ItemStatus.PACKED: 3, ItemStatus.SHIPPED: 4}
+ITEM_FINAL = frozenset({ItemStatus.SHIPPED, ItemStatus.CANCELED})
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One line of an order. `price` is in minor units (cents): no float rounding on money."""
+
+    id: str  # stable reference for signals: "<order number>-<position>"
+    position: int
+    title: str
+    quantity: int = 1
+    product_code: str = ""
+    price: int | None = None
+    notes: str = ""
+    station: str = ""
+    status: ItemStatus = ItemStatus.REGISTERED
+    status_changed: float = 0.0
+    cause: str = ""  # error / canceled: why
+    delay: int | None = None  # error: expected delay in minutes
+    message: str = ""  # canceled: free text
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)  # dialect-only, verbatim
+
+    def evolve(self, **changes: object) -> Item:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def can_move_to(self, status: ItemStatus) -> bool:
+        if self.status in ITEM_FINAL:
+            return False
+        if status in (ItemStatus.ERROR, ItemStatus.CANCELED):
+            return True
+        if self.status is ItemStatus.ERROR:
+            return status is not ItemStatus.REGISTERED
+        return ITEM_RANK[status] > ITEM_RANK[self.status]
+
+
 @dataclass(frozen=True, slots=True)
 class Order:
     uuid: str
@@ -44,6 +95,14 @@ class Order:
     located_at: float | None = None
     cleared_at: float | None = None
     clear_reason: ClearReason | None = None
+    # Below: what integrations add. `number` is the gateway-wide numeric id (Imprinted `id`,
+    # Print API `id`), given at creation; `name` stays the number on the tracker/ticket.
+    number: int = 0
+    items: tuple[Item, ...] = ()
+    source: str = ""  # who created it: "pos", "tracker", "imprinted:<AppId>", ...
+    external_id: str = ""
+    cancelled: bool = False  # cleared because it was cancelled, not served
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)  # dialect-only, verbatim
 
     def evolve(self, **changes: object) -> Order:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

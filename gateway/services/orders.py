@@ -18,8 +18,10 @@ from gateway.core.errors import Code, NotFound, Unavailable
 from gateway.core.events import Bus, OrderEvent, OrderEventType
 from gateway.core.models import (
     DUMMY_TRACKER_PREFIX,
+    ITEM_FINAL,
     ClearReason,
     HistoryQuery,
+    ItemStatus,
     Order,
     OrderState,
     same_order_type,
@@ -55,11 +57,11 @@ class OrderRef:
 
 
 @dataclass(frozen=True, slots=True)
-class _Change:
+class Change:
     order: Order
     event: OrderEvent | None
     outcome: Outcome | None = None
-    before: tuple[_Change, ...] = ()  # changes committed with this one, applied first
+    before: tuple[Change, ...] = ()  # changes committed with this one, applied first
 
 
 class NoRadio:
@@ -121,7 +123,7 @@ class OrderService:
     async def start_or_locate(
         self, name: str, order_type: str, location: str | None, dummy_tracker: bool = False
     ) -> StartResult:
-        def job(conn: sqlite3.Connection) -> _Change:
+        def job(conn: sqlite3.Connection) -> Change:
             now = self._clock.now()
             existing = repo.active_by_name(conn, name)
             if existing is None:
@@ -136,10 +138,12 @@ class OrderService:
                     state_changed=now,
                     tracker=DUMMY_TRACKER_PREFIX + name if dummy_tracker else None,
                     located_at=now if located else None,
+                    number=repo.next_number(conn),
+                    source="pos",
                 )
                 repo.save(conn, order)
                 event = self._journal(conn, OrderEventType.NEW_ORDER, now, order)
-                return _Change(order, event, Outcome.CREATED)
+                return Change(order, event, Outcome.CREATED)
             changes: dict[str, object] = {}
             if not same_order_type(existing.order_type, order_type):
                 changes["order_type"] = order_type
@@ -159,11 +163,11 @@ class OrderService:
                     if existing.state is OrderState.LOCATED
                     else Outcome.ALREADY_STARTED
                 )
-                return _Change(existing, None, same)
+                return Change(existing, None, same)
             order = existing.evolve(**changes)
             repo.save(conn, order)
             event = self._journal(conn, OrderEventType.ORDER_MODIFIED, now, order)
-            return _Change(order, event, Outcome.MODIFIED)
+            return Change(order, event, Outcome.MODIFIED)
 
         change = await self._writer.run(job, self._apply)
         assert change.outcome is not None
@@ -175,14 +179,14 @@ class OrderService:
         return change.order
 
     async def clear_all(self, reason: ClearReason) -> list[Order]:
-        def job(conn: sqlite3.Connection) -> list[_Change]:
+        def job(conn: sqlite3.Connection) -> list[Change]:
             return [self._clear_one(conn, o, reason) for o in repo.all_active(conn)]
 
         changes = await self._writer.run(job, self._apply_all)
         return [c.order for c in changes]
 
     async def page(self, ref: OrderRef, tracking: bool) -> Order:
-        def job(conn: sqlite3.Connection) -> _Change:
+        def job(conn: sqlite3.Connection) -> Change:
             existing = self._locked(conn, target)
             if existing.tracker is None:
                 raise Unavailable(Code.PAGING_IMPOSSIBLE)
@@ -191,7 +195,7 @@ class OrderService:
             now = self._clock.now()
             order = existing.evolve(paged=True, tracking=tracking)
             repo.save(conn, order)
-            return _Change(order, self._journal(conn, OrderEventType.ORDER_PAGED, now, order))
+            return Change(order, self._journal(conn, OrderEventType.ORDER_PAGED, now, order))
 
         target = self.find(ref).uuid
         # The tracker service sees ORDER_PAGED on the bus and drives the radio.
@@ -201,12 +205,12 @@ class OrderService:
     async def cancel_paging(self, ref: OrderRef) -> Order | None:
         """Stop paging; None when the order has no tracker to stop."""
 
-        def job(conn: sqlite3.Connection) -> _Change | None:
+        def job(conn: sqlite3.Connection) -> Change | None:
             existing = self._locked(conn, target)
             if existing.tracker is None:
                 return None
             if not existing.paged and not existing.tracking:
-                return _Change(existing, None)
+                return Change(existing, None)
             return self._modified(conn, existing.evolve(paged=False, tracking=False),
                                   self._clock.now())
 
@@ -223,34 +227,35 @@ class OrderService:
         """A tracker was put on a starter: start its order, or bind it to the one the POS
         already posted (whichever came first; the POS's order type is kept)."""
 
-        def job(conn: sqlite3.Connection) -> _Change:
+        def job(conn: sqlite3.Connection) -> Change:
             now = self._clock.now()
             stale = repo.active_by_tracker(conn, address)
             existing = repo.active_by_name(conn, name)
-            changes: list[_Change] = []
+            changes: list[Change] = []
             if stale is not None and (existing is None or stale.uuid != existing.uuid):
                 # The same puck still bound to an order nobody cleared: it is back in service.
                 changes.append(self._clear_one(conn, stale, ClearReason.AUTOMATIC))
             if existing is None:
                 order = Order(uuid=str(uuidlib.uuid4()), name=name, order_type=order_type,
                               location="", state=OrderState.STARTED, created=now,
-                              state_changed=now, tracker=address)
+                              state_changed=now, tracker=address,
+                              number=repo.next_number(conn), source="tracker")
                 repo.save(conn, order)
                 event = self._journal(conn, OrderEventType.NEW_ORDER, now, order)
-                return _Change(order, event, Outcome.CREATED, tuple(changes))
+                return Change(order, event, Outcome.CREATED, tuple(changes))
             if existing.tracker == address:
-                return _Change(existing, None, Outcome.ALREADY_STARTED, tuple(changes))
+                return Change(existing, None, Outcome.ALREADY_STARTED, tuple(changes))
             order = existing.evolve(tracker=address)
             repo.save(conn, order)
             event = self._journal(conn, OrderEventType.ORDER_MODIFIED, now, order)
-            return _Change(order, event, Outcome.MODIFIED, tuple(changes))
+            return Change(order, event, Outcome.MODIFIED, tuple(changes))
 
         change = await self._writer.run(job, self._apply)
         assert change.outcome is not None
         return StartResult(change.outcome, change.order)
 
     async def locate_by_tracker(self, address: str, location: str) -> Order | None:
-        def job(conn: sqlite3.Connection) -> _Change | None:
+        def job(conn: sqlite3.Connection) -> Change | None:
             existing = repo.active_by_tracker(conn, address)
             if existing is None or (existing.location == location
                                     and existing.state is OrderState.LOCATED):
@@ -269,7 +274,7 @@ class OrderService:
         return None if change is None else change.order
 
     async def clear_by_tracker(self, address: str, reason: ClearReason) -> Order | None:
-        def job(conn: sqlite3.Connection) -> _Change | None:
+        def job(conn: sqlite3.Connection) -> Change | None:
             existing = repo.active_by_tracker(conn, address)
             return None if existing is None else self._clear_one(conn, existing, reason)
 
@@ -279,7 +284,7 @@ class OrderService:
     async def picked_up(self, address: str) -> Order | None:
         """The guest picked up a paged tracker: paging is over."""
 
-        def job(conn: sqlite3.Connection) -> _Change | None:
+        def job(conn: sqlite3.Connection) -> Change | None:
             existing = repo.active_by_tracker(conn, address)
             if existing is None or not (existing.paged or existing.tracking):
                 return None
@@ -290,7 +295,7 @@ class OrderService:
         return None if change is None else change.order
 
     async def clear_older_than(self, cutoff: float, reason: ClearReason) -> list[Order]:
-        def job(conn: sqlite3.Connection) -> list[_Change]:
+        def job(conn: sqlite3.Connection) -> list[Change]:
             return [self._clear_one(conn, o, reason)
                     for o in repo.active_created_before(conn, cutoff)]
 
@@ -327,14 +332,17 @@ class OrderService:
             raise NotFound(Code.ORDER_NOT_FOUND)
         return existing
 
-    def _clear_job(self, uuid: str, reason: ClearReason) -> Callable[[sqlite3.Connection], _Change]:
-        def job(conn: sqlite3.Connection) -> _Change:
+    def _clear_job(self, uuid: str, reason: ClearReason) -> Callable[[sqlite3.Connection], Change]:
+        def job(conn: sqlite3.Connection) -> Change:
             return self._clear_one(conn, self._locked(conn, uuid), reason)
 
         return job
 
-    def _clear_one(self, conn: sqlite3.Connection, existing: Order, reason: ClearReason) -> _Change:
+    def _clear_one(self, conn: sqlite3.Connection, existing: Order, reason: ClearReason,
+                   *, cancelled: bool = False) -> Change:
         now = self._clock.now()
+        # Handed over: every dish not yet done is shipped with it (or cancelled with it).
+        done = ItemStatus.CANCELED if cancelled else ItemStatus.SHIPPED
         order = existing.evolve(
             state=OrderState.CLEARED,
             state_changed=now,
@@ -342,13 +350,30 @@ class OrderService:
             clear_reason=reason,
             paged=False,
             tracking=False,
+            cancelled=cancelled,
+            items=tuple(i if i.status in ITEM_FINAL else
+                        i.evolve(status=done, status_changed=now,
+                                 cause="order-cancelled" if cancelled else i.cause)
+                        for i in existing.items),
         )
         repo.save(conn, order)
-        return _Change(order, self._journal(conn, OrderEventType.ORDER_CLEARED, now, order))
+        return Change(order, self._journal(conn, OrderEventType.ORDER_CLEARED, now, order))
 
-    def _modified(self, conn: sqlite3.Connection, order: Order, now: float) -> _Change:
+    def _modified(self, conn: sqlite3.Connection, order: Order, now: float) -> Change:
         repo.save(conn, order)
-        return _Change(order, self._journal(conn, OrderEventType.ORDER_MODIFIED, now, order))
+        return Change(order, self._journal(conn, OrderEventType.ORDER_MODIFIED, now, order))
+
+    async def run_change(self, job: Callable[[sqlite3.Connection], list[Change]]) -> list[Order]:
+        """For sibling services (intake): a write job whose changes land like ours do."""
+        return [c.order for c in await self._writer.run(job, self._apply_all)]
+
+    def journal(self, conn: sqlite3.Connection, kind: OrderEventType, now: float,
+                order: Order) -> OrderEvent:
+        return self._journal(conn, kind, now, order)
+
+    def clear_one(self, conn: sqlite3.Connection, existing: Order, reason: ClearReason, *,
+                  cancelled: bool = False) -> Change:
+        return self._clear_one(conn, existing, reason, cancelled=cancelled)
 
     def add_tx_hook(self, hook: TxHook) -> None:
         """Run `hook(conn, event)` inside the transaction of every journaled change, so what
@@ -379,15 +404,15 @@ class OrderService:
         if order.tracker:
             self._by_tracker[order.tracker] = order
 
-    def _apply_all(self, changes: list[_Change]) -> None:
+    def _apply_all(self, changes: list[Change]) -> None:
         for change in changes:
             self._apply(change)
 
-    def _apply_optional(self, change: _Change | None) -> None:
+    def _apply_optional(self, change: Change | None) -> None:
         if change is not None:
             self._apply(change)
 
-    def _apply(self, change: _Change) -> None:
+    def _apply(self, change: Change) -> None:
         for earlier in change.before:
             self._apply(earlier)
         order = change.order

@@ -111,7 +111,7 @@ class PrintService:
         self.queues: dict[str, list[tuple[float, float, str]]] = {}
         self.waiting: dict[str, set[str]] = {}
         self._workers: dict[str, Any] = {}  # device id -> DeviceWorker
-        self._stash: dict[str, PrintRequest] = {}  # written by the order hook, not yet seen
+        self._stash: dict[str, list[PrintRequest]] = {}  # written by the order hook, unseen
         self._sweeper: asyncio.Task[None] | None = None
         self._started = False
         self._report_updates: list[tuple[str, Report]] = []  # filled on the writer thread
@@ -333,21 +333,32 @@ class PrintService:
     # -- kitchen tickets from orders -------------------------------------------------------
 
     def order_hook(self, conn: sqlite3.Connection, event: OrderEvent) -> None:
-        """In the order's transaction: its kitchen ticket commits with it or not at all."""
-        station = self.policy.kitchen_station
-        if event.type is not OrderEventType.NEW_ORDER or not station:
+        """In the order's transaction: its kitchen tickets commit with it or not at all.
+
+        Items that name a station with printers go to that station's ticket; the rest (and an
+        order without items) to the kitchen station."""
+        kitchen = self.policy.kitchen_station
+        if event.type is not OrderEventType.NEW_ORDER or not kitchen:
             return
         order = event.order
-        try:
-            device_id = self.pick(station)
-        except ValidationFailed:
-            return
-        data = {"orderId": order.uuid, "number": order.name, "table": order.location,
-                "type": order.order_type, "items": [],
-                "needsAnswer": self.policy.kitchen_needs_answer}
-        request = self._ticket(device_id, data, station, order.uuid)
-        self._write(conn, [request], [], report=False)
-        self._stash[order.uuid] = request
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for item in order.items:
+            station = item.station if item.station and self.station_devices(item.station) \
+                else kitchen
+            groups.setdefault(station, []).append(
+                {"title": item.title, "quantity": item.quantity, "notes": item.notes,
+                 "station": ""})
+        for station, items in (groups or {kitchen: []}).items():
+            try:
+                device_id = self.pick(station)
+            except ValidationFailed:
+                continue
+            data = {"orderId": order.uuid, "number": order.name, "table": order.location,
+                    "type": order.order_type, "items": items,
+                    "needsAnswer": self.policy.kitchen_needs_answer}
+            request = self._ticket(device_id, data, station, order.uuid)
+            self._write(conn, [request], [], report=False)
+            self._stash.setdefault(order.uuid, []).append(request)
 
     def _ticket(self, device_id: str, data: dict[str, Any], station: str,
                 order_uuid: str) -> PrintRequest:
@@ -360,9 +371,10 @@ class PrintService:
 
     def on_event(self, event: Event) -> None:
         """After the order committed: its ticket joins the queue."""
-        if isinstance(event, OrderEvent) and (r := self._stash.pop(event.order.uuid, None)):
-            self._index(r)
-            self.wake(r.device_id)
+        if isinstance(event, OrderEvent) and (found := self._stash.pop(event.order.uuid, None)):
+            for r in found:
+                self._index(r)
+                self.wake(r.device_id)
 
     # -- reports (called by the outbox, on the writer thread) ------------------------------
 

@@ -134,6 +134,77 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX outbox_pending ON outbox(endpoint, id) WHERE state = 'pending';
         """,
     ),
+    (
+        "0004_order_items",
+        """
+        ALTER TABLE orders ADD COLUMN number INTEGER;
+        ALTER TABLE orders ADD COLUMN source TEXT NOT NULL DEFAULT '';
+        ALTER TABLE orders ADD COLUMN external_id TEXT NOT NULL DEFAULT '';
+        ALTER TABLE orders ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE orders ADD COLUMN extra TEXT NOT NULL DEFAULT '{}';
+        UPDATE orders SET number = (
+            SELECT n FROM (SELECT uuid AS u, row_number() OVER (ORDER BY created, rowid) AS n
+                           FROM orders) WHERE u = orders.uuid);
+        CREATE UNIQUE INDEX orders_number ON orders(number);
+        CREATE INDEX orders_external ON orders(source, external_id) WHERE external_id != '';
+        CREATE TABLE order_items (
+            order_uuid TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            id TEXT NOT NULL,
+            title TEXT NOT NULL,
+            quantity INTEGER NOT NULL,
+            product_code TEXT NOT NULL DEFAULT '',
+            price INTEGER,
+            notes TEXT NOT NULL DEFAULT '',
+            station TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL,
+            status_changed REAL NOT NULL,
+            cause TEXT NOT NULL DEFAULT '',
+            delay INTEGER,
+            message TEXT NOT NULL DEFAULT '',
+            extra TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (order_uuid, position)
+        );
+        CREATE UNIQUE INDEX order_items_id ON order_items(id);
+        """,
+    ),
+    (
+        "0005_integrations",
+        """
+        -- Inbound credentials. Imprinted signs with SHA1(body + secret), so its secret must be
+        -- kept to verify; a CloudSignal apikey is only compared, so only its digest is kept.
+        CREATE TABLE integration_keys (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('imprinted', 'cloudsignal')),
+            name TEXT NOT NULL,
+            app_id TEXT NOT NULL,
+            secret TEXT,
+            key_digest BLOB,
+            created REAL NOT NULL,
+            revoked REAL,
+            UNIQUE (kind, app_id)
+        );
+        -- Outbound subscriptions (Print API webhooks, CloudSignal signals); table-tracker
+        -- `register` clients stay in webhook_clients.
+        CREATE TABLE subscriptions (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('printapi', 'cloudsignal')),
+            url TEXT NOT NULL,
+            signing_secret TEXT,
+            apikey TEXT,
+            created REAL NOT NULL,
+            disabled REAL,
+            disabled_reason TEXT,
+            UNIQUE (kind, url)
+        );
+        -- Signatures seen recently (Imprinted replay protection), pruned by age.
+        CREATE TABLE replay_cache (
+            digest BLOB PRIMARY KEY,
+            seen REAL NOT NULL
+        );
+        CREATE INDEX replay_cache_seen ON replay_cache(seen);
+        """,
+    ),
 ]
 
 

@@ -8,12 +8,14 @@ from typing import Any
 import orjson
 
 from gateway.core.events import OrderEvent, OrderEventType
-from gateway.core.models import ClearReason, HistoryQuery, Order, OrderState
+from gateway.core.models import ClearReason, HistoryQuery, Item, ItemStatus, Order, OrderState
 
 COLUMNS = (
     "uuid, name, order_type, location, state, created, state_changed, paged, tracking, "
-    "tracker, located_at, cleared_at, clear_reason"
+    "tracker, located_at, cleared_at, clear_reason, number, source, external_id, cancelled, extra"
 )
+ITEM_COLUMNS = ("order_uuid, position, id, title, quantity, product_code, price, notes, station, "
+                "status, status_changed, cause, delay, message, extra")
 
 
 def order_from_row(row: tuple[Any, ...]) -> Order:
@@ -31,6 +33,11 @@ def order_from_row(row: tuple[Any, ...]) -> Order:
         located_at=row[10],
         cleared_at=row[11],
         clear_reason=None if row[12] is None else ClearReason(row[12]),
+        number=row[13] or 0,
+        source=row[14],
+        external_id=row[15],
+        cancelled=bool(row[16]),
+        extra=orjson.loads(row[17]) if isinstance(row[17], str) else (row[17] or {}),
     )
 
 
@@ -49,59 +56,137 @@ def _values(o: Order) -> tuple[Any, ...]:
         o.located_at,
         o.cleared_at,
         None if o.clear_reason is None else o.clear_reason.value,
+        o.number or None,
+        o.source,
+        o.external_id,
+        int(o.cancelled),
+        orjson.dumps(o.extra).decode(),
     )
 
 
 COLUMN_NAMES = tuple(COLUMNS.split(", "))
+_JSON_DEFAULTS: dict[str, Any] = {"number": 0, "source": "", "external_id": "", "cancelled": 0,
+                                  "extra": "{}"}
+
+
+def _item(row: tuple[Any, ...]) -> Item:
+    (_, position, iid, title, quantity, code, price, notes, station, status, changed, cause,
+     delay, message, extra) = row
+    return Item(iid, position, title, quantity, code, price, notes, station, ItemStatus(status),
+                changed, cause, delay, message, orjson.loads(extra) if extra else {})
+
+
+def _item_values(uuid: str, i: Item) -> tuple[Any, ...]:
+    return (uuid, i.position, i.id, i.title, i.quantity, i.product_code, i.price, i.notes,
+            i.station, i.status.value, i.status_changed, i.cause, i.delay, i.message,
+            orjson.dumps(i.extra).decode())
+
+
+def _item_dict(i: Item) -> dict[str, Any]:
+    return dict(zip(ITEM_COLUMNS.split(", ")[1:], _item_values("", i)[1:], strict=True))
 
 
 def order_to_json(o: Order) -> str:
-    return orjson.dumps(dict(zip(COLUMN_NAMES, _values(o), strict=True))).decode()
+    data: dict[str, Any] = dict(zip(COLUMN_NAMES, _values(o), strict=True))
+    if o.items:
+        data["items"] = [_item_dict(i) for i in o.items]
+    return orjson.dumps(data).decode()
 
 
 def order_from_json(text: str) -> Order:
+    # Journal rows written before a column existed lack it: they read as its default.
     data = orjson.loads(text)
-    return order_from_row(tuple(data[c] for c in COLUMN_NAMES))
+    order = order_from_row(tuple(data.get(c, _JSON_DEFAULTS.get(c)) for c in COLUMN_NAMES))
+    if items := data.get("items"):
+        order = order.evolve(items=tuple(
+            _item(("", *(d[c] for c in ITEM_COLUMNS.split(", ")[1:]))) for d in items))
+    return order
+
+
+def with_items(conn: sqlite3.Connection, orders: list[Order]) -> list[Order]:
+    """The orders with their items loaded (one query for the lot)."""
+    if not orders:
+        return orders
+    found: dict[str, list[Item]] = {}
+    uuids = [o.uuid for o in orders]
+    for start in range(0, len(uuids), 500):
+        chunk = uuids[start:start + 500]
+        rows = conn.execute(
+            f"SELECT {ITEM_COLUMNS} FROM order_items WHERE order_uuid IN "
+            f"({','.join('?' * len(chunk))}) ORDER BY order_uuid, position", chunk)
+        for r in rows:
+            found.setdefault(r[0], []).append(_item(r))
+    return [o.evolve(items=tuple(found[o.uuid])) if o.uuid in found else o for o in orders]
+
+
+def _one(conn: sqlite3.Connection, row: tuple[Any, ...] | None) -> Order | None:
+    return None if row is None else with_items(conn, [order_from_row(row)])[0]
+
+
+def next_number(conn: sqlite3.Connection) -> int:
+    (n,) = conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM orders").fetchone()
+    return int(n)
+
+
+def by_number(conn: sqlite3.Connection, number: int) -> Order | None:
+    return _one(conn, conn.execute(f"SELECT {COLUMNS} FROM orders WHERE number = ?",
+                                   (number,)).fetchone())
+
+
+def by_uuid(conn: sqlite3.Connection, uuid: str) -> Order | None:
+    return _one(conn, conn.execute(f"SELECT {COLUMNS} FROM orders WHERE uuid = ?",
+                                   (uuid,)).fetchone())
+
+
+def by_external_id(conn: sqlite3.Connection, source: str, external_id: str) -> Order | None:
+    return _one(conn, conn.execute(
+        f"SELECT {COLUMNS} FROM orders WHERE source = ? AND external_id = ?",
+        (source, external_id)).fetchone())
 
 
 def active_by_name(conn: sqlite3.Connection, name: str) -> Order | None:
-    row = conn.execute(
+    return _one(conn, conn.execute(
         f"SELECT {COLUMNS} FROM orders WHERE name = ? AND state != 'cleared'", (name,)
-    ).fetchone()
-    return None if row is None else order_from_row(row)
+    ).fetchone())
 
 
 def active_by_uuid(conn: sqlite3.Connection, uuid: str) -> Order | None:
-    row = conn.execute(
+    return _one(conn, conn.execute(
         f"SELECT {COLUMNS} FROM orders WHERE uuid = ? AND state != 'cleared'", (uuid,)
-    ).fetchone()
-    return None if row is None else order_from_row(row)
+    ).fetchone())
 
 
 def active_by_tracker(conn: sqlite3.Connection, address: str) -> Order | None:
-    row = conn.execute(
+    return _one(conn, conn.execute(
         f"SELECT {COLUMNS} FROM orders WHERE tracker = ? AND state != 'cleared'", (address,)
-    ).fetchone()
-    return None if row is None else order_from_row(row)
+    ).fetchone())
 
 
 def active_created_before(conn: sqlite3.Connection, cutoff: float) -> list[Order]:
     rows = conn.execute(
         f"SELECT {COLUMNS} FROM orders WHERE state != 'cleared' AND created < ?", (cutoff,)
     ).fetchall()
-    return [order_from_row(r) for r in rows]
+    return with_items(conn, [order_from_row(r) for r in rows])
 
 
 def all_active(conn: sqlite3.Connection) -> list[Order]:
     rows = conn.execute(
         f"SELECT {COLUMNS} FROM orders WHERE state != 'cleared' ORDER BY created"
     ).fetchall()
-    return [order_from_row(r) for r in rows]
+    return with_items(conn, [order_from_row(r) for r in rows])
+
+
+_INSERT = (f"INSERT OR REPLACE INTO orders ({COLUMNS}) "
+           f"VALUES ({','.join('?' * len(COLUMN_NAMES))})")
+_INSERT_ITEM = (f"INSERT OR REPLACE INTO order_items ({ITEM_COLUMNS}) "
+                f"VALUES ({','.join('?' * len(ITEM_COLUMNS.split(', ')))})")
 
 
 def save(conn: sqlite3.Connection, order: Order) -> None:
-    conn.execute(f"INSERT OR REPLACE INTO orders ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                 _values(order))
+    conn.execute(_INSERT, _values(order))
+    # An order never loses its items, so an order without any costs no item write.
+    if order.items:
+        conn.executemany(_INSERT_ITEM, [_item_values(order.uuid, i) for i in order.items])
 
 
 def append_event(
@@ -162,7 +247,7 @@ def history(conn: sqlite3.Connection, q: HistoryQuery) -> tuple[int, list[Order]
         "LIMIT ? OFFSET ?",
         [*args, q.limit, q.offset],
     ).fetchall()
-    return int(total), [order_from_row(r) for r in rows]
+    return int(total), with_items(conn, [order_from_row(r) for r in rows])
 
 
 def created_between(conn: sqlite3.Connection, start: float, end: float) -> list[Order]:

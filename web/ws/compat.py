@@ -45,7 +45,11 @@ class FrameCache:
     def frame(self, event: OrderEvent) -> bytes:
         ctx = self._ctx
         type_name = event.type.value
-        if event.type is OrderEventType.NEW_ORDER:
+        if event.type is OrderEventType.ITEM_STATUS:
+            # The table-tracker dialect has no items: to its clients the order was modified,
+            # and every seq keeps its frame (no gap a client could take for a loss).
+            type_name = OrderEventType.ORDER_MODIFIED.value
+        elif event.type is OrderEventType.NEW_ORDER:
             type_name = ctx.config.get("newOrderEventType")
         key = (event.seq, type_name)
         text = self._frames.get(key)

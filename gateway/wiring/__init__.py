@@ -1,0 +1,1 @@
+"""Composition-root helpers, one module per integration dialect."""

@@ -1,0 +1,9 @@
+"""Routes of the printapi dialect, appended to web.routes.ROUTES (one table, auth, OpenAPI)."""
+
+from __future__ import annotations
+
+from web.routes import Route
+
+
+def routes() -> list[Route]:
+    return []
