@@ -109,6 +109,7 @@ class Gateway:
     virtual: dict[str, tuple[str, int]] = field(default_factory=dict)
     virtual_printers: dict[str, VirtualPrinter] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    base_listeners: int = 0  # the services' own bus listeners (the rest are feed clients)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
@@ -210,6 +211,7 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
                  deliveries, virtual)
     for wiring in (wire_imprinted, wire_cloudsignal, wire_printapi):
         await wiring(gw)
+    gw.base_listeners = bus.listener_count
     app.on_startup.append(lambda _app: _start_printing(gw))
     app.on_shutdown.append(lambda _app: _stop_printing(gw))
     app.on_cleanup.append(lambda _app: _close_store(gw))

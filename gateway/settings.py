@@ -94,6 +94,24 @@ class Settings(BaseSettings):
     print_status_interval: float = Field(15.0, gt=0, le=3600)
     print_logo: Path | None = None  # a PNG printed on top of kitchen tickets
     printer_discovery: bool = False  # add network printers found by mDNS (_pdl-datastream._tcp)
+    # outbox (deliveries to the internet)
+    uplink_probe: list[str] = ["1.1.1.1:443", "9.9.9.9:443"]  # host:port; [] turns it off
+    uplink_probe_interval: float = Field(30.0, gt=0, le=3600)
+    deliveries_busy_rate: float = Field(50.0, ge=0, le=100_000)  # calls/s while orders change
+    deliveries_quiet: float = Field(0.5, ge=0, le=60)
+    deliveries_keep_days: float = Field(7.0, gt=0, le=3650)
+    deliveries_dead_keep_days: float = Field(30.0, gt=0, le=3650)
+    deliveries_prune_every: float = Field(3600.0, ge=0, le=86_400)  # 0 = never
+
+    @field_validator("uplink_probe")
+    @classmethod
+    def _probe_targets(cls, value: list[str]) -> list[str]:
+        import re
+
+        for target in value:
+            if not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}", target):
+                raise ValueError(f"uplink_probe target {target!r} is not host:port")
+        return value
 
     @field_validator("timezone")
     @classmethod

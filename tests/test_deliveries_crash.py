@@ -1,4 +1,5 @@
-"""W1: a gateway killed with SIGKILL while a delivery is on the wire loses nothing."""
+"""W1: a gateway killed with SIGKILL while a delivery is on the wire loses nothing: the outbox
+alone, and a whole gateway process with real order changes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from gateway.core.ports import SystemClock
 from gateway.services.deliveries import DeliveryService
+from tests.support import GatewayProcess, free_port, http
 from tests.test_deliveries_helpers import ALLOW, Receiver, Seen, Store, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,4 +83,51 @@ async def test_kill_9_mid_send_loses_nothing(tmp_path: Path) -> None:
             await svc.close()
         if store is not None:
             await store.close()
+        await r.close()
+
+
+async def test_kill_9_with_real_order_changes_loses_no_webhook(tmp_path: Path) -> None:
+    """A gateway process with a Print API subscription: orders are committed (with their
+    webhooks, in the same transaction), the first webhook is on the wire, SIGKILL. After a
+    restart every status change is announced, in order; only the one on the wire twice."""
+    gate = asyncio.Event()
+
+    async def hold_the_first(_req: web.Request, _seen: Seen) -> web.StreamResponse:
+        if len(r.requests) == 1:
+            await gate.wait()
+        return web.Response(status=200)
+
+    r = await Receiver(respond=hold_the_first).start()
+    gw = GatewayProcess(tmp_path / "data", free_port())
+    env = {"TABLEGATE_OUTBOUND_ALLOW": '["127.0.0.1"]'}
+    try:
+        await asyncio.to_thread(gw.start, **env)
+        token = await asyncio.to_thread(gw.token)
+        status, _ = await asyncio.to_thread(
+            http, "POST", f"{gw.url}/api/integrations/webhooks", {"url": r.url("/pa")}, token)
+        assert status == 201
+        for name, location in (("11", None), ("12", None), ("11", "4")):
+            body = {"name": name, "orderType": "TO_GO"} | ({"locationName": location}
+                                                            if location else {})
+            status, _ = await asyncio.to_thread(
+                http, "POST", f"{gw.url}/api/v2/activeorders", body, token)
+            assert status in (200, 201)
+
+        async def on_the_wire() -> bool:
+            return len(r.requests) == 1
+        await eventually(on_the_wire, timeout=20.0)
+        gw.kill()  # SIGKILL: acknowledged orders, their webhooks not yet sent
+        gate.set()
+        await asyncio.to_thread(gw.start, **env)
+
+        async def all_arrived() -> bool:
+            return len(r.requests) == 4
+        await eventually(all_arrived, timeout=20.0)
+        await asyncio.sleep(0.2)
+        bodies = [s.body.decode() for s in r.requests]
+        assert bodies == ["orderId=1", "orderId=1", "orderId=2", "orderId=1"], bodies
+        assert len({s.headers["webhook-id"] for s in r.requests}) == 3  # the resend: same id
+    finally:
+        gate.set()
+        gw.kill()
         await r.close()

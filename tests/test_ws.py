@@ -51,9 +51,8 @@ WsConn = ClientWebSocketResponse
 
 
 def feed_listeners(gw: Gateway) -> int:
-    """Bus listeners that are feed clients (the paging driver and the printing service listen
-    from the start)."""
-    return gw.ctx.bus.listener_count - 2
+    """Bus listeners that are feed clients: those above the services' own, counted at build."""
+    return gw.ctx.bus.listener_count - gw.base_listeners
 
 
 async def recv_json(ws: WsConn, timeout: float = WAIT) -> dict[str, Any]:

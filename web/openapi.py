@@ -14,14 +14,19 @@ import json
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
 from gateway import __version__
+from gateway.core.errors import Code
 from web import schemas as sc
 from web import schemas_imprimo as si
+from web.api import imprinted
+from web.api import imprinted_schemas as isc
 from web.envelope import ERRORS, IMPRIMO_ERRORS, is_imprimo
 from web.routes import ROUTES, Auth, Route
 
@@ -178,7 +183,27 @@ def _error_statuses(route: Route) -> set[int]:
     return statuses
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorDialect:
+    """A dialect whose errors have their own envelope: its paths, model and code table."""
+
+    name: str
+    matches: Callable[[str], bool]
+    model: type[BaseModel]
+    table: Mapping[Code, tuple[int, str]]
+    also: str | None = None  # a second media type the errors come in (the request's format)
+
+
+ERROR_DIALECTS: tuple[ErrorDialect, ...] = (
+    ErrorDialect("ImprintedError", lambda p: p in imprinted.PATHS, isc.ImprintedError,
+                 imprinted.ERRORS, "application/xml"),
+)
+
+
 def _error_name(route: Route, status: int) -> str:
+    for d in ERROR_DIALECTS:
+        if d.matches(route.path):
+            return f"{d.name}{status}"
     return f"{'ImprimoError' if is_imprimo(route.path) else 'Error'}{status}"
 
 
@@ -207,6 +232,19 @@ def _error_responses(comp: _Components) -> dict[str, Any]:
             + "\n".join(lines),
             "content": {JSON: {"schema": ref}},
         }
+    for d in ERROR_DIALECTS:
+        causes: dict[int, list[str]] = defaultdict(list)
+        for code, (status, message) in sorted(d.table.items(), key=lambda e: e[1]):
+            causes[status].append(f"- `{code.value}`: {message}")
+        ref = comp.model(d.model)
+        for status, lines in causes.items():
+            content: dict[str, Any] = {JSON: {"schema": ref}}
+            if d.also:
+                content[d.also] = {"schema": {"type": "string", "contentMediaType": d.also}}
+            responses[f"{d.name}{status}"] = {
+                "description": f"{HTTPStatus(status).phrase}. For example:\n" + "\n".join(lines),
+                "content": content,
+            }
     return responses
 
 
@@ -248,9 +286,10 @@ def _operation(route: Route, comp: _Components, errors: dict[str, Any]) -> dict[
     responses: dict[str, Any] = {}
     for status, models in route.responses.items():
         content = _content(models, comp)
-        if content is None and route.produces is not None and 200 <= status < 300:
-            content = {route.produces: {"schema": {"type": "string",
-                                                   "contentMediaType": route.produces}}}
+        if route.produces is not None and 200 <= status < 300:
+            # A second representation (XML) of the same answer, or the only one (PNG).
+            content = (content or {}) | {route.produces: {
+                "schema": {"type": "string", "contentMediaType": route.produces}}}
         response: dict[str, Any] = {
             "description": FEED if status == 101 else HTTPStatus(status).phrase
         }

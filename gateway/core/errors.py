@@ -71,6 +71,13 @@ class Code(Enum):
     ORDER_CLOSED = "order_closed"
     ORDER_NAME_TAKEN = "order_name_taken"
     BAD_ORDER = "bad_order"
+    # Imprinted (seed 001)
+    REPLAYED = "replayed"
+    STALE_TIMESTAMP = "stale_timestamp"
+    BAD_XML = "bad_xml"
+    BAD_PARAMETER = "bad_parameter"
+    BAD_STATUS_FILTER = "bad_status_filter"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     # transport
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"

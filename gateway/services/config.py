@@ -124,3 +124,7 @@ class ConfigService:
 
     def clients(self) -> list[WebhookClient]:
         return list(self._clients.values())
+
+    def forget_client(self, url: str) -> None:
+        """Memory follows a removal committed elsewhere (a client that answered 410)."""
+        self._clients.pop(url, None)

@@ -1,4 +1,4 @@
-"""Sends the outbox: automatic print reports now, webhooks later.
+"""Sends the outbox: print reports, order-status webhooks, table-tracker webhooks, signals.
 
 Guarantees, and what they cost:
 
@@ -17,9 +17,30 @@ Guarantees, and what they cost:
   redirects are not followed (a 3xx is a failure); URLs that `core.netguard` refuses are never
   contacted ("invalid-url"), and host names resolving only to loopback/link-local addresses are
   refused at connect time.
+- **Offline is not the receiver's fault** (`services.uplink`). When a request to an endpoint
+  that needs the internet gets no HTTP answer, the uplink is checked; if the gateway itself is
+  offline the attempt is given back (`outbox.refund_attempt`, hook event `retry` with code
+  `offline`) and such endpoints are held (not tried, no attempt spent, schedule unchanged)
+  until the uplink answers again. A weekend offline therefore costs no attempts; the backlog
+  then drains in order.
+- **Batches; live traffic first.** A backlog goes in batches: one commit counts the attempts
+  of an endpoint's next `batch` rows (the first row of a drain goes alone, so a receiver that
+  fails costs one request), they are sent one at a time, and one commit settles them and begins
+  the next batch: about 1/`batch` commit per delivery. A batch stops at its first failure and
+  gives the rows it did not send their attempts back (hook event `retry`, no code). A crash
+  mid-batch can thus charge the rows behind the one on the wire one attempt they never used
+  (at most one per crash; never the reverse). While order changes are being made (one in the
+  last `quiet` seconds) all endpoints together send at most `busy_rate` requests/s, so a
+  backlog does not take the CPU from live orders; when the gateway is quiet it drains at full
+  speed.
+- **Signatures.** `register_signer(kind, signer)` adds headers to each attempt of a kind's rows
+  (Standard Webhooks: `webhook-timestamp`, `webhook-signature`, see `webhook_signing`).
 - **Hooks.** A service that owns the changes behind a row kind (printing: the request's
-  `report` block) registers a hook that runs on the writer thread inside the transaction that
-  updates the outbox row, so its own state can never disagree with the outbox.
+  `report` block; a subscription that answered 410) registers a hook that runs on the writer
+  thread inside the transaction that updates the outbox row, so its own state can never
+  disagree with the outbox.
+- **Pruning.** Delivered rows are deleted after `keep_delivered` seconds, dead ones after
+  `keep_dead`, in short chunks that never hold the writer for long.
 
 Time comes from the injected Clock; waiting goes through the injected `sleep`, so tests run
 the whole ten-attempt schedule in milliseconds.
@@ -29,25 +50,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import random
-import re
-import socket
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC
 from functools import partial
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 from gateway.core.errors import Unavailable
+from gateway.core.events import Event, OrderEvent
 from gateway.core.netguard import forbidden_reason
 from gateway.core.ports import Clock
+from gateway.services.deliveries_http import (
+    GONE,
+    HTTP_STATUS,
+    NETWORK,
+    REDIRECT,
+    RETRY_AFTER_CAP,
+    TIMEOUT,
+    Answer,
+    GuardedResolver,
+    post,
+    retry_after_at,
+    safe_url,
+)
+from gateway.services.deliveries_ledger import (
+    DEAD,
+    DELIVERED,
+    INVALID_URL,
+    MAX_RETRIES,
+    OFFLINE,
+    REFUND,
+    RETRY,
+    SENDING,
+    UNSENT,
+    CommitHook,
+    DeliveryStats,
+    Hook,
+    Ledger,
+    Outcome,
+    Step,
+)
+from gateway.services.deliveries_prune import prune_outbox
+from gateway.services.uplink import Uplink
 from gateway.store import outbox
 from gateway.store.outbox import OutboxRow
 from gateway.store.reader import Reader
@@ -57,59 +105,22 @@ log = logging.getLogger(__name__)
 
 # Seed 003: "after ± 2 minutes, after ± 5 minutes, then after ± 60 minutes, up to 7 times".
 SCHEDULE: tuple[float, ...] = (120.0, 300.0) + (3600.0,) * 7
-RETRY_AFTER_CAP = 86_400.0  # a receiver cannot park its own queue for more than a day
 POLL_SECONDS = 30.0  # safety net for rows enqueued without wake() and for clock jumps
 
-# Hook events.
-SENDING = "sending"
-DELIVERED = "delivered"
-RETRY = "retry"
-DEAD = "dead"
-_NOT_DUE = "not-due"  # internal: nothing changed, hooks are not called
+BATCH = 32  # rows whose attempts one commit counts (a backlog costs ~1/BATCH commit per row)
+BUSY_RATE = 50.0  # requests/s while order changes are being made (None: no limit)
+QUIET = 0.5  # seconds without an order change before a backlog drains at full speed
 
-# Error codes passed to hooks and stored (as "code: message") in outbox.last_error.
-INVALID_URL = "invalid-url"
-GONE = "gone"
-MAX_RETRIES = "max-retries"
-TIMEOUT = "network-timeout"
-NETWORK = "network-error"
-HTTP_STATUS = "http-status"
-REDIRECT = "redirect"
+__all__ = [  # re-exported: hooks and tests name them from here
+    "DEAD", "DELIVERED", "GONE", "HTTP_STATUS", "INVALID_URL", "MAX_RETRIES", "NETWORK",
+    "OFFLINE", "REDIRECT", "RETRY", "RETRY_AFTER_CAP", "SENDING", "TIMEOUT", "UNSENT",
+    "CommitHook", "DeliveryStats", "GuardedResolver", "Hook", "OutboxRow", "retry_after_at",
+    "safe_url"]
 
-Hook = Callable[[sqlite3.Connection, OutboxRow, str, str | None, str | None], None]
-CommitHook = Callable[[], None]
 # The seam for Standard Webhooks signatures: (row, unix timestamp) -> extra headers, e.g.
 # webhook-timestamp and webhook-signature over f"{row.event_id}.{timestamp}.{row.body}".
 Signer = Callable[[OutboxRow, int], Mapping[str, str]]
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(slots=True)
-class DeliveryStats:
-    sent: int = 0  # requests started
-    delivered: int = 0
-    failed: int = 0  # failed attempts (each retry and each final failure)
-    dead: int = 0
-    pending: int = 0  # as of the worker's last look at the table
-    hook_errors: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """One committed change of an outbox row, as the hooks saw it."""
-
-    row: OutboxRow
-    event: str
-    code: str | None = None
-    message: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int | None  # None: no HTTP answer (timeout, connection error)
-    retry_at: float | None = None
-    code: str | None = None  # None: delivered
-    message: str | None = None
 
 
 class DeliveryService:
@@ -133,6 +144,9 @@ class DeliveryService:
         sleep: Sleep = asyncio.sleep,
         poll: float = POLL_SECONDS,
         rng: random.Random | None = None,
+        batch: int = BATCH,
+        busy_rate: float | None = BUSY_RATE,
+        quiet: float = QUIET,
     ) -> None:
         if not 0.0 <= jitter < 1.0:
             raise ValueError("jitter must be in [0, 1)")
@@ -148,9 +162,8 @@ class DeliveryService:
         self._sleep = sleep
         self._poll = poll
         self._rng = rng or random.Random()
-        self.stats = DeliveryStats()
-        self._hooks: dict[str, tuple[Hook, CommitHook | None]] = {}
-        self._hook_failing: set[str] = set()  # kinds whose hook failure was already logged
+        self._ledger = Ledger(writer, clock, allow, len(schedule) + 1, max(1, batch))
+        self.stats = self._ledger.stats
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -159,10 +172,21 @@ class DeliveryService:
         self._turn = 0
         self._slot_wanted = False  # due endpoints are waiting for a free slot
         self._held: dict[str, float] = {}  # endpoint -> not before (after an unexpected error)
-        self._down: set[str] = set()  # endpoints whose failure was logged (once per episode)
         self._session: aiohttp.ClientSession | None = None
-        self._requests: set[asyncio.Task[_Answer]] = set()  # cancelled by close()
+        # Drain tasks inside a request -> whether close() cancelled that request.
+        self._requests: dict[asyncio.Task[Any], bool] = {}
         self._closing = False
+        self._signers: dict[str, Signer] = {}
+        self._uplink: Uplink | None = None
+        self._wake_seqs: set[int] = set()  # journal seqs whose transaction enqueued rows
+        self._pruner: asyncio.Task[None] | None = None
+        self._prune_every: float | None = None
+        self._keep = (7 * 86_400.0, 30 * 86_400.0)
+        self._batch = max(1, batch)
+        self._busy_rate = busy_rate
+        self._quiet = quiet
+        self._busy_until = 0.0  # time.monotonic() until which order changes count as recent
+        self._next_slot = 0.0  # the pacer's next free send time while busy
 
     @property
     def max_attempts(self) -> int:
@@ -175,9 +199,61 @@ class DeliveryService:
         the outbox change still commits, and the failure is logged. `on_commit()` then runs on
         the event loop after that commit, once per hook call (for publishing: the hook stashes
         what changed, on_commit makes it visible; it never runs for a failed commit)."""
-        if kind in self._hooks:
-            raise ValueError(f"a hook for {kind!r} is already registered")
-        self._hooks[kind] = (hook, on_commit)
+        self._ledger.register_hook(kind, hook, on_commit)
+
+    def register_signer(self, kind: str, signer: Signer) -> None:
+        """`signer(row, unix_time)` -> headers added to every attempt of a `kind` row (it runs
+        on the loop, per attempt: the timestamp is the attempt's)."""
+        if kind in self._signers:
+            raise ValueError(f"a signer for {kind!r} is already registered")
+        self._signers[kind] = signer
+
+    def set_uplink(self, uplink: Uplink) -> None:
+        """Check connectivity before spending attempts (see `services.uplink`); before start."""
+        self._uplink = uplink
+        uplink.on_change(lambda _up: self.wake())
+
+    @property
+    def uplink(self) -> Uplink | None:
+        return self._uplink
+
+    @property
+    def busy(self) -> bool:
+        """Whether an endpoint is being served right now (requests or commits in progress)."""
+        return bool(self._inflight)
+
+    def set_pacing(self, busy_rate: float | None, quiet: float = QUIET) -> None:
+        """Live traffic first (see `_pace`): at most `busy_rate` requests/s while order
+        changes were made in the last `quiet` seconds; None: no limit."""
+        self._busy_rate = busy_rate if busy_rate is None or busy_rate > 0 else None
+        self._quiet = quiet
+
+    def set_pruning(self, every: float | None, keep_delivered: float,
+                    keep_dead: float) -> None:
+        """Prune finished rows every `every` seconds (None: never); before start."""
+        self._prune_every = every
+        self._keep = (keep_delivered, keep_dead)
+
+    # -- waking after an order change ------------------------------------------------------
+
+    def enqueued_with(self, seq: int) -> None:
+        """Writer thread, inside an order change's transaction: rows were enqueued with the
+        journal event `seq`; `on_event` wakes the worker when that event is published (after
+        COMMIT). A rolled-back seq is reused by a later event, which then wakes it: harmless."""
+        self._wake_seqs.add(seq)
+
+    def on_event(self, event: Event) -> None:
+        """Bus listener: wake for the committed events whose transaction enqueued rows; and
+        note that live traffic is flowing (see `_pace`)."""
+        if isinstance(event, OrderEvent):
+            self.note_activity()
+            if self._wake_seqs and event.seq in self._wake_seqs:
+                self._wake_seqs.discard(event.seq)
+                self.wake()
+
+    def note_activity(self) -> None:
+        """Live traffic now: a backlog yields to it for the next `quiet` seconds."""
+        self._busy_until = time.monotonic() + self._quiet
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -192,6 +268,9 @@ class DeliveryService:
             timeout=aiohttp.ClientTimeout(total=self._timeout),
         )
         self._worker = asyncio.create_task(self._run(), name="deliveries")
+        if self._prune_every:
+            self._pruner = asyncio.create_task(self._prune_forever(self._prune_every),
+                                               name="deliveries-prune")
 
     def wake(self) -> None:
         """Look at the outbox now: call after committing a job that enqueued rows."""
@@ -206,11 +285,17 @@ class DeliveryService:
         self.wake()
         if self._timer is not None:
             self._timer.cancel()
-        for request in self._requests:
-            request.cancel()
-        tasks = [t for t in (self._worker, self._timer, *self._inflight.values()) if t]
+        if self._pruner is not None:
+            self._pruner.cancel()
+        for task in list(self._requests):
+            self._requests[task] = True
+            task.cancel()
+        if self._uplink is not None:
+            await self._uplink.close()
+        tasks = [t for t in (self._worker, self._timer, self._pruner, *self._inflight.values())
+                 if t]
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._worker = self._timer = None
+        self._worker = self._timer = self._pruner = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -232,6 +317,34 @@ class DeliveryService:
         self.stats.pending = n
         return n
 
+    async def dead_count(self) -> int:
+        return await self._reader.run(outbox.count_dead)
+
+    async def prune(self, keep_delivered: float | None = None,
+                    keep_dead: float | None = None) -> int:
+        """Delete delivered rows finished more than `keep_delivered` seconds ago and dead ones
+        more than `keep_dead` ago; returns how many. Each chunk is its own short write job."""
+        now = self._clock.now()
+        deleted = await prune_outbox(
+            self._writer, self._reader,
+            delivered_before=now - (self._keep[0] if keep_delivered is None else keep_delivered),
+            dead_before=now - (self._keep[1] if keep_dead is None else keep_dead),
+            stop=lambda: self._closing)
+        self.stats.pruned += deleted
+        if deleted:
+            log.info("pruned %d finished deliveries", deleted)
+        return deleted
+
+    async def _prune_forever(self, every: float) -> None:
+        while not self._closing:
+            try:
+                await self.prune()
+            except Unavailable:
+                return
+            except Exception:
+                log.exception("pruning the outbox failed")
+            await asyncio.sleep(every)  # real time: pruning is housekeeping, not schedule
+
     # -- the worker: decides which endpoint heads to send -----------------------------------
 
     async def _run(self) -> None:
@@ -252,6 +365,15 @@ class DeliveryService:
             return
         now = self._clock.now()
         waiting = [h for h in heads if h.endpoint not in self._inflight]
+        uplink = self._uplink
+        if uplink is not None and uplink.down:
+            # Offline: endpoints that need the internet wait for the uplink (it wakes us),
+            # except one canary per probe interval.
+            held = [h for h in waiting if uplink.covers(h.endpoint)]
+            waiting = [h for h in waiting if not uplink.covers(h.endpoint)]
+            canary = next((h for h in held if self._due_at(h) <= now), None)
+            if canary is not None and uplink.take_canary():
+                waiting.append(canary)
         due = [h for h in waiting if self._due_at(h) <= now]
         due.sort(key=lambda h: self._served.get(h.endpoint, 0))  # least recently served first
         free = self._max_inflight - len(self._inflight)
@@ -264,6 +386,9 @@ class DeliveryService:
         known = {h.endpoint for h in heads}
         for endpoint in [e for e in self._served if e not in known and e not in self._inflight]:
             del self._served[endpoint]  # bounded by endpoints with work
+
+    def _held_offline(self, endpoint: str) -> bool:
+        return self._uplink is not None and self._uplink.down and self._uplink.covers(endpoint)
 
     def _due_at(self, head: OutboxRow) -> float:
         return max(head.next_at, self._held.get(head.endpoint, 0.0))
@@ -280,18 +405,41 @@ class DeliveryService:
         self.wake()
 
     async def _drain(self, head: OutboxRow) -> None:
-        """Send one endpoint's due rows in order, until one must wait for a retry."""
+        """Send one endpoint's due rows in order, until one must wait for a retry. Rows go in
+        batches: one commit counts the attempts of up to `batch` rows, they are sent one at a
+        time (FIFO), and one commit settles them and begins the next batch."""
         endpoint = head.endpoint
         row: OutboxRow | None = head
+        batch: list[Step] = []
         try:
-            while row is not None and not self._closing:
-                if row.next_at > self._clock.now():
-                    break  # a retry is not due yet: the dispatcher's timer brings it back
-                if not await self._attempt(row):
+            while not self._closing:
+                if not batch:
+                    if row is None or row.next_at > self._clock.now():
+                        break  # a retry is not due yet: the dispatcher's timer brings it back
+                    if self._held_offline(endpoint) and row is not head:
+                        break  # the uplink went down meanwhile: the dispatcher decides
+                    reason = forbidden_reason(row.url, self._allow)
+                    if reason is not None:
+                        await self._ledger.commit(partial(
+                            self._ledger.finish, row_id=row.id, event=DEAD, status=None,
+                            code=INVALID_URL, message=reason, next_at=0.0))
+                    else:
+                        # One row first (a receiver that fails costs one request); its
+                        # success begins full batches.
+                        batch = [s for s in await self._ledger.commit_steps(partial(
+                            self._ledger.begin_batch, endpoint=endpoint, limit=1))
+                            if s.event == SENDING]
+                    if not batch:
+                        row = await self._reader.run(partial(outbox.next_pending,
+                                                             endpoint=endpoint))
+                        continue
+                batch, going_on = await self._send_batch(endpoint, batch)
+                if not going_on:
                     break  # failed, will retry: later rows of this endpoint wait (FIFO)
-                if self._slot_wanted:
-                    break  # let another endpoint have this slot
-                row = await self._reader.run(partial(outbox.next_pending, endpoint=endpoint))
+                if not batch:
+                    if self._slot_wanted:
+                        break  # let another endpoint have this slot
+                    row = await self._reader.run(partial(outbox.next_pending, endpoint=endpoint))
             self._held.pop(endpoint, None)
         except Unavailable:
             pass  # the store is closing
@@ -306,243 +454,110 @@ class DeliveryService:
             self._served[endpoint] = self._turn
             self.wake()
 
-    # -- one attempt ----------------------------------------------------------------------
+    # -- one batch --------------------------------------------------------------------------
 
-    async def _attempt(self, row: OutboxRow) -> bool:
-        """One attempt at `row`; True when the row is finished (delivered or dead)."""
-        reason = forbidden_reason(row.url, self._allow)
-        if reason is not None:
-            await self._commit(partial(
-                self._finish, row_id=row.id, event=DEAD, status=None, code=INVALID_URL,
-                message=reason, next_at=0.0))
-            return True
-        if self._closing:
-            return False
-        begun = await self._commit(partial(self._begin, row_id=row.id))
-        if begun is not None and begun.event == _NOT_DUE:
-            return False
-        if begun is None or begun.event != SENDING:
-            return True  # no longer pending, or its attempts were spent before a crash
-        row = begun.row
+    async def _send_batch(self, endpoint: str, batch: list[Step]
+                          ) -> tuple[list[Step], bool]:
+        """Send the begun rows in order, stopping at the first that is not delivered; settle
+        them in one commit that, when the endpoint may go on, begins its next batch. Returns
+        that batch and whether the endpoint may go on."""
+        outcomes: list[Outcome] = []
+        abandoned = False
+        for step in batch:
+            if self._closing:
+                break
+            if self._busy_rate is not None and time.monotonic() < self._busy_until:
+                await self._pace()
+            answer = await self._send(step.row)
+            if answer is None:
+                abandoned = True  # by close(): counted, maybe received; sent again next start
+                break
+            if answer.code is None and answer.status is not None and (
+                    self._uplink is None or not self._uplink.covers(endpoint)):
+                outcome = Outcome(step.row, DELIVERED, answer.status)  # the common case
+            else:
+                outcome = await self._judge(step.row, answer)
+            outcomes.append(outcome)
+            if outcome.event != DELIVERED:
+                break
+        done = len(outcomes) + (1 if abandoned else 0)
+        unsent = [s.row.id for s in batch[done:]]
+        going_on = bool(outcomes) and outcomes[-1].event in (DELIVERED, DEAD) \
+            and not abandoned and not self._closing
+        chain = going_on and not (self._slot_wanted or self._held_offline(endpoint))
+        if not outcomes and not unsent:
+            return [], False
+        _, begun = await self._writer.run(partial(
+            self._ledger.settle, endpoint=endpoint, outcomes=outcomes, unsent=unsent, chain=chain),
+            self._ledger.committed_batch)
+        return [s for s in begun if s.event == SENDING], going_on
+
+    async def _send(self, row: OutboxRow) -> Answer | None:
+        """One request; None if close() abandoned it."""
         self.stats.sent += 1
-        request = asyncio.create_task(self._post(row))
-        self._requests.add(request)
+        headers = {"Content-Type": row.content_type, "webhook-id": row.event_id}
+        signer = self._signers.get(row.kind, self._signer)
         try:
-            answer = await request
+            if signer is not None:
+                headers.update(signer(row, int(self._clock.now())))
+        except Exception as exc:  # a signer bug: a failed attempt, not a dead worker
+            return Answer(None, code=NETWORK, message=f"signing failed: {type(exc).__name__}")
+        assert self._session is not None
+        # Awaited in the drain's own task (a task per request costs a third of the loop's
+        # time per delivery); close() cancels the drains that are inside a request, and only
+        # those cancellations are swallowed here.
+        task = asyncio.current_task()
+        assert task is not None
+        self._requests[task] = False
+        try:
+            return await post(self._session, row.url, row.body, headers, self._clock.now(),
+                              self._timeout)
         except asyncio.CancelledError:
-            if self._closing and request.cancelled():
-                return False  # abandoned by close(): the row stays pending
+            if self._requests.get(task):  # cancelled by close(): the row stays pending
+                task.uncancel()
+                return None
             raise
         finally:
-            self._requests.discard(request)
-        now = self._clock.now()
+            self._requests.pop(task, None)
+
+    async def _judge(self, row: OutboxRow, answer: Answer) -> Outcome:
+        """What an answer means for the row: delivered, retry (when), dead, or given back."""
+        uplink = self._uplink
+        if uplink is not None and uplink.covers(row.endpoint):
+            if answer.status is None and not await uplink.confirm():
+                # No answer because the gateway itself is offline: not the receiver's failure.
+                return Outcome(row, REFUND, None, OFFLINE, answer.message)
+            if answer.status is not None:
+                uplink.alive()
         if answer.code is None:
-            assert answer.status is not None
-            await self._commit(partial(
-                self._finish, row_id=row.id, event=DELIVERED, status=answer.status, code=None,
-                message=None, next_at=0.0))
-            return True
+            return Outcome(row, DELIVERED, answer.status)
         if answer.code == GONE or row.attempts >= self.max_attempts:
             code = GONE if answer.code == GONE else MAX_RETRIES
-            await self._commit(partial(
-                self._finish, row_id=row.id, event=DEAD, status=answer.status, code=code,
-                message=answer.message, next_at=0.0))
-            return True
-        next_at = now + self._delay(row.attempts)
+            return Outcome(row, DEAD, answer.status, code, answer.message)
+        next_at = self._clock.now() + self._delay(row.attempts)
         if answer.retry_at is not None:  # Retry-After: not before that, nor before the schedule
             next_at = max(next_at, answer.retry_at)
-        await self._commit(partial(
-            self._finish, row_id=row.id, event=RETRY, status=answer.status, code=answer.code,
-            message=answer.message, next_at=next_at))
-        return False
+        return Outcome(row, RETRY, answer.status, answer.code, answer.message, next_at)
+
+    async def _pace(self) -> None:
+        """Live traffic first: while order changes are being made (one in the last `quiet`
+        seconds), all endpoints together send at most `busy_rate` requests per second; when
+        the gateway is quiet a backlog drains at full speed. Real time: this shares the CPU."""
+        if self._busy_rate is None:
+            return
+        now = time.monotonic()
+        if now >= self._busy_until:
+            return
+        slot = max(self._next_slot, now)
+        self._next_slot = slot + 1.0 / self._busy_rate
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     def _delay(self, attempts: int) -> float:
         base = self._schedule[attempts - 1]
         return base * self._rng.uniform(1.0 - self._jitter, 1.0 + self._jitter)
 
-    async def _post(self, row: OutboxRow) -> _Answer:
-        assert self._session is not None
-        headers = {"Content-Type": row.content_type, "webhook-id": row.event_id}
-        try:
-            if self._signer is not None:
-                headers.update(self._signer(row, int(self._clock.now())))
-            async with self._session.post(
-                row.url, data=row.body, headers=headers, allow_redirects=False
-            ) as resp:
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-        except TimeoutError:
-            return _Answer(None, code=TIMEOUT, message=f"no answer within {self._timeout:g} s")
-        except aiohttp.ClientError as exc:
-            return _Answer(None, code=NETWORK, message=_describe(exc))
-        except Exception as exc:  # a signer bug, say: a failed attempt, not a dead worker
-            return _Answer(None, code=NETWORK, message=type(exc).__name__)
-        if 200 <= status < 300:
-            return _Answer(status)
-        if status == 410:
-            return _Answer(status, code=GONE, message="HTTP 410 Gone")
-        if 300 <= status < 400:
-            message = f"HTTP {status}; redirects are not followed"
-            return _Answer(status, code=REDIRECT, message=message)
-        retry_at = None
-        if status in (429, 503):
-            retry_at = retry_after_at(retry_after, self._clock.now())
-        return _Answer(status, retry_at, HTTP_STATUS, f"HTTP {status}")
-
-    # -- writer jobs (writer thread) --------------------------------------------------------
-
-    def _begin(self, conn: sqlite3.Connection, row_id: int) -> _Step | None:
-        row = outbox.get(conn, row_id)
-        if row is None or row.state != outbox.PENDING:
-            return None
-        if row.next_at > self._clock.now():
-            # The dispatcher looked at an older snapshot; this retry is not due yet.
-            return _Step(row, _NOT_DUE)
-        if row.attempts >= self.max_attempts:
-            # Only after a crash between the last attempt's commit and its outcome.
-            return self._finish(conn, row_id, DEAD, row.last_status, MAX_RETRIES,
-                                "attempts spent before a restart", 0.0)
-        row = outbox.mark_attempt(conn, row_id)
-        return None if row is None else self._fire(conn, _Step(row, SENDING))
-
-    def _finish(self, conn: sqlite3.Connection, row_id: int, event: str, status: int | None,
-                code: str | None, message: str | None, next_at: float) -> _Step | None:
-        now = self._clock.now()
-        error = f"{code}: {message}" if code else ""
-        if event == DELIVERED:
-            assert status is not None
-            row = outbox.mark_delivered(conn, row_id, now, status)
-        elif event == RETRY:
-            row = outbox.mark_retry(conn, row_id, next_at, status, error)
-        else:
-            row = outbox.mark_dead(conn, row_id, now, status, error)
-        return None if row is None else self._fire(conn, _Step(row, event, code, message))
-
-    def _fire(self, conn: sqlite3.Connection, step: _Step) -> _Step:
-        entry = self._hooks.get(step.row.kind)
-        if entry is None:
-            return step
-        # Its own savepoint: a failing hook loses its writes, never the outbox change.
-        conn.execute("SAVEPOINT outbox_hook")
-        try:
-            entry[0](conn, step.row, step.event, step.code, step.message)
-        except Exception:
-            conn.execute("ROLLBACK TO outbox_hook")
-            self.stats.hook_errors += 1
-            if step.row.kind not in self._hook_failing:
-                self._hook_failing.add(step.row.kind)
-                log.exception("outbox hook for %s failed (%s of row %d); further failures "
-                              "are only counted", step.row.kind, step.event, step.row.id)
-        finally:
-            conn.execute("RELEASE outbox_hook")
-        return step
-
-    async def _commit(self, job: Callable[[sqlite3.Connection], _Step | None]) -> _Step | None:
-        return await self._writer.run(job, self._committed)
-
-    # -- after commit (event loop) ------------------------------------------------------------
-
-    def _committed(self, step: _Step | None) -> None:
-        if step is None or step.event == _NOT_DUE:
-            return
-        row, event = step.row, step.event
-        if event == DELIVERED:
-            self.stats.delivered += 1
-            if row.endpoint in self._down:
-                self._down.discard(row.endpoint)
-                log.info("deliveries to %s work again", row.endpoint)
-        elif event in (RETRY, DEAD):
-            if step.code != INVALID_URL:
-                self.stats.failed += 1
-            if event == DEAD:
-                self.stats.dead += 1
-                log.warning("delivery %d (%s) to %s is dead: %s %s", row.id, row.kind,
-                            safe_url(row.url), step.code, step.message or "")
-            elif row.endpoint not in self._down:
-                self._down.add(row.endpoint)
-                log.warning("deliveries to %s failing: %s (retrying on schedule)",
-                            safe_url(row.url), step.message)
-        entry = self._hooks.get(row.kind)
-        if entry is not None and entry[1] is not None:
-            try:
-                entry[1]()
-            except Exception:
-                self.stats.hook_errors += 1
-                if row.kind not in self._hook_failing:
-                    self._hook_failing.add(row.kind)
-                    log.exception("outbox on_commit for %s failed", row.kind)
-
-
 def _heads_and_count(conn: sqlite3.Connection) -> tuple[list[OutboxRow], int]:
     return outbox.pending_heads(conn), outbox.count_pending(conn)
 
 
-_DELTA_SECONDS = re.compile(r"[0-9]{1,10}")
-
-
-def retry_after_at(value: str | None, now: float) -> float | None:
-    """When a Retry-After header (delta-seconds or HTTP-date) allows the next attempt; None if
-    absent or unreadable. Capped at RETRY_AFTER_CAP from now."""
-    if not value:
-        return None
-    value = value.strip()
-    if _DELTA_SECONDS.fullmatch(value):
-        return now + min(float(value), RETRY_AFTER_CAP)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(when.timestamp(), now + RETRY_AFTER_CAP)
-
-
-def safe_url(url: str) -> str:
-    """The URL for logs: no credentials, query or fragment (they may carry secrets)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<malformed URL>"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _describe(exc: aiohttp.ClientError) -> str:
-    # Not str(exc): some aiohttp errors quote the full URL, query string included.
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"{type(exc).__name__}: {exc.os_error.strerror or exc.os_error}"
-    return type(exc).__name__
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp's default, then drops loopback, link-local, unspecified and
-    multicast addresses unless the host is allow-listed: netguard checks the URL's text, this
-    checks where a *name* actually leads (DNS rebinding, `*.nip.io`). Literal IPs never get here
-    (aiohttp connects to them directly; netguard has judged them)."""
-
-    def __init__(self, allow: frozenset[str], inner: AbstractResolver | None = None) -> None:
-        self._allow = allow
-        self._inner = inner if inner is not None else DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        name = host.rstrip(".").lower()
-        if name in self._allow or f"{name}:{port}" in self._allow:
-            return results
-        safe = [r for r in results if forbidden_reason(_literal_url(r["host"])) is None]
-        if not safe:
-            raise OSError(f"{name} resolves only to local or link-local addresses")
-        return safe
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def _literal_url(ip: str) -> str:
-    return f"http://[{ip}]/" if ":" in ip else f"http://{ip}/"

@@ -98,11 +98,17 @@ class OrderIntake:
         """Move one item; when every item is done the order is handed over (cleared)."""
 
         def job(conn: sqlite3.Connection) -> list[Change]:
-            order = self._active(conn, order_ref)
+            order = _lookup(conn, order_ref)
+            if order is None:
+                raise NotFound(Code.ORDER_NOT_FOUND, f"Order {order_ref[:40]!r} not found.")
             index = _find_item(order, item_ref)
             item = order.items[index]
-            if item.status is status and status is not ItemStatus.ERROR:
+            repeated = item.status is status and (
+                status is not ItemStatus.ERROR or (item.cause, item.delay) == (cause, delay))
+            if repeated:
                 return [Change(order, None)]  # a repeated signal changes nothing
+            if not order.active:
+                self._active(conn, order_ref)  # raises ORDER_CLOSED
             if not item.can_move_to(status):
                 raise Conflict(Code.ITEM_BAD_TRANSITION,
                                f"Item {item.id} is {item.status.value}; it cannot become "
@@ -138,7 +144,12 @@ class OrderIntake:
 
     async def get(self, order_ref: str) -> Order:
         """Any order, active or not, by number or uuid."""
-        if (active := self._orders.lookup(order_ref)) is not None:
+        if order_ref.isdigit():  # a number, not a name: names are the POS's
+            number = int(order_ref)
+            active = next((o for o in self._orders.active() if o.number == number), None)
+        else:
+            active = self._orders.lookup(order_ref)
+        if active is not None:
             return active
 
         def read(conn: sqlite3.Connection) -> Order | None:

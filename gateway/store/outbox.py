@@ -210,3 +210,101 @@ def replay(conn: sqlite3.Connection, row_id: int, now: float) -> bool:
         (now, row_id),
     )
     return cur.rowcount == 1
+
+
+def refund_attempt(conn: sqlite3.Connection, row_id: int, error: str | None
+                   ) -> OutboxRow | None:
+    """Give back the attempt counted by `mark_attempt`: the request never left (a batch
+    stopped before it) or could not have reached the receiver (the gateway itself was
+    offline). The row stays due: its schedule does not move. `error` None keeps the last."""
+    return _update(
+        conn, "attempts = max(attempts - 1, 0), last_error = COALESCE(?, last_error)",
+        (error, row_id),
+    )
+
+
+def kill_pending(conn: sqlite3.Connection, endpoint: str, kind: str, url: str, now: float,
+                 error: str) -> int:
+    """Every pending row of (`kind`, `url`) dies: its subscription is gone. Scans only the
+    endpoint's pending rows (the partial index)."""
+    cur = conn.execute(
+        "UPDATE outbox SET state = 'dead', last_error = ?, finished = ? "
+        "WHERE state = 'pending' AND endpoint = ? AND kind = ? AND url = ?",
+        (error, now, endpoint, kind, url),
+    )
+    return cur.rowcount
+
+
+def count_dead(conn: sqlite3.Connection) -> int:
+    (n,) = conn.execute("SELECT count(*) FROM outbox WHERE state = 'dead'").fetchone()
+    return int(n)
+
+
+def first_id_created_since(conn: sqlite3.Connection, cutoff: float) -> int | None:
+    """The oldest row created at or after `cutoff`, by id (ids grow with `created`): rows below
+    it are the only candidates for pruning. Scans from the oldest row (run it on a reader)."""
+    r = conn.execute(
+        "SELECT id FROM outbox WHERE created >= ? ORDER BY id LIMIT 1", (cutoff,)
+    ).fetchone()
+    return None if r is None else int(r[0])
+
+
+def prune(conn: sqlite3.Connection, *, after_id: int, below_id: int, delivered_before: float,
+          dead_before: float, window: int = 1000) -> tuple[int, int]:
+    """Delete the finished rows among ids `after_id < id <= after_id + window` (and below
+    `below_id`): delivered ones that finished before `delivered_before`, dead ones before
+    `dead_before`. Returns (deleted, last id of the window): the caller continues from there.
+    A chunk is a short rowid range, never a long write transaction that would hold up order
+    commits; pending rows in the range are left alone."""
+    upto = min(after_id + window, below_id - 1)
+    if upto <= after_id:
+        return 0, after_id
+    cur = conn.execute(
+        "DELETE FROM outbox WHERE id > ? AND id <= ? AND ("
+        "(state = 'delivered' AND finished < ?) OR (state = 'dead' AND finished < ?))",
+        (after_id, upto, delivered_before, dead_before),
+    )
+    return cur.rowcount, upto
+
+
+def id_range(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(lowest, highest) row id, (0, 0) when empty: both are rowid lookups."""
+    lo, hi = conn.execute(
+        "SELECT COALESCE(min(id), 0), COALESCE(max(id), 0) FROM outbox").fetchone()
+    return int(lo), int(hi)
+
+
+def pending_run(conn: sqlite3.Connection, endpoint: str, limit: int) -> list[OutboxRow]:
+    """The endpoint's oldest `limit` pending rows, in order (what one batch may send)."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM outbox WHERE state = 'pending' AND endpoint = ? "
+        "ORDER BY id LIMIT ?",
+        (endpoint, limit),
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def mark_attempts(conn: sqlite3.Connection, row_ids: list[int]) -> list[OutboxRow]:
+    """`mark_attempt` for a batch, in one statement; the rows in id order."""
+    if not row_ids:
+        return []
+    marks = ",".join("?" * len(row_ids))
+    rows = conn.execute(
+        f"UPDATE outbox SET attempts = attempts + 1 WHERE id IN ({marks}) "
+        f"AND state = 'pending' RETURNING {_COLUMNS}", row_ids,
+    ).fetchall()
+    return sorted((_row(r) for r in rows), key=lambda r: r.id)
+
+
+def mark_delivered_many(conn: sqlite3.Connection, row_ids: list[int], now: float,
+                        status: int) -> list[OutboxRow]:
+    """`mark_delivered` for the rows of a batch that got the same status, in one statement."""
+    if not row_ids:
+        return []
+    marks = ",".join("?" * len(row_ids))
+    rows = conn.execute(
+        "UPDATE outbox SET state = 'delivered', last_status = ?, last_error = NULL, "
+        f"finished = ? WHERE id IN ({marks}) AND state = 'pending' RETURNING {_COLUMNS}",
+        (status, now, *row_ids),
+    ).fetchall()
+    return sorted((_row(r) for r in rows), key=lambda r: r.id)

@@ -38,10 +38,17 @@ class Reader:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = await self._pool.get()
-        try:
-            return await asyncio.to_thread(_in_snapshot, conn, fn)
-        finally:
+        # The connection goes back when its thread is done with it, not when the caller is:
+        # a cancelled caller must not let close() shut a connection a thread still uses.
+        task = asyncio.ensure_future(asyncio.to_thread(_in_snapshot, conn, fn))
+
+        def give_back(done: asyncio.Future[T]) -> None:
             self._pool.put_nowait(conn)
+            if not done.cancelled():
+                done.exception()  # retrieved: a cancelled caller's failure is not "never seen"
+
+        task.add_done_callback(give_back)
+        return await asyncio.shield(task)
 
     async def close(self) -> None:
         # Wait until every connection is back from its thread: a cancelled caller's thread may
