@@ -6,7 +6,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from typing import Any
 from urllib.parse import urlsplit
+
+from gateway.core.errors import Code, ValidationFailed
 
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
@@ -42,6 +45,17 @@ def forbidden_reason(url: str, allow: frozenset[str] = frozenset()) -> str | Non
     if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
         return f"Address {host} is loopback, link-local, unspecified or multicast."
     return None
+
+
+def require_url(value: Any, allow: frozenset[str], name: str = "url") -> str:
+    """`value` as an outbound URL a client gave under `name`, or ValidationFailed saying why."""
+    if value is None or value == "":
+        raise ValidationFailed(Code.MISSING_HTTP_CLIENT, f"Missing {name}.")
+    if not isinstance(value, str):
+        raise ValidationFailed(Code.BAD_HTTP_CLIENT, f"{name} must be a URL string.")
+    if reason := forbidden_reason(value, allow):
+        raise ValidationFailed(Code.BAD_HTTP_CLIENT, f"Invalid {name}: {reason}")
+    return value
 
 
 # Resolvers accept the legacy IPv4 spellings (127.1, 2130706433, 0x7f000001, 0177.0.0.1);

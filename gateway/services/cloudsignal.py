@@ -34,7 +34,7 @@ import orjson
 from gateway.core.errors import Code, Conflict, NotFound, ValidationFailed
 from gateway.core.events import OrderEvent, OrderEventType
 from gateway.core.models import Item, ItemStatus, Order
-from gateway.core.netguard import forbidden_reason
+from gateway.core.netguard import require_url
 from gateway.core.ports import Clock
 from gateway.services.deliveries import DEAD, GONE
 from gateway.services.intake import OrderIntake
@@ -223,14 +223,7 @@ class CloudSignalService:
         return list(self._subs)
 
     def check_url(self, url: Any) -> str:
-        if url is None or url == "":
-            raise ValidationFailed(Code.MISSING_HTTP_CLIENT, "Missing url.")
-        if not isinstance(url, str):
-            raise ValidationFailed(Code.BAD_HTTP_CLIENT, "url must be a URL string.")
-        reason = forbidden_reason(url, self._allow)
-        if reason:
-            raise ValidationFailed(Code.BAD_HTTP_CLIENT, f"Invalid url: {reason}")
-        return url
+        return require_url(url, self._allow)
 
     async def subscribe(self, url: Any, apikey: Any) -> tuple[Subscription, bool]:
         """Send signals to `url` with `apikey` in every body; the same URL again replaces its

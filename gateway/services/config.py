@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.core.errors import Code, NotFound, ValidationFailed
 from gateway.core.models import WebhookClient
-from gateway.core.netguard import forbidden_reason
+from gateway.core.netguard import require_url
 from gateway.core.ports import Clock
 from gateway.store import config as repo
 from gateway.store.writer import Writer
@@ -97,14 +97,7 @@ class ConfigService:
     # -- webhook clients ---------------------------------------------------------------
 
     def check_client_url(self, url: Any) -> str:
-        if url is None or url == "":
-            raise ValidationFailed(Code.MISSING_HTTP_CLIENT)
-        if not isinstance(url, str):
-            raise ValidationFailed(Code.BAD_HTTP_CLIENT, "http_client must be a URL string.")
-        reason = forbidden_reason(url, self._allow)
-        if reason:
-            raise ValidationFailed(Code.BAD_HTTP_CLIENT, f"Invalid http_client: {reason}")
-        return url
+        return require_url(url, self._allow, "http_client")
 
     async def register_client(self, url: Any, api_version: str) -> WebhookClient:
         url = self.check_client_url(url)

@@ -42,7 +42,7 @@ from typing import Any
 from gateway.core.errors import Code, NotFound, ValidationFailed
 from gateway.core.events import OrderEvent, OrderEventType
 from gateway.core.models import ItemStatus, Order, OrderState
-from gateway.core.netguard import forbidden_reason
+from gateway.core.netguard import require_url
 from gateway.core.ports import Clock
 from gateway.services import webhook_signing
 from gateway.services.deliveries import DEAD, GONE
@@ -167,14 +167,7 @@ class PrintApiService:
     # -- subscriptions ------------------------------------------------------------------------
 
     def check_url(self, url: Any) -> str:
-        if url is None or url == "":
-            raise ValidationFailed(Code.MISSING_HTTP_CLIENT, "Missing url.")
-        if not isinstance(url, str):
-            raise ValidationFailed(Code.BAD_HTTP_CLIENT, "url must be a URL string.")
-        reason = forbidden_reason(url, self._allow)
-        if reason:
-            raise ValidationFailed(Code.BAD_HTTP_CLIENT, f"Invalid url: {reason}")
-        return url
+        return require_url(url, self._allow)
 
     async def subscribe(self, url: Any, signing_secret: Any = None) -> tuple[Subscription, bool]:
         """Send status webhooks to `url` (signed when a `whsec_` secret is given). The same
