@@ -181,6 +181,9 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
                              on_commit=printing.apply_report_updates)
     orders.add_tx_hook(printing.order_hook)
     bus.subscribe(printing.on_event)
+    # Once for every dialect: after COMMIT, the outbox wakes for the rows an event's
+    # transaction enqueued (and notes live traffic for its pacing).
+    bus.subscribe(deliveries.on_event)
     await printing.load(DeviceSpec(p.name, p.address, p.station, p.paper, p.id)
                         for p in settings.printers)
     ctx = Context(

@@ -23,8 +23,4 @@ async def wire(gw: Gateway) -> None:
     await svc.load()
     gw.ctx.orders.add_tx_hook(svc.order_hook)
     gw.deliveries.register_hook(KIND, svc.delivery_hook, on_commit=svc.after_delivery)
-    # The outbox's listener wakes it for the events whose transaction enqueued rows. Every
-    # dialect needs it; a second subscription elsewhere is harmless (the first call consumes
-    # the seq).
-    gw.ctx.bus.subscribe(gw.deliveries.on_event)
     gw.app[CLOUDSIGNAL] = svc

@@ -57,6 +57,5 @@ async def wire(gw: Gateway) -> None:
     deliveries.register_hook(trackertrack_webhooks.KIND, clients.delivery_hook,
                              on_commit=clients.after_delivery)
 
-    ctx.bus.subscribe(deliveries.on_event)  # after COMMIT: wake for the rows just written
     gw.app[PRINTAPI] = status
     gw.app[DELIVERIES] = deliveries
