@@ -108,7 +108,7 @@ class OrderIntake:
             if repeated:
                 return [Change(order, None)]  # a repeated signal changes nothing
             if not order.active:
-                self._active(conn, order_ref)  # raises ORDER_CLOSED
+                raise _closed(order)
             if not item.can_move_to(status):
                 raise Conflict(Code.ITEM_BAD_TRANSITION,
                                f"Item {item.id} is {item.status.value}; it cannot become "
@@ -166,10 +166,13 @@ class OrderIntake:
         if order is None:
             raise NotFound(Code.ORDER_NOT_FOUND, f"Order {order_ref[:40]!r} not found.")
         if not order.active:
-            raise Conflict(Code.ORDER_CLOSED,
-                           f"Order {order.number} is already "
-                           f"{'cancelled' if order.cancelled else 'handed over'}.")
+            raise _closed(order)
         return order
+
+
+def _closed(order: Order) -> Conflict:
+    return Conflict(Code.ORDER_CLOSED, f"Order {order.number} is already "
+                                       f"{'cancelled' if order.cancelled else 'handed over'}.")
 
 
 def _lookup(conn: sqlite3.Connection, ref: str) -> Order | None:
