@@ -12,7 +12,8 @@ import pytest
 
 from gateway.core.errors import Conflict, ValidationFailed
 from gateway.core.models import Order, OrderState
-from gateway.core.printing import Command, DeviceStatus, ErrorCode, ProcessStatus
+from gateway.core.printing import Command, DeviceStatus, ErrorCode, ProcessStatus, Source
+from gateway.services.printing import DeviceSpec
 from tests.print_harness import harness, texts
 from tests.printers.fake_printer import FakePrinter, free_port
 
@@ -298,3 +299,38 @@ async def test_receipt_and_drawer_commands_print(tmp_path: Path) -> None:
         text = "\n".join(texts(fake.printed))
         assert "2x Espresso" in text and "3.60 EUR" in text and "Grazie!" in text
         assert any(b"\x1bp\x01" in job for job in fake.printed)  # ESC p, pin 5
+
+
+async def test_an_expired_job_is_archived_where_the_worker_finds_it(tmp_path: Path) -> None:
+    """A worker that meets a job past its deadline settles it there and then (issue: a worker
+    that left it to the sweeper picked it again at once and never yielded the loop)."""
+    from gateway.app_printing import make_link
+    from gateway.services.print_worker import DeviceWorker
+
+    async with harness(tmp_path / "db", start=False) as h:
+        await h.svc.add_device(DeviceSpec("nowhere", "virtual://nowhere", id="vp"), Source.API)
+        r = await h.svc.submit("vp", Command.PRINT_TEXT, "late", deadline=time.time() + 0.2)
+        await asyncio.sleep(0.3)
+        worker = DeviceWorker(h.svc, "vp", make_link(h.svc.devices["vp"], {}))
+        await asyncio.wait_for(worker._step(), 5)
+        assert r.id not in h.svc.open
+        done = await h.svc.request("vp", r.id)
+        assert done.error is not None and done.error.code is ErrorCode.NETWORK_TIMEOUT
+        assert done.attempts == 0
+
+
+async def test_jobs_that_expired_while_stopped_are_settled_before_the_workers_start(
+        tmp_path: Path) -> None:
+    async with harness(tmp_path / "db", start=False) as h:
+        await h.svc.add_device(DeviceSpec("nowhere", "virtual://nowhere", id="vp"), Source.API)
+        ids = [(await h.svc.submit("vp", Command.PRINT_TEXT, f"late {i}",
+                                   deadline=time.time() + 0.2)).id for i in range(3)]
+    await asyncio.sleep(0.3)
+    async with harness(tmp_path / "db", start=False) as h:
+        assert all(rid in h.svc.open for rid in ids)
+        await h.svc.start()
+        assert not [rid for rid in ids if rid in h.svc.open]  # settled before any worker ran
+        for rid in ids:
+            done = await h.svc.request("vp", rid)
+            # The printer was never reached: network-timeout is the seed's word for it.
+            assert done.error is not None and done.error.code is ErrorCode.NETWORK_TIMEOUT

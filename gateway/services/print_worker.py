@@ -101,21 +101,31 @@ class DeviceWorker:
             except Exception:
                 log.exception("printer %s: worker step failed; retrying in 1 s", self.device_id)
                 await asyncio.sleep(1.0)
+            # A floor under every path: whatever a step did (or failed to do), the loop gets
+            # the CPU back before the next one, so one printer can never starve the gateway.
+            await asyncio.sleep(0)
 
     async def _step(self) -> None:
         now = self.svc.clock.now()
         if now >= self._next_poll:
             await self.poll()
-        request = None if self._blocked else self._next(now)
-        if request is None:
+        if self._blocked:
             await self._idle()
             return
-        await self._process(request)
+        expired, request = self._next(now)
+        if expired:
+            await self.svc.expire(expired, now)
+        if request is not None:
+            await self._process(request)
+        elif not expired:
+            await self._idle()
 
-    def _next(self, now: float) -> PrintRequest | None:
-        """Earliest deadline first among this device's queued requests that are due."""
+    def _next(self, now: float) -> tuple[list[PrintRequest], PrintRequest | None]:
+        """Earliest deadline first among this device's queued requests that are due; those
+        whose deadline has passed are taken off the queue and returned to be archived."""
         heap = self.svc.queues.get(self.device_id, [])
         deferred: list[tuple[float, float, str]] = []
+        expired: list[PrintRequest] = []
         best: PrintRequest | None = None
         while heap:
             deadline, created, rid = heap[0]
@@ -125,6 +135,10 @@ class DeviceWorker:
                     or (r.deadline, r.date_created) != (deadline, created)):
                 heapq.heappop(heap)  # stale: sent, archived or moved since it was queued
                 continue
+            if r.deadline <= now:
+                heapq.heappop(heap)
+                expired.append(r)
+                continue
             if self._retry_at.get(rid, 0.0) > now:
                 deferred.append(heapq.heappop(heap))  # backing off: not yet
                 continue
@@ -132,17 +146,25 @@ class DeviceWorker:
             break
         for entry in deferred:
             heapq.heappush(heap, entry)
-        return best
+        return expired, best
 
     async def _idle(self) -> None:
         now = self.svc.clock.now()
         wait = self._next_poll - now
-        retries = [t - now for rid, t in self._retry_at.items() if rid in self.svc.open]
-        if retries:
-            wait = min(wait, *retries)
+        # Forget back-offs of requests that left this queue (archived, moved to a fallback):
+        # a stale one in the past would wake this loop every few ms for nothing.
+        for rid in [rid for rid in self._retry_at if not self._queued_here(rid)]:
+            del self._retry_at[rid]
+        if self._retry_at:
+            wait = min(wait, *(t - now for t in self._retry_at.values()))
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(wait, 0.01))
+
+    def _queued_here(self, rid: str) -> bool:
+        r = self.svc.open.get(rid)
+        return (r is not None and r.device_id == self.device_id
+                and r.process_status is ProcessStatus.QUEUEING)
 
     async def poll(self) -> None:
         """Ask the printer how it is (not while a job is on it: one connection at a time)."""
@@ -161,7 +183,8 @@ class DeviceWorker:
     async def _process(self, request: PrintRequest) -> None:
         svc, now = self.svc, self.svc.clock.now()
         if request.deadline <= now:
-            return  # the sweeper archives it with the reason
+            await svc.expire([request], now)
+            return
         device = svc.devices[self.device_id]
         self.current = request.id
         try:

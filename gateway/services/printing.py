@@ -145,6 +145,8 @@ class PrintService:
 
         self._worker_type = DeviceWorker
         self._started = True
+        # Jobs that expired while the gateway was down are settled before any worker runs.
+        await self.sweep()
         for device_id in self.devices:
             self._spawn(device_id)
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="print-sweeper")
@@ -510,10 +512,14 @@ class PrintService:
         """Requests past their deadline that no worker holds: archived with why."""
         now = self.clock.now()
         busy = {w.current for w in self._workers.values()}
+        await self.expire([r for r in self.open.values()
+                           if r.deadline <= now and r.id not in busy], now)
+
+    async def expire(self, requests: Iterable[PrintRequest], now: float) -> None:
+        """Archive requests past their deadline with the reason (the sweeper and a worker that
+        meets one both come here: an expired job is settled where it is found)."""
         expired: list[PrintRequest] = []
-        for r in list(self.open.values()):
-            if r.deadline > now or r.id in busy:
-                continue
+        for r in requests:
             if r.process_status is ProcessStatus.WAITING_OUTPUT:
                 expired.append(self._fail(r, ErrorCode.DEADLINE,
                                           "No answer before the deadline.", now))
