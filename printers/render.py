@@ -185,6 +185,13 @@ def _ascii_safe(codec: str) -> bool:
     return bytes(range(128)).decode(codec, errors="replace") == "".join(map(chr, range(128)))
 
 
+def warm_up(papers: tuple[Paper, ...] = (PAPER_80MM, PAPER_58MM)) -> None:
+    """Import python-escpos and build the profiles now (a few hundred ms of CPU), so the first
+    ticket does not pay for it. Blocking: call it from a thread before any job renders."""
+    for paper in papers:
+        _profile(paper.profile)
+
+
 def codepage_table(paper: Paper = PAPER_80MM) -> dict[int, str]:
     """`ESC t` numbers this paper's profile may emit, for `escpos_tokens.tokenize`."""
     return dict(_profile(paper.profile).table)
