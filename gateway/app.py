@@ -9,7 +9,6 @@ import gc
 import logging
 import os
 import secrets
-import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from gateway.core.models import Receiver, TrackerReading
 from gateway.core.ports import Pager, SystemClock
 from gateway.core.printing import Source
 from gateway.demo import DemoKitchen
+from gateway.loop_health import LoopWatch, StopSignals
 from gateway.services.config import ConfigService
 from gateway.services.deliveries import DeliveryService
 from gateway.services.intake import OrderIntake
@@ -153,6 +153,9 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     with contextlib.suppress(escpos_render.RenderError):
         # Once per process: a second gateway in the same process (tests) keeps the first dir.
         escpos_render.configure(settings.data_dir / "cache" / "escpos")
+        # Off the loop, before any printer worker renders: ~250 ms of imports and tables
+        # that would otherwise block every request when the first ticket prints.
+        await asyncio.to_thread(escpos_render.warm_up)
     stations = {k: tuple(v) for k, v in settings.print_stations.items()}
     kitchen = settings.print_kitchen_station
     if settings.demo:
@@ -474,9 +477,20 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> No
     t0 = time.monotonic()
     # Signals first: a SIGTERM during start-up must still stop in order (mDNS goodbye).
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    # Watching before anything else runs: a block during start-up is named too.
+    watch = LoopWatch(threshold=settings.loop_block_threshold)
+    signals = StopSignals(stop, settings.stop_timeout, watch)
+    signals.install()
+    await watch.start()
+    try:
+        await _serve(settings, t0, stop, ready)
+    finally:
+        await watch.stop()
+        signals.done()
+
+
+async def _serve(settings: Settings, t0: float, stop: asyncio.Event,
+                 ready: asyncio.Event | None) -> None:
     gw = await build(settings)
     radio = await start_radio(settings, gw)
     kitchen = DemoKitchen(gw.ctx.bus, gw.ctx.orders) if settings.demo else None

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     battery_low_percent: int = Field(20, ge=0, le=100)
     auto_clear_after: float = Field(4 * 3600.0, ge=0, le=7 * 86_400)  # 0 = never
     page_duration: int = Field(60, ge=1, le=255)
+    # a block of the event loop longer than this is logged with the task that held it
+    loop_block_threshold: float = Field(0.25, ge=0.01, le=60)
+    # SIGTERM: an orderly stop longer than this ends the process anyway (exit code 70)
+    stop_timeout: float = Field(20.0, gt=0, le=600)
     # printing (seed 000)
     printers: list[PrinterSetting] = []
     print_stations: dict[str, list[str]] = {}  # station -> printer ids, first = preferred
