@@ -52,9 +52,10 @@ def _gateway(tmp_path: Path) -> GatewayProcess:
     return GatewayProcess(tmp_path / "data", free_port())
 
 
-def _start(gw: GatewayProcess) -> float:
+def _start(gw: GatewayProcess, **env: str) -> float:
     return gw.start(
         timeout=20,
+        **env,
         TABLEGATE_OUTBOUND_ALLOW='["127.0.0.1"]',
         TABLEGATE_PRINT_ACK_TIMEOUT="1.5",
         TABLEGATE_PRINT_STATUS_INTERVAL="1",
@@ -134,7 +135,14 @@ def test_hostile_printers_never_stall_the_gateway(
     tmp_path: Path, printers: dict[str, HostilePrinter]
 ) -> None:
     gw = _gateway(tmp_path)
-    _start(gw)
+    # The outbox worker meets hostility too: every automatic report goes to a peer that
+    # accepts the connection and never answers.
+    receiver = HostilePrinter("receiver", never_answers).start()
+    _start(
+        gw,
+        TABLEGATE_PRINT_REPORT_URL=f"http://127.0.0.1:{receiver.port}/reports",
+        TABLEGATE_UPLINK_PROBE="[]",
+    )
     try:
         token = gw.token()
         addresses = {name: f"tcp://127.0.0.1:{p.port}" for name, p in printers.items()}
@@ -174,11 +182,13 @@ def test_hostile_printers_never_stall_the_gateway(
         }
         assert unsettled == {}, unsettled
         assert _blocked_lines(gw) == []
+        assert receiver.connections > 0  # the outbox did meet its hostile receiver
         took = _stop(gw)
         print(f"hostile lane: SIGTERM to exit {took:.2f} s")
         assert took < STOP_TIMEOUT
     finally:
         gw.kill()
+        receiver.stop()
 
 
 @pytest.mark.slow
