@@ -59,7 +59,7 @@ def _orders(base: str) -> list[Route]:
     d = sc.dialect(base)  # v1 and v2 differ in the order object and the statistics envelope
     return [
         Route("GET", base, tt.health, Auth.NONE, "Liveness and gateway facts", "gateway",
-              responses={200: sc.Health}),
+              responses={200: sc.Health}, errors=(503,)),
         Route("GET", ao, tt.list_active, Auth.TOKEN, "All active orders",
               responses={200: d.order_list}),
         Route("POST", ao, tt.start_or_locate, Auth.TOKEN, "Start or locate an order",
