@@ -54,9 +54,11 @@ def check_database_present(db: Path, *, new_database: bool) -> None:
         raise StartRefused(
             f"the database {db} {what}, but {data_dir / GATEWAY_ID} says this box had data; "
             f"restore it from a backup (with its -wal), or start with --new-database "
-            f"(TABLEGATE_NEW_DATABASE=1) to begin with an empty one")
-    log.warning("the database %s %s; starting with a new empty one as asked (--new-database)",
-                db, what)
+            f"(TABLEGATE_NEW_DATABASE=1) to begin with an empty one"
+        )
+    log.warning(
+        "the database %s %s; starting with a new empty one as asked (--new-database)", db, what
+    )
     stamp = int(time.time())
     # Journal files without their database would be replayed onto the new, empty one.
     for suffix in ("-wal", "-shm"):
@@ -108,5 +110,7 @@ def storage_reason(data_dir: Path, exc: BaseException) -> str | None:
     full = full or (isinstance(exc, sqlite3.Error) and "full" in str(exc).lower())
     if not full and usage.free >= NEARLY_FULL_BYTES:
         return None
-    return (f"the file system holding {data_dir} is full: {usage.free} bytes free of "
-            f"{usage.total} ({exc}); free some space there and start again")
+    return (
+        f"the file system holding {data_dir} is full: {usage.free} bytes free of "
+        f"{usage.total} ({exc}); free some space there and start again"
+    )

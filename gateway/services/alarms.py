@@ -33,8 +33,11 @@ class Alarms:
     def clear(self, name: str) -> None:
         alarm = self._active.pop(name, None)
         if alarm is not None:
-            self._bus.publish(AlarmEvent(AlarmEventType.GATEWAY_ALARM_CLEARED, self._clock.now(),
-                                         name, alarm.detail))
+            self._bus.publish(
+                AlarmEvent(
+                    AlarmEventType.GATEWAY_ALARM_CLEARED, self._clock.now(), name, alarm.detail
+                )
+            )
 
     def active(self) -> list[Alarm]:
         return list(self._active.values())

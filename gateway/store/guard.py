@@ -29,9 +29,16 @@ OnAlarm = Callable[[str | None], None]  # a problem raised, or None when cleared
 
 
 class DatabaseGuard:
-    def __init__(self, writer: Writer, reader: Reader, *, interval: float = 5.0,
-                 backoff: tuple[float, float] = (0.5, 30.0), on_alarm: OnAlarm | None = None,
-                 on_restored: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        reader: Reader,
+        *,
+        interval: float = 5.0,
+        backoff: tuple[float, float] = (0.5, 30.0),
+        on_alarm: OnAlarm | None = None,
+        on_restored: Callable[[], None] | None = None,
+    ) -> None:
         self.writer = writer
         self.reader = reader
         self.interval = interval
@@ -88,8 +95,9 @@ class DatabaseGuard:
                 delay = min(cap, delay * 2)
                 continue
         self.heals += 1
-        log.warning("database restored at %s from the open connection; writes resume",
-                    self.writer.path)
+        log.warning(
+            "database restored at %s from the open connection; writes resume", self.writer.path
+        )
         if self.on_restored is not None:
             try:
                 self.on_restored()
