@@ -19,7 +19,6 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.app_printing import TicketRenderer, make_link
-from gateway.core.errors import GatewayError
 from gateway.core.events import Bus
 from gateway.core.models import Receiver, TrackerReading
 from gateway.core.ports import Pager, SystemClock
@@ -258,39 +257,9 @@ async def _start_printing(gw: Gateway) -> None:
     await gw.printing.start()
     await gw.deliveries.start()
     if gw.settings.printer_discovery:
-        await _discover_printers(gw)
+        from gateway.app_discovery import discover_printers
 
-
-async def _discover_printers(gw: Gateway) -> None:
-    """Network printers announced by mDNS join as devices; one that stops answering is marked
-    offline by its worker, and is only dropped from discovery after several missed scans."""
-    from printers.discovery import FoundPrinter, PrinterBrowser
-
-    def on_change(found: dict[str, FoundPrinter]) -> None:
-        for fp in found.values():
-            known = gw.printing.devices.get(fp.id)
-            address = f"tcp://{fp.host}:{fp.port}"
-            if known is not None and (known.source is not Source.MDNS or known.address == address):
-                continue
-            spec = DeviceSpec(fp.label[:64] or fp.id, address, id=fp.id)
-            task = asyncio.create_task(_add_found(gw, spec), name=f"printer-found-{fp.id}")
-            gw.tasks.append(task)
-
-    browser = PrinterBrowser(interfaces=gw.settings.mdns_interfaces, on_change=on_change)
-    try:
-        await browser.start()
-    except Exception as exc:  # the gateway prints without discovery
-        log.warning("printer discovery disabled: %s", exc)
-        return
-    gw.closers.append(browser.close)
-
-
-async def _add_found(gw: Gateway, spec: DeviceSpec) -> None:
-    try:
-        await gw.printing.add_device(spec, Source.MDNS, replace=True)
-        log.info("printer %s found by mDNS at %s", spec.id, spec.address)
-    except GatewayError as exc:
-        log.warning("printer %s found by mDNS not added: %s", spec.id, exc)
+        await discover_printers(gw)
 
 
 async def _stop_printing(gw: Gateway) -> None:
