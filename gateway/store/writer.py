@@ -98,6 +98,7 @@ class Writer:
         # next start opens, not an unlinked inode.
         self.lost: str | None = None
         self.on_lost: Callable[[str], None] | None = None  # called on the loop, once per loss
+        self._lost_lock = threading.Lock()  # the writer thread and health may both notice
 
     async def open(self) -> None:
         """PRAGMAs, migrations and quick_check, then start the writer thread."""
@@ -145,9 +146,10 @@ class Writer:
         return problem is None
 
     def _mark_lost(self, problem: str) -> None:
-        if self.lost is not None:
-            return
-        self.lost = problem
+        with self._lost_lock:
+            if self.lost is not None:
+                return
+            self.lost = problem
         log.critical("database file lost: %s; refusing writes until it is restored", problem)
         if self._loop is not None and self.on_lost is not None:
             try:
