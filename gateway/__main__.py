@@ -20,6 +20,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         demo=True if getattr(args, "demo", False) else None,
+        new_database=True if getattr(args, "new_database", False) else None,
     )
 
 
@@ -30,12 +31,21 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    import sqlite3
+
     from gateway.app import serve
+    from gateway.startup import StartRefused, storage_reason
 
     try:
         asyncio.run(serve(settings))
-    except OSError as exc:
-        print(f"tablegate: cannot serve on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+    except StartRefused as exc:
+        print(f"tablegate: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (OSError, sqlite3.Error) as exc:
+        # Start-up touches the data directory (database, id, cookie): say which disk is full.
+        reason = storage_reason(settings.data_dir, exc)
+        print(f"tablegate: cannot start: {reason or f'{settings.data_dir}: {exc}'}",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -75,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--config", type=Path, help="TOML settings file")
     serve.add_argument("--demo", action="store_true", help="demo mode (simulated devices)")
+    serve.add_argument("--new-database", action="store_true",
+                       help="start with an empty database even though this box had one")
     serve.set_defaults(func=_serve)
     window = sub.add_parser("token-window", help="open the token window of the local gateway")
     window.add_argument("--config", type=Path)

@@ -7,10 +7,8 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,13 +18,13 @@ from aiohttp import web
 
 from gateway import __version__
 from gateway.app_printing import TicketRenderer, make_link
-from gateway.core.errors import GatewayError
 from gateway.core.events import Bus
 from gateway.core.models import Receiver, TrackerReading
 from gateway.core.ports import Pager, SystemClock
 from gateway.core.printing import Source
 from gateway.demo import DemoKitchen
 from gateway.loop_health import LoopWatch, StopSignals
+from gateway.services.alarms import DATABASE_MISSING, Alarms
 from gateway.services.config import ConfigService
 from gateway.services.deliveries import DeliveryService
 from gateway.services.intake import OrderIntake
@@ -36,6 +34,8 @@ from gateway.services.printing import REPORT_KIND, DeviceSpec, PrintPolicy, Prin
 from gateway.services.tokens import TokenService
 from gateway.services.trackers import RadioPolicy, TrackerService
 from gateway.settings import Settings
+from gateway.startup import StartRefused, check_database_present, gateway_id, write_durably
+from gateway.store.guard import DatabaseGuard
 from gateway.store.reader import Reader
 from gateway.store.writer import Writer
 from gateway.wiring.cloudsignal import wire as wire_cloudsignal
@@ -60,36 +60,11 @@ log = logging.getLogger(__name__)
 USAGE_FLUSH_SECONDS = 30.0
 
 
-def _gateway_id(data_dir: Path) -> str:
-    path = data_dir / "gateway-id"
-    if path.exists() and (gid := path.read_text().strip()):
-        return gid
-    # An empty file is what a power cut leaves of an unsynced write: make a new id, durably.
-    gid = uuid.uuid4().hex[:12]
-    _write_durably(path, gid + "\n", 0o644)
-    return gid
-
-
-def _write_durably(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def write_admin_cookie(path: Path) -> str:
     """A fresh secret per start, readable only by the gateway's user: whoever can read it is
     on the box, which is what pressing the button proves."""
     cookie = secrets.token_hex(32)
-    _write_durably(path, cookie, 0o600)
+    write_durably(path, cookie, 0o600)
     return cookie
 
 
@@ -106,6 +81,7 @@ class Gateway:
     pager: Pager
     printing: PrintService
     deliveries: DeliveryService
+    guard: DatabaseGuard
     virtual: dict[str, tuple[str, int]] = field(default_factory=dict)
     virtual_printers: dict[str, VirtualPrinter] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -116,11 +92,13 @@ class Gateway:
 async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     started = time.time()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_database_present(settings.db_path, new_database=settings.new_database)
     writer = Writer(settings.db_path, synchronous=settings.synchronous)
     await writer.open()
     reader = Reader(settings.db_path)
     await reader.open()
     bus, clock = Bus(), SystemClock()
+    alarms = Alarms(bus, clock)
     pager = pager or RadioPager()
     orders = OrderService(writer, reader, bus, clock, pager)
     trackers = TrackerService(writer, bus, clock, orders, RadioPolicy(
@@ -196,7 +174,7 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
         bus=bus,
         clock=clock,
         admin_cookie=write_admin_cookie(settings.admin_cookie_path),
-        gateway_id=_gateway_id(settings.data_dir),
+        gateway_id=gateway_id(settings.data_dir),
         version=__version__,
         demo=settings.demo,
         started=started,
@@ -211,10 +189,13 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
         trackers=trackers,
         printing=printing,
         intake=OrderIntake(orders, reader, clock),
+        alarms=alarms,
     )
+    guard = _guard(settings, writer, reader, ctx)
+    ctx.storage_check = guard.check
     app = build_web_app(ctx, max_body_bytes=settings.max_body_bytes)
     gw = Gateway(settings, app, ctx, writer, reader, tokens, trackers, paging, pager, printing,
-                 deliveries, virtual)
+                 deliveries, guard, virtual)
     for wiring in (wire_imprinted, wire_cloudsignal, wire_printapi):
         await wiring(gw)
     gw.base_listeners = bus.listener_count
@@ -224,6 +205,28 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     if settings.demo:
         tokens.open_window()
     return gw
+
+
+def _guard(settings: Settings, writer: Writer, reader: Reader, ctx: Context) -> DatabaseGuard:
+    assert ctx.alarms is not None
+    alarms = ctx.alarms
+
+    def on_alarm(problem: str | None) -> None:
+        if problem is None:
+            alarms.clear(DATABASE_MISSING)
+        else:
+            alarms.raise_alarm(DATABASE_MISSING, problem)
+
+    def restored() -> None:
+        # Files that went with the database (rm -r of the data dir): the next start needs
+        # the id to know this box had data, and the CLI needs the cookie.
+        if not (settings.data_dir / "gateway-id").exists():
+            write_durably(settings.data_dir / "gateway-id", ctx.gateway_id + "\n", 0o644)
+        if not settings.admin_cookie_path.exists():
+            write_durably(settings.admin_cookie_path, ctx.admin_cookie, 0o600)
+
+    return DatabaseGuard(writer, reader, interval=settings.db_check_interval,
+                         on_alarm=on_alarm, on_restored=restored)
 
 
 def _logo(settings: Settings) -> bytes | None:
@@ -239,6 +242,7 @@ def _logo(settings: Settings) -> bytes | None:
 
 async def _start_printing(gw: Gateway) -> None:
     """Printer workers and the outbox start with the app (ARCHITECTURE.md §7)."""
+    gw.guard.start()
     if gw.settings.demo and "kitchen" not in gw.virtual:
         from printers.virtual import VirtualPrinter
 
@@ -256,39 +260,9 @@ async def _start_printing(gw: Gateway) -> None:
     await gw.printing.start()
     await gw.deliveries.start()
     if gw.settings.printer_discovery:
-        await _discover_printers(gw)
+        from gateway.app_discovery import discover_printers
 
-
-async def _discover_printers(gw: Gateway) -> None:
-    """Network printers announced by mDNS join as devices; one that stops answering is marked
-    offline by its worker, and is only dropped from discovery after several missed scans."""
-    from printers.discovery import FoundPrinter, PrinterBrowser
-
-    def on_change(found: dict[str, FoundPrinter]) -> None:
-        for fp in found.values():
-            known = gw.printing.devices.get(fp.id)
-            address = f"tcp://{fp.host}:{fp.port}"
-            if known is not None and (known.source is not Source.MDNS or known.address == address):
-                continue
-            spec = DeviceSpec(fp.label[:64] or fp.id, address, id=fp.id)
-            task = asyncio.create_task(_add_found(gw, spec), name=f"printer-found-{fp.id}")
-            gw.tasks.append(task)
-
-    browser = PrinterBrowser(interfaces=gw.settings.mdns_interfaces, on_change=on_change)
-    try:
-        await browser.start()
-    except Exception as exc:  # the gateway prints without discovery
-        log.warning("printer discovery disabled: %s", exc)
-        return
-    gw.closers.append(browser.close)
-
-
-async def _add_found(gw: Gateway, spec: DeviceSpec) -> None:
-    try:
-        await gw.printing.add_device(spec, Source.MDNS, replace=True)
-        log.info("printer %s found by mDNS at %s", spec.id, spec.address)
-    except GatewayError as exc:
-        log.warning("printer %s found by mDNS not added: %s", spec.id, exc)
+        await discover_printers(gw)
 
 
 async def _stop_printing(gw: Gateway) -> None:
@@ -323,6 +297,7 @@ async def _close_store(gw: Gateway) -> None:
         await gw.trackers.flush()
     with contextlib.suppress(Exception):
         await gw.tokens.flush_usage()
+    await gw.guard.close()
     await gw.reader.close()
     await gw.writer.close()
 
@@ -515,7 +490,11 @@ async def _serve(settings: Settings, t0: float, stop: asyncio.Event,
     advertiser: Advertiser | None = None
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartRefused(f"cannot serve on {settings.host}:{settings.port}: {exc}",
+                               exit_code=1) from exc
         gw.tasks.append(asyncio.create_task(_flush_usage_forever(gw.tokens), name="token-usage"))
         gw.tasks.append(asyncio.create_task(gw.trackers.run_health_forever(),
                                             name="tracker-health"))

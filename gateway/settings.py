@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # Start even though gateway-id says this box had data and the database is gone (empty).
+    new_database: bool = False
+    # How often the database file's identity is compared with the open one (also checked
+    # before every write transaction and every health answer).
+    db_check_interval: float = Field(5.0, gt=0, le=300)
     demo: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     timezone: str = "UTC"

@@ -25,6 +25,9 @@ __all__ = ["PDL_DATASTREAM", "FoundPrinter", "PrinterBrowser", "printer_id"]
 log = logging.getLogger(__name__)
 
 PDL_DATASTREAM = "_pdl-datastream._tcp.local."
+# TXT keys that name one physical printer (the Bonjour printing spec's UUID; some vendors
+# announce a serial number). Model names (ty, usb_MDL) are shared by every printer of a kind.
+IDENTITY_KEYS = ("uuid", "serial", "serialnumber", "sn")
 _CLOSE_TIMEOUT = 3.0
 
 
@@ -43,6 +46,15 @@ class FoundPrinter:
     @property
     def id(self) -> str:
         return printer_id(self.name)
+
+    @property
+    def identity(self) -> str | None:
+        """What tells this printer from another under the same name, if it announces it."""
+        lowered = {k.lower(): v.strip() for k, v in self.txt.items()}
+        for key in IDENTITY_KEYS:
+            if value := lowered.get(key):
+                return f"{key}={value.lower()}"
+        return None
 
     @property
     def label(self) -> str:

@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.core.events import Bus
 from gateway.core.models import Receiver
 from gateway.core.ports import Clock
+from gateway.services.alarms import Alarms
 from gateway.services.config import ConfigService
 from gateway.services.intake import OrderIntake
 from gateway.services.orders import OrderService
@@ -48,6 +49,9 @@ class Context:
     previews: dict[str, Callable[[], list[tuple[float, str, Callable[[], bytes]]]]] = field(
         default_factory=dict)
     receivers: Callable[[], list[Receiver]] = field(default=lambda: [])
+    alarms: Alarms | None = None
+    # Asked before health says healthy: True when the database file is the one being written.
+    storage_check: Callable[[], bool] = field(default=lambda: True)
 
 
 CTX = web.AppKey("tablegate_context", Context)

@@ -59,7 +59,7 @@ def _orders(base: str) -> list[Route]:
     d = sc.dialect(base)  # v1 and v2 differ in the order object and the statistics envelope
     return [
         Route("GET", base, tt.health, Auth.NONE, "Liveness and gateway facts", "gateway",
-              responses={200: sc.Health}),
+              responses={200: sc.Health}, errors=(503,)),
         Route("GET", ao, tt.list_active, Auth.TOKEN, "All active orders",
               responses={200: d.order_list}),
         Route("POST", ao, tt.start_or_locate, Auth.TOKEN, "Start or locate an order",
@@ -164,6 +164,9 @@ def _imprimo(base: str) -> list[Route]:
         Route("DELETE", one, imprimo.remove_device, Auth.TOKEN,
               "Remove a printer (extension); its open requests are archived with an error",
               tag, responses={200: si.Deleted}, errors=(404, 409), aliases=_slash(one)),
+        Route("POST", f"{one}/address", imprimo.move_device, Auth.TOKEN,
+              "Move a printer to a new address (extension; confirms a held mDNS move)", tag,
+              body=si.DeviceAddress, responses={200: si.DeviceResponse}, errors=(404, 409)),
         Route("POST", rq, imprimo.submit, Auth.TOKEN, "Submit a print request", tag,
               body=si.SubmitRequest, responses={200: si.RequestResponse}, errors=(404,),
               aliases=_slash(rq)),

@@ -59,6 +59,11 @@ class ImprimoDevice(Wire):
     station: str = Field(description='Extension: the station it serves ("" = none).')
     statusDetail: str | None = Field(
         description="Extension: finer than `status`, e.g. cover-open, unreachable.")
+    pendingAddress: str | SkipJsonSchema[None] = Field(
+        None, json_schema_extra=_absent,
+        description="Extension, present only when set: an address mDNS announced this printer "
+        "at without the printer identity it was found with. The printer stays at its address "
+        "until a manager confirms with POST .../address.")
 
 
 class DevicePage(Wire):
@@ -99,6 +104,13 @@ class NewDevice(BaseModel):
         examples=["tcp://192.168.1.50:9100"])
     station: str = Field("", max_length=32, description='The station it serves ("" = none).')
     paper: Literal["80mm", "58mm"] = "80mm"
+
+
+class DeviceAddress(BaseModel):
+    """Extension: the printer is now at this address (a manager confirms an mDNS move)."""
+
+    model_config = ConfigDict(extra="forbid")
+    address: str = Field(pattern=ADDRESS, max_length=256, examples=["tcp://192.168.1.51:9100"])
 
 
 # -- print requests ---------------------------------------------------------------------------

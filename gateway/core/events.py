@@ -53,7 +53,22 @@ class TrackerEvent:
     detail: str = ""
 
 
-Event = OrderEvent | TrackerEvent
+class AlarmEventType(StrEnum):
+    GATEWAY_ALARM = "GATEWAY_ALARM"
+    GATEWAY_ALARM_CLEARED = "GATEWAY_ALARM_CLEARED"
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """The gateway itself needs a person (e.g. its database file vanished). Not journaled."""
+
+    type: AlarmEventType
+    ts: float
+    alarm: str  # a stable name, e.g. "database-missing"
+    detail: str = ""
+
+
+Event = OrderEvent | TrackerEvent | AlarmEvent
 Listener = Callable[[Event], None]
 
 

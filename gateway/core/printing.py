@@ -80,6 +80,9 @@ class Device:
     date_last_seen: float | None = None
     password: str | None = None
     phone_number: str | None = None
+    # An mDNS announcement put this printer elsewhere without proving it is the same printer:
+    # held until a manager confirms (not stored; the next announcement brings it back).
+    pending_address: str | None = None
 
     def evolve(self, **changes: Any) -> Device:
         return dataclasses.replace(self, **changes)

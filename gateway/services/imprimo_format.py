@@ -16,7 +16,7 @@ def _ts(value: float | None) -> int | None:
 
 
 def device_json(d: Device) -> dict[str, Any]:
-    return {
+    body = {
         "id": d.id,
         "dateCreated": int(d.date_created),
         "status": d.status.value if d.status else None,
@@ -30,6 +30,9 @@ def device_json(d: Device) -> dict[str, Any]:
         "station": d.station,
         "statusDetail": d.status_detail or None,
     }
+    if d.pending_address is not None:
+        body["pendingAddress"] = d.pending_address
+    return body
 
 
 def request_json(r: PrintRequest, *, with_device: bool = False) -> dict[str, Any]:

@@ -205,6 +205,23 @@ class PrintService:
         self._spawn(did)
         return self.devices[did]
 
+    def hold_move(self, device_id: str, address: str | None) -> None:
+        """Show (or, with None, drop) an address the device was announced at, unconfirmed."""
+        d = self.devices.get(device_id)
+        if d is not None and d.pending_address != address:
+            self.devices[device_id] = d.evolve(pending_address=address)
+
+    async def move_device(self, device_id: str, address: str) -> Device:
+        """A manager's word: the printer is now at `address` (confirms a held mDNS move)."""
+        d = self.device(device_id)
+        if d.source is Source.SETTINGS:
+            raise Conflict(Code.PRINT_DEVICE_CONFIGURED, f"Device {device_id!r} is configured "
+                                                         "in the settings file; change it there.")
+        spec = DeviceSpec(d.name, address, d.station, d.paper, d.id)
+        moved = await self.add_device(spec, d.source, replace=True)
+        self.hold_move(device_id, None)
+        return self.devices.get(device_id, moved)
+
     async def remove_device(self, device_id: str) -> None:
         if self.device(device_id).source is Source.SETTINGS:
             # It would come back at the next start: say where it is managed instead.

@@ -145,16 +145,29 @@ async def add_device(request: web.Request) -> web.Response:
     raw_id = body.get("id")
     if raw_id is not None and not isinstance(raw_id, str):
         raise ValidationFailed(Code.PRINT_BAD_DEVICE, "id must be a string or left out.")
-    address = text(body, "address")
-    if address.startswith(LOCAL_SCHEMES) and not PRINTER_FILE.fullmatch(address):
-        raise ValidationFailed(Code.PRINT_BAD_DEVICE, "address must name a printer port: "
-                               "/dev/ttyS*, ttyUSB*, ttyACM*, ttyAMA*, rfcomm*, usb/lp*, lp* or "
-                               "serial/by-id/*.")
+    address = _address(body)
     spec = DeviceSpec(name=text(body, "name"), address=address,
                       station=text(body, "station", default=""),
                       paper=text(body, "paper", default="80mm"), id=raw_id)
     device = await svc.add_device(spec, Source.API)
     return ok({"device": device_json(device)}, 201)
+
+
+def _address(body: dict[str, Any]) -> str:
+    address = text(body, "address")
+    if address.startswith(LOCAL_SCHEMES) and not PRINTER_FILE.fullmatch(address):
+        raise ValidationFailed(Code.PRINT_BAD_DEVICE, "address must name a printer port: "
+                               "/dev/ttyS*, ttyUSB*, ttyACM*, ttyAMA*, rfcomm*, usb/lp*, lp* or "
+                               "serial/by-id/*.")
+    return address
+
+
+async def move_device(request: web.Request) -> web.Response:
+    _, svc = _service(request)
+    body = await read_json(request)
+    only(body, ("address",))
+    device = await svc.move_device(request.match_info["device_id"], _address(body))
+    return ok({"device": device_json(device)})
 
 
 async def remove_device(request: web.Request) -> web.Response:

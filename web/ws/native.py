@@ -1,5 +1,6 @@
 """`/api/ws`: Tablegate's own feed. Orders in their full canonical form (with tracker binding,
-clear reason, time-to-sit, delivery time) and the radio's TRACKER_* facts.
+clear reason, time-to-sit, delivery time), the radio's TRACKER_* facts, and the gateway's own
+GATEWAY_ALARM / GATEWAY_ALARM_CLEARED (e.g. `"alarm": "database-missing"`).
 
 It always starts with a SNAPSHOT (orders and trackers), then one frame per event; order frames
 carry the journal `seq`. Clients that need exact resumption of order changes use the compatible
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.core.events import Event, OrderEvent
+from gateway.core.events import AlarmEvent, Event, OrderEvent
 from web.api.radio import tracker_dict
 from web.api.render import history_dict, local_time
 from web.context import Context
@@ -39,6 +40,9 @@ def _order_body(ctx: Context, event: OrderEvent) -> dict[str, Any]:
 def render(ctx: Context, event: Event) -> bytes:
     if isinstance(event, OrderEvent):
         return orjson.dumps(_order_body(ctx, event))
+    if isinstance(event, AlarmEvent):
+        return orjson.dumps({"type": event.type.value, "ts": local_time(event.ts, ctx.config.tz),
+                             "alarm": event.alarm, "detail": event.detail})
     tracker = None
     if event.tracker is not None and ctx.trackers is not None:
         tracker = tracker_dict(ctx, ctx.trackers, event.tracker)
