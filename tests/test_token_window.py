@@ -153,3 +153,25 @@ def test_window_settings_have_bounds() -> None:
     for key in ("token_window_per_name", "token_window_max_tokens", "token_window_max_waiting"):
         with pytest.raises(SettingsError, match=key):
             load_settings(None, **{key: 0})
+
+
+async def test_a_mint_failing_across_a_press_leaves_the_new_quota_alone(
+    gateway: Any, monkeypatch: Any
+) -> None:
+    tokens = gateway.tokens
+    tokens.max_tokens = 1
+    tokens.open_window()
+    real = tokens.issue
+
+    async def pressed_then_broken(name: str, ip: str | None) -> Any:
+        tokens.open_window()  # someone presses while this mint is in flight
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(tokens, "issue", pressed_then_broken)
+    with pytest.raises(sqlite3.OperationalError):
+        await tokens.issue_in_window("pos", None)
+    monkeypatch.setattr(tokens, "issue", real)
+    assert (await tokens.issue_in_window("a", None)).info.name == "a"
+    with pytest.raises(AuthFailed) as used:
+        await tokens.issue_in_window("b", None)
+    assert used.value.code is Code.TOKEN_WINDOW_USED

@@ -114,6 +114,7 @@ class TokenService:
         self.max_waiting = max_waiting
         self._issued_total = 0
         self._issued_by_name: dict[str, int] = {}  # at most max_tokens keys
+        self._presses = 0
         self._waiting = 0
         self.throttle = AuthThrottle()
         self._digest_of: dict[int, bytes] = {}
@@ -135,6 +136,7 @@ class TokenService:
         self._window_until = time.monotonic() + seconds
         self._issued_total = 0
         self._issued_by_name.clear()
+        self._presses += 1
         self._window_opened.set()
         self._window_opened = asyncio.Event()
         log.info("token window open for %.0f s (at most %d tokens)", seconds, self.max_tokens)
@@ -160,12 +162,13 @@ class TokenService:
             await self._wait_for_press(wait)
         # Claimed before the first await of the mint: the waiters a press wakes resume in the
         # order they started waiting, so the quota goes to them first-come.
-        key = self._claim(name)
+        key, press = self._claim(name), self._presses
         try:
             return await self.issue(name, ip_address)
         except BaseException:
-            self._issued_total -= 1  # nothing was stored: the quota is not spent
-            self._issued_by_name[key] -= 1
+            if press == self._presses:  # nothing was stored: this press's quota is not spent
+                self._issued_total -= 1
+                self._issued_by_name[key] -= 1
             raise
 
     async def _wait_for_press(self, seconds: float) -> None:
