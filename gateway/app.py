@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.app_printing import TicketRenderer, make_link
 from gateway.core.events import Bus
+from gateway.core.hostnames import mdns_host_name
 from gateway.core.models import Receiver, TrackerReading
 from gateway.core.ports import Pager, SystemClock
 from gateway.core.printing import Source
@@ -109,7 +110,12 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
         auto_clear_after=settings.auto_clear_after or None,
     ))
     paging = PagingDriver(bus, pager, duration_s=settings.page_duration)
-    tokens = TokenService(writer, clock, settings.token_window_seconds)
+    tokens = TokenService(
+        writer, clock, settings.token_window_seconds,
+        per_name=settings.token_window_per_name,
+        max_tokens=settings.token_window_max_tokens,
+        max_waiting=settings.token_window_max_waiting,
+    )
     config = ConfigService(
         writer,
         clock,
@@ -167,6 +173,7 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     bus.subscribe(deliveries.on_event)
     await printing.load(DeviceSpec(p.name, p.address, p.station, p.paper, p.id)
                         for p in settings.printers)
+    box_id = gateway_id(settings.data_dir)
     ctx = Context(
         orders=orders,
         tokens=tokens,
@@ -174,7 +181,7 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
         bus=bus,
         clock=clock,
         admin_cookie=write_admin_cookie(settings.admin_cookie_path),
-        gateway_id=gateway_id(settings.data_dir),
+        gateway_id=box_id,
         version=__version__,
         demo=settings.demo,
         started=started,
@@ -186,6 +193,7 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
             max_frame_bytes=settings.ws_max_frame_bytes,
         ),
         allowed_origins=frozenset(settings.allowed_origins),
+        allowed_hosts=frozenset(settings.allowed_hosts) | {mdns_host_name(box_id)},
         trackers=trackers,
         printing=printing,
         intake=OrderIntake(orders, reader, clock),

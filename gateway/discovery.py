@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import re
 from collections.abc import Awaitable, Callable
 
 import ifaddr  # zeroconf's own dependency; the stdlib cannot list interface addresses
 from zeroconf import InterfaceChoice, IPVersion, ServiceInfo
 from zeroconf.asyncio import AsyncZeroconf
+
+from gateway.core.hostnames import mdns_host_name
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,10 +73,7 @@ class Advertiser:
             self._addresses = ips
         else:
             self._addresses = _host_ipv4_addresses()
-        # The SRV target must be ours alone: the zeroconf default reuses the instance name, so two
-        # boxes called "Tablegate" would publish A records under one host name and mix addresses.
-        label = re.sub(r"[^a-z0-9-]+", "-", gateway_id.lower())[:53].strip("-")
-        self._server = f"tablegate-{label}.local." if label else "tablegate.local."
+        self._server = mdns_host_name(gateway_id) + "."
         self._aiozc: AsyncZeroconf | None = None
         self._infos: dict[str, ServiceInfo] = {}
 

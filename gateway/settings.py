@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     target_time_default: int = Field(300, ge=1, le=86_400)
     new_order_event_type: Literal["NEW_ORDER", "ORDER_CREATED"] = "NEW_ORDER"
     token_window_seconds: float = Field(120.0, gt=0, le=3600)
+    # One press of the button hands out at most this many tokens per name and in all; more
+    # long-polls than max_waiting waiting for a press are refused at once (503 + Retry-After).
+    token_window_per_name: int = Field(1, ge=1, le=100)
+    token_window_max_tokens: int = Field(5, ge=1, le=1000)
+    token_window_max_waiting: int = Field(8, ge=1, le=1000)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     ws_queue_size: int = Field(4096, ge=8, le=100_000)
     ws_heartbeat: float = Field(20.0, gt=0, le=300)
@@ -70,6 +75,9 @@ class Settings(BaseSettings):
     ws_send_timeout: float = Field(10.0, gt=0, le=120)
     ws_max_frame_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     allowed_origins: list[str] = []
+    # Host names the gateway answers to besides IP literals, localhost, its host name and its
+    # mDNS name (DNS-rebinding guard); ["*"] turns the check off (behind a reverse proxy).
+    allowed_hosts: list[str] = Field([], max_length=100)
     outbound_allow: list[str] = []
     mdns_enabled: bool = True
     mdns_interfaces: list[str] | None = None
@@ -121,6 +129,19 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}", target):
                 raise ValueError(f"uplink_probe target {target!r} is not host:port")
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        import re
+
+        names = []
+        for name in value:
+            name = name.strip().lower().rstrip(".")
+            if name != "*" and not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*", name[:253]):
+                raise ValueError(f"allowed_hosts entry {name!r} is not a host name (or *)")
+            names.append(name)
+        return names
 
     @field_validator("timezone")
     @classmethod

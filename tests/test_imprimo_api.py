@@ -497,9 +497,11 @@ async def test_auth_throttle_is_429_in_the_envelope(client: Client, auth: dict[s
         resp = await client.get(DEV, headers={"Authorization": "Bearer wrong"})
         statuses.append(resp.status)
     assert statuses[:19] == [401] * 19 and statuses[-1] == 429
-    resp = await client.get(DEV, headers=auth)  # even a good token, from that address
+    resp = await client.get(DEV, headers={"Authorization": "Bearer wrong"})
     assert_error(resp.status, await resp.json(), 429, "Too many failed authentications")
     assert int(resp.headers["Retry-After"]) > 0
+    # A good token from that address is still served (issue 9, item 7).
+    assert (await client.get(DEV, headers=auth)).status == 200
 
 
 # -- unavailable ------------------------------------------------------------------------------

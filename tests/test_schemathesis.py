@@ -7,7 +7,8 @@ The schema is loaded eagerly from `web/openapi.json` and used through `schema.pa
 (`tablegate serve`), shared by all operations.
 
 Kept deterministic and bounded: hypothesis is derandomized and keeps no example database; the
-button window is opened for an hour so `GET .../accesstoken/generate?timeout=` never long-polls;
+button window is opened for an hour, with a token quota no run uses up, so
+`GET .../accesstoken/generate?timeout=` never long-polls;
 the test's own token cannot be revoked by a generated `DELETE .../accesstoken/{token_id}`; the
 admin route gets the admin cookie. The WebSocket route is included: without an upgrade the
 gateway answers 400, which the document lists (the feed itself is tested elsewhere).
@@ -125,7 +126,7 @@ def _logged_errors(log: Path) -> list[str]:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     data = tmp_path_factory.mktemp("schemathesis") / "data"
     gw = GatewayProcess(data, free_port())
-    gw.start(TABLEGATE_TOKEN_WINDOW_SECONDS="3600")
+    gw.start(TABLEGATE_TOKEN_WINDOW_SECONDS="3600", TABLEGATE_TOKEN_WINDOW_MAX_TOKENS="1000")
     try:
         token = gw.token("schemathesis")
         status, body = http("GET", f"{gw.url}/api/v2/accesstoken", token=token)

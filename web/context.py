@@ -42,6 +42,8 @@ class Context:
     started: float = 0.0
     ws: WsLimits = field(default_factory=WsLimits)
     allowed_origins: frozenset[str] = frozenset()
+    # Host names served besides IP literals, localhost and the host name ("*": no check).
+    allowed_hosts: frozenset[str] = frozenset()
     trackers: TrackerService | None = None
     printing: PrintService | None = None
     intake: OrderIntake | None = None

@@ -35,11 +35,17 @@ log = logging.getLogger(__name__)
 
 MSG_NAME = "Must be a positive integer."
 THROTTLE_RETRY_AFTER = 60
+WAITING_RETRY_AFTER = 10  # the long-polls ahead answer within 120 s; no point in hammering
 ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.AUTH_MALFORMED: (400, -1, "Malformed or missing Authorization header."),
     Code.AUTH_INVALID: (401, -2, "Invalid access token."),
     Code.TOKEN_WINDOW_CLOSED: (403, -3, "Time window expired or gateway button not pressed."),
     Code.TOKEN_BAD_NAME: (400, -4, "Invalid token name."),
+    # The contract's "closed" answer (clients drop their token and ask for a new press on -3),
+    # with a message that says why: this press's tokens are all handed out.
+    Code.TOKEN_WINDOW_USED: (
+        403, -3, "Token window used up: every token of this press was handed out. "
+                 "Press the gateway button again."),
     Code.API_UNAVAILABLE: (503, -5, "API unavailable."),
     Code.ORDER_NOT_FOUND: (404, -6, "Order not found."),
     Code.BAD_ORDER_ID: (400, -7, "Invalid order identifier. Must be an order number or a uuid."),
@@ -76,6 +82,11 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.BODY_TOO_LARGE: (413, -42, "Request body too large."),
     Code.FORBIDDEN_ORIGIN: (403, -43, "Cross-origin request refused."),
     Code.TOO_MANY_FAILURES: (429, -44, "Too many failed authentications; retry later."),
+    Code.TOKEN_TOO_MANY_WAITING: (
+        503, -45, "Too many clients are waiting for the gateway button; retry later."),
+    Code.HOST_REFUSED: (
+        421, -46, "Unknown Host: this gateway answers only to its own name or address "
+                  "(or a name in its allowed_hosts setting)."),
     Code.STORAGE_FAILED: (503, -5, "Storage failed; nothing was written. Retry shortly."),
 }
 
@@ -101,6 +112,8 @@ IMPRIMO_ERRORS: dict[Code, tuple[int, str]] = {
     Code.PRINT_REQUEST_NOT_FOUND: (404, "Request not found."),
     Code.NOT_FOUND: (404, "Unknown path."),
     Code.METHOD_NOT_ALLOWED: (405, "Method not allowed on this path."),
+    Code.HOST_REFUSED: (421, "Unknown Host: this gateway answers only to its own name or "
+                             "address (or a name in its allowed_hosts setting)."),
     Code.PRINT_DEVICE_EXISTS: (409, "A device with this id already exists."),
     Code.PRINT_DEVICE_CONFIGURED: (409, "The device is configured in the settings file."),
     Code.PRINT_NOT_AWAITING: (409, "The request is not waiting for an answer."),
@@ -134,6 +147,8 @@ def _retry_after(resp: web.Response, code: Code) -> web.Response:
         resp.headers["Retry-After"] = "2"
     elif code is Code.TOO_MANY_FAILURES:
         resp.headers["Retry-After"] = str(THROTTLE_RETRY_AFTER)
+    elif code is Code.TOKEN_TOO_MANY_WAITING:
+        resp.headers["Retry-After"] = str(WAITING_RETRY_AFTER)
     return resp
 
 

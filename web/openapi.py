@@ -170,6 +170,7 @@ def _content(models: sc.ResponseModels, comp: _Components) -> dict[str, Any] | N
 
 def _error_statuses(route: Route) -> set[int]:
     statuses = set(route.errors)
+    statuses.add(421)  # a Host that is not the box's own name or address (DNS rebinding)
     imprimo = is_imprimo(route.path)
     if route.auth in (Auth.TOKEN, Auth.ADMIN):
         # Missing/malformed (-1: 400; Imprimo 401), invalid (401), too many failures (429).

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from web.access_log import install_malformed_request_filter
 from web.context import CTX, Context
 from web.envelope import envelope_middleware
+from web.hostcheck import HOST_CHECK, HostCheck, host_middleware, own_names
 from web.routes import add_routes
 from web.ws.compat import FRAMES, FrameCache
 from web.ws.session import CLIENTS, close_all
@@ -22,7 +24,14 @@ async def openapi(request: web.Request) -> web.Response:
 
 def build_web_app(ctx: Context, *, max_body_bytes: int = 64 * 1024) -> web.Application:
     install_malformed_request_filter()
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[envelope_middleware])
+    middlewares: list[Middleware] = [envelope_middleware]
+    host_check = None if "*" in ctx.allowed_hosts else HostCheck(own_names(ctx.allowed_hosts))
+    if host_check is not None:
+        # Inside the envelope middleware, so a refusal is rendered in the path's dialect.
+        middlewares.append(host_middleware(host_check))
+    app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
+    if host_check is not None:
+        app[HOST_CHECK] = host_check
     app[CTX] = ctx
     app[FRAMES] = FrameCache(ctx)
     app[CLIENTS] = set()

@@ -14,6 +14,8 @@ class Code(Enum):
     AUTH_MALFORMED = "auth_malformed"
     AUTH_INVALID = "auth_invalid"
     TOKEN_WINDOW_CLOSED = "token_window_closed"
+    TOKEN_WINDOW_USED = "token_window_used"
+    TOKEN_TOO_MANY_WAITING = "token_too_many_waiting"
     TOKEN_BAD_NAME = "token_bad_name"
     TOKEN_WAIT_TIMEOUT = "token_wait_timeout"
     TOKEN_BAD_TIMEOUT = "token_bad_timeout"
@@ -83,6 +85,7 @@ class Code(Enum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     BODY_TOO_LARGE = "body_too_large"
     FORBIDDEN_ORIGIN = "forbidden_origin"
+    HOST_REFUSED = "host_refused"
     STORAGE_FAILED = "storage_failed"
     INTERNAL = "internal"
 

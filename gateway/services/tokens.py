@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from gateway.core.errors import AuthFailed, Code, NotFound, ValidationFailed
+from gateway.core.errors import AuthFailed, Code, NotFound, Unavailable, ValidationFailed
 from gateway.core.models import TokenInfo
 from gateway.core.ports import Clock
 from gateway.store import tokens as repo
@@ -36,39 +36,58 @@ def digest(secret: str) -> bytes:
 
 class AuthThrottle:
     """S5: a client address that fails authentication `limit` times within `window` seconds is
-    refused (429) for `window` seconds, whatever it sends; other clients are not affected.
+    blocked for `window` seconds: its WRONG credentials then get 429 instead of 401. A valid
+    credential is always served: callers check it first and report only failures here, so a
+    broken POS with a stale token cannot lock out the kitchen display behind the same NAT.
     Guessing a 192-bit token is hopeless anyway; this keeps a broken or hostile client from
-    filling logs and CPU."""
+    filling logs. Memory is bounded: at most `max_clients` addresses are tracked."""
 
     def __init__(self, limit: int = 20, window: float = 60.0,
-                 now: Callable[[], float] = time.monotonic) -> None:
+                 now: Callable[[], float] = time.monotonic, max_clients: int = 10_000) -> None:
         self.limit = limit
         self.window = window
         self.now = now
-        self._failures: dict[str, list[float]] = {}
-        self._blocked_until: dict[str, float] = {}
+        self.max_clients = max_clients
+        self._failures: dict[str, list[float]] = {}  # least recently failed first
+        self._blocked_until: dict[str, float] = {}  # earliest expiry first (same window)
 
-    def check(self, client: str | None) -> None:
+    def blocked(self, client: str | None) -> bool:
         until = self._blocked_until.get(client or "")
-        if until is not None:
-            if self.now() < until:
-                raise AuthFailed(Code.TOO_MANY_FAILURES)
-            del self._blocked_until[client or ""]
+        return until is not None and self.now() < until
 
     def failed(self, client: str | None) -> None:
+        """Count one failed authentication; raises TOO_MANY_FAILURES if the client was
+        already blocked (the failure that reaches the limit itself still gets its 401)."""
         key = client or ""
         now = self.now()
-        recent = [t for t in self._failures.get(key, ()) if now - t < self.window]
+        until = self._blocked_until.get(key)
+        if until is not None:
+            if now < until:
+                raise AuthFailed(Code.TOO_MANY_FAILURES)
+            del self._blocked_until[key]
+        recent = [t for t in self._failures.pop(key, ()) if now - t < self.window]
         recent.append(now)
         if len(recent) >= self.limit:
-            self._blocked_until[key] = now + self.window
-            self._failures.pop(key, None)
+            self._block(key, now)
             log.warning("client %s blocked for %.0f s after %d failed authentications",
                         key or "?", self.window, len(recent))
             return
-        self._failures[key] = recent
-        if len(self._failures) > 10_000:  # bounded: forget the oldest clients first
+        self._failures[key] = recent  # re-inserted: the dict stays in least-recent order
+        if len(self._failures) > self.max_clients:
             self._failures.pop(next(iter(self._failures)))
+
+    def _block(self, key: str, now: float) -> None:
+        self._blocked_until[key] = now + self.window
+        # Every block lasts `window`, so insertion order is expiry order: drop expired ones
+        # from the front, then the oldest if many addresses are blocked at once.
+        while self._blocked_until:
+            first = next(iter(self._blocked_until))
+            if self._blocked_until[first] > now and len(self._blocked_until) <= self.max_clients:
+                break
+            del self._blocked_until[first]
+
+    def tracked(self) -> int:
+        return len(self._failures) + len(self._blocked_until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +98,8 @@ class Issued:
 
 class TokenService:
     def __init__(
-        self, writer: Writer, clock: Clock, window_seconds: float = WINDOW_SECONDS
+        self, writer: Writer, clock: Clock, window_seconds: float = WINDOW_SECONDS, *,
+        per_name: int = 1, max_tokens: int = 5, max_waiting: int = 8,
     ) -> None:
         self._writer = writer
         self._window_seconds = window_seconds
@@ -87,6 +107,15 @@ class TokenService:
         self._by_digest: dict[bytes, TokenInfo] = {}
         self._window_until = 0.0  # monotonic
         self._window_opened = asyncio.Event()
+        # One press hands out at most `max_tokens` tokens, `per_name` per name: a page on the
+        # LAN (or anyone) long-polling many times cannot collect a token per request.
+        self.per_name = per_name
+        self.max_tokens = max_tokens
+        self.max_waiting = max_waiting
+        self._issued_total = 0
+        self._issued_by_name: dict[str, int] = {}  # at most max_tokens keys
+        self._presses = 0
+        self._waiting = 0
         self.throttle = AuthThrottle()
         self._digest_of: dict[int, bytes] = {}
         self._usage: dict[int, tuple[float, str | None]] = {}  # id -> (last used, from where)
@@ -102,25 +131,73 @@ class TokenService:
     # -- the button window --------------------------------------------------------------
 
     def open_window(self, seconds: float | None = None) -> float:
+        """A press: opens the window with a fresh quota and wakes the waiting long-polls."""
         seconds = self._window_seconds if seconds is None else seconds
         self._window_until = time.monotonic() + seconds
+        self._issued_total = 0
+        self._issued_by_name.clear()
+        self._presses += 1
         self._window_opened.set()
         self._window_opened = asyncio.Event()
-        log.info("token window open for %.0f s", seconds)
+        log.info("token window open for %.0f s (at most %d tokens)", seconds, self.max_tokens)
         return seconds
 
     def window_remaining(self) -> float:
+        """Seconds the window stays open; 0 once it expired or its quota is used up."""
+        if self._issued_total >= self.max_tokens:
+            return 0.0
         return max(0.0, self._window_until - time.monotonic())
 
-    async def wait_for_window(self, seconds: float) -> bool:
-        """Long-poll: True once the window is open, False after `seconds`."""
-        if self.window_remaining() > 0:
-            return True
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    async def issue_in_window(
+        self, name: str, ip_address: str | None, wait: float | None = None
+    ) -> Issued:
+        """GET …/generate: a token if the window is open and its quota allows; with `wait`,
+        first wait up to that many seconds for a press (long poll)."""
+        self.check_name(name)
+        if wait is not None and self.window_remaining() <= 0:
+            await self._wait_for_press(wait)
+        # Claimed before the first await of the mint: the waiters a press wakes resume in the
+        # order they started waiting, so the quota goes to them first-come.
+        key, press = self._claim(name), self._presses
         try:
-            await asyncio.wait_for(self._window_opened.wait(), seconds)
+            return await self.issue(name, ip_address)
+        except BaseException:
+            if press == self._presses:  # nothing was stored: this press's quota is not spent
+                self._issued_total -= 1
+                self._issued_by_name[key] -= 1
+            raise
+
+    async def _wait_for_press(self, seconds: float) -> None:
+        if self._waiting >= self.max_waiting:
+            raise Unavailable(Code.TOKEN_TOO_MANY_WAITING)
+        self._waiting += 1
+        try:
+            async with asyncio.timeout(seconds):
+                await self._window_opened.wait()
         except TimeoutError:
-            return False
-        return True
+            raise AuthFailed(Code.TOKEN_WAIT_TIMEOUT) from None
+        finally:
+            self._waiting -= 1
+
+    def _claim(self, name: str) -> str:
+        if self.window_remaining() <= 0:
+            if self._issued_total >= self.max_tokens and time.monotonic() < self._window_until:
+                raise AuthFailed(Code.TOKEN_WINDOW_USED)
+            raise AuthFailed(Code.TOKEN_WINDOW_CLOSED)
+        key = name.casefold()
+        if self._issued_by_name.get(key, 0) >= self.per_name:
+            raise AuthFailed(
+                Code.TOKEN_WINDOW_USED,
+                f"A token named {name!r} was already issued in this window: "
+                "press the gateway button again.",
+            )
+        self._issued_total += 1
+        self._issued_by_name[key] = self._issued_by_name.get(key, 0) + 1
+        return key
 
     # -- tokens -------------------------------------------------------------------------
 
@@ -146,15 +223,14 @@ class TokenService:
         return Issued(info, secret)
 
     def authenticate(self, secret: str, ip_address: str | None = None) -> TokenInfo:
-        self.throttle.check(ip_address)
+        """The credential is checked first: a blocked address still gets a valid token
+        served, and only a wrong one is answered 429 (TOO_MANY_FAILURES)."""
         d = digest(secret)
         info = self._by_digest.get(d)
-        if info is None:
-            self.throttle.failed(ip_address)
-            raise AuthFailed(Code.AUTH_INVALID)
         # The lookup matched on the digest of a 192-bit secret; comparing the digests again in
         # constant time keeps any byte-by-byte comparison of secret material off every path.
-        if not hmac.compare_digest(d, self._digest_of[info.id]):
+        if info is None or not hmac.compare_digest(d, self._digest_of[info.id]):
+            self.throttle.failed(ip_address)
             raise AuthFailed(Code.AUTH_INVALID)
         self._usage[info.id] = (self._clock.now(), ip_address)
         return info

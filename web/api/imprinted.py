@@ -82,6 +82,7 @@ ERRORS: dict[Code, tuple[int, str]] = {
     Code.ORDER_NOT_FOUND: (404, "Order not found."),
     Code.NOT_FOUND: (404, "Not found."),
     Code.METHOD_NOT_ALLOWED: (405, "Method not allowed on this path."),
+    Code.HOST_REFUSED: (421, "Unknown Host: not this gateway's name or address."),
     Code.ORDER_PAID: (409, "A paid order cannot be deleted."),
     Code.ORDER_CLOSED: (409, "The order is already closed."),
     Code.ORDER_NAME_TAKEN: (409, "Order number taken."),

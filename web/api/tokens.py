@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.core.errors import AuthFailed, Code, ValidationFailed
 from gateway.core.models import TokenInfo
+from gateway.services.tokens import Issued
 from web.api.common import bearer_secret, read_json
 from web.api.render import local_time
 from web.context import CTX, Context
@@ -27,14 +28,17 @@ def _info_dict(ctx: Context, t: TokenInfo) -> dict[str, Any]:
     }
 
 
+def _created(ctx: Context, issued: Issued) -> web.Response:
+    token = _info_dict(ctx, issued.info)
+    token["token"] = issued.secret  # shown this once; only its digest is kept
+    return reply(201, 2, message="Token created.", token=token)
+
+
 async def _mint(request: web.Request, name: Any) -> web.Response:
     ctx = request.app[CTX]
     if not isinstance(name, str):
         raise ValidationFailed(Code.TOKEN_BAD_NAME)
-    issued = await ctx.tokens.issue(name, request.remote)
-    token = _info_dict(ctx, issued.info)
-    token["token"] = issued.secret  # shown this once; only its digest is kept
-    return reply(201, 2, message="Token created.", token=token)
+    return _created(ctx, await ctx.tokens.issue(name, request.remote))
 
 
 def _timeout(request: web.Request) -> int | None:
@@ -51,16 +55,13 @@ def _timeout(request: web.Request) -> int | None:
 
 async def generate_in_window(request: web.Request) -> web.Response:
     """GET …/accesstoken/generate?name=[&timeout=]: only while the button window is open;
-    with `timeout` it waits for someone to press the button (long poll)."""
+    with `timeout` it waits for someone to press the button (long poll). One press hands
+    out a bounded number of tokens (TokenService quotas)."""
     ctx = request.app[CTX]
     name = ctx.tokens.check_name(request.query.get("name"))
     timeout = _timeout(request)
-    if ctx.tokens.window_remaining() <= 0:
-        if timeout is None:
-            raise AuthFailed(Code.TOKEN_WINDOW_CLOSED)
-        if not await ctx.tokens.wait_for_window(timeout):
-            raise AuthFailed(Code.TOKEN_WAIT_TIMEOUT)
-    return await _mint(request, name)
+    issued = await ctx.tokens.issue_in_window(name, request.remote, wait=timeout)
+    return _created(ctx, issued)
 
 
 async def generate_with_token(request: web.Request) -> web.Response:
@@ -88,10 +89,10 @@ async def open_window(request: web.Request) -> web.Response:
     """POST /api/admin/token-window: the software button. Only a caller that can read the
     box's admin cookie file (someone on the box) may press it."""
     ctx = request.app[CTX]
-    ctx.tokens.throttle.check(request.remote)
     secret = bearer_secret(request.headers.get("Authorization", ""))
+    # The cookie is checked first: failures from the same address never refuse the right one.
     if not hmac.compare_digest(secret.encode(), ctx.admin_cookie.encode()):
-        ctx.tokens.throttle.failed(request.remote)
+        ctx.tokens.throttle.failed(request.remote)  # 429 once the address is blocked
         raise AuthFailed(Code.AUTH_INVALID)
     seconds = ctx.tokens.open_window()
     return reply(200, 1015, message="Token window open.", seconds=int(seconds))
