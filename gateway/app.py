@@ -21,6 +21,7 @@ from gateway.app_printing import TicketRenderer, make_link
 from gateway.core.events import Bus
 from gateway.core.hostnames import mdns_host_name
 from gateway.core.models import Receiver, TrackerReading
+from gateway.core.netguard import ConnectGuard
 from gateway.core.ports import Pager, SystemClock
 from gateway.core.printing import Source
 from gateway.demo import DemoKitchen
@@ -147,7 +148,7 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     printing = PrintService(
         writer, reader, clock,
         find_order=lambda ref: orders.lookup(ref),
-        links=lambda device: make_link(device, virtual),
+        links=lambda device: make_link(device, virtual, ConnectGuard(allow)),
         renderer=TicketRenderer(config.tz, _logo(settings)),
         policy=PrintPolicy(
             default_deadline=settings.print_default_deadline,

@@ -23,6 +23,7 @@ from gateway.core.printing import (
     Paper,
     PrinterLink,
     PrintRequest,
+    tcp_host_port,
 )
 from printers.render import PAPER_58MM, PAPER_80MM
 from printers.status import PrinterState, PrinterStatus
@@ -37,7 +38,14 @@ from printers.tickets import (
     render_receipt,
     render_text,
 )
-from printers.transport import JobOutcome, JobResult, PendingAck, PrinterUnreachable, TcpPrinter
+from printers.transport import (
+    JobOutcome,
+    JobResult,
+    PendingAck,
+    PrinterUnreachable,
+    Resolve,
+    TcpPrinter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +124,16 @@ class _Unusable:
         return None
 
 
-def make_link(device: Device, virtual: dict[str, tuple[str, int]]) -> PrinterLink:
+def make_link(device: Device, virtual: dict[str, tuple[str, int]], resolve: Resolve) -> PrinterLink:
+    """`resolve` judges where a tcp:// printer's name leads at every connect (netguard's
+    ConnectGuard: the policy webhooks get); virtual printers are ours and dialled directly."""
     parts = urlsplit(device.address)
     if parts.scheme == "tcp":
-        return Link(TcpPrinter(parts.hostname or "", parts.port or 9100))
+        try:
+            host, port = tcp_host_port(device.address)
+        except ValueError as exc:
+            return _Unusable(f"unusable address {device.address!r}: {exc}")
+        return Link(TcpPrinter(host, port, resolve=resolve))
     if parts.scheme == "virtual":
         name = parts.netloc or parts.path.strip("/")
         if name not in virtual:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -33,11 +34,16 @@ from printers.status import (
 )
 
 __all__ = ["JobOutcome", "JobResult", "PendingAck", "PrinterError", "PrinterUnreachable",
-           "TcpPrinter"]
+           "Resolve", "TcpPrinter"]
 
 _CHUNK = 16 * 1024  # bytes per write, so `bytes_delivered` is known when the link drops
 _READ_SIZE = 4096
 _DRAIN_READS = 64  # bound on reads while draining stale input
+
+
+# (host, port) -> the IP literals a connection may dial; raises OSError when there are none.
+# The application decides which addresses a printer may have (e.g. never loopback).
+Resolve = Callable[[str, int], Awaitable[Sequence[str]]]
 
 
 class PrinterUnreachable(PrinterError):
@@ -192,13 +198,18 @@ class PendingAck:
 
 
 class TcpPrinter:
-    """A raw ESC/POS printer on TCP. One call at a time: many printers take one connection."""
+    """A raw ESC/POS printer on TCP. One call at a time: many printers take one connection.
+
+    With `resolve`, the host is looked up by it and only the addresses it returns are dialled,
+    as IP literals, so nothing resolves the name a second time (no rebinding in between).
+    """
 
     def __init__(self, host: str, port: int = 9100, *, connect_timeout: float = 2.0,
                  write_timeout: float = 5.0, status_timeout: float = 0.5,
-                 drain_window: float = 0.02) -> None:
+                 drain_window: float = 0.02, resolve: Resolve | None = None) -> None:
         self.host = host
         self.port = port
+        self.resolve = resolve
         self.connect_timeout = connect_timeout
         self.write_timeout = write_timeout
         self.status_timeout = status_timeout
@@ -209,11 +220,22 @@ class TcpPrinter:
 
     async def _connect(self) -> _Link:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout)
+            reader, writer = await asyncio.wait_for(self._open(), self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise PrinterUnreachable(f"{self.host}:{self.port}: {exc!r}") from exc
         return _Link(reader, writer)
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.resolve is None:
+            return await asyncio.open_connection(self.host, self.port)
+        addresses = await self.resolve(self.host, self.port)
+        error: OSError = OSError(f"{self.host} has no address")
+        for address in addresses:  # in the resolver's order, as getaddrinfo's would be tried
+            try:
+                return await asyncio.open_connection(address, self.port)
+            except OSError as exc:
+                error = exc
+        raise error
 
     async def query_status(self) -> PrinterStatus:
         """Status from `DLE EOT 1..4`; UNKNOWN when the printer is silent or talks nonsense.

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.app_printing import TicketRenderer, make_link
 from gateway.core.models import Order
+from gateway.core.netguard import ConnectGuard
 from gateway.core.ports import SystemClock
 from gateway.core.printing import PrintRequest, ProcessStatus, Source
 from gateway.services.printing import DeviceSpec, PrintPolicy, PrintService
@@ -61,12 +62,14 @@ async def harness(db: Path, policy: PrintPolicy = FAST, *, start: bool = True,
     reader = Reader(db)
     await reader.open()
     orders: dict[str, Order] = {}
+    policy = replace(policy, **changes)
+    guard = ConnectGuard(policy.allow)
     svc = PrintService(
         writer, reader, SystemClock(),
         find_order=lambda ref: orders.get(ref),
-        links=lambda device: make_link(device, {}),
+        links=lambda device: make_link(device, {}, guard),
         renderer=TicketRenderer(ZoneInfo("UTC")),
-        policy=replace(policy, **changes),
+        policy=policy,
         wake_outbox=wake_outbox,
     )
     await svc.load()

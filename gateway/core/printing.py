@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-from gateway.core.netguard import forbidden_reason
+from gateway.core.netguard import host_problem
 
 
 class DeviceStatus(StrEnum):
@@ -166,18 +167,33 @@ def device_spec_problem(device_id: str | None, name: str, address: str, station:
     if not address.startswith(ADDRESS_SCHEMES) or len(address) > 256:
         return "address must start with tcp://, serial://, usb://, lp:// or virtual://."
     if address.startswith("tcp://"):
-        # A printer address is an outbound target like a webhook URL: no loopback/metadata.
-        why = forbidden_reason("http://" + address[len("tcp://"):], allow)
-        if why:
-            return f"address refused: {why}"
-        hostport = address[len("tcp://"):]
-        if not hostport or "/" in hostport:
+        try:
+            host, port = tcp_host_port(address)
+        except ValueError:
             return "address must be tcp://host:port."
+        # A printer address is an outbound target like a webhook URL: no loopback/metadata.
+        # Judged as the link will read it (tcp_host_port), in every spelling it may take.
+        if why := host_problem(host, port, allow):
+            return f"address refused: {why}"
     if address.startswith("serial://") and not SERIAL_QUERY.fullmatch(
             address.partition("?")[2]):
         # app_printing.make_link reads `baud` with int(): anything else would fail there.
         return "address must be serial:///dev/<port> with an optional ?baud=<integer>."
     return None
+
+
+def tcp_host_port(address: str) -> tuple[str, int]:
+    """Host and port of a tcp://host[:port] address (9100 by default), read one way for the
+    check and for the connection; ValueError when it is not one."""
+    parts = urlsplit(address)
+    rest = address[len("tcp://"):]
+    if parts.scheme != "tcp" or not parts.hostname or not rest or "/" in rest or "@" in rest \
+            or parts.query or parts.fragment:
+        raise ValueError("not tcp://host:port")
+    port = parts.port  # ValueError when out of range or not a number
+    if port == 0:
+        raise ValueError("port 0")
+    return parts.hostname, port or 9100
 
 
 # -- the hardware seam ---------------------------------------------------------------------

@@ -59,6 +59,7 @@ from functools import partial
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from gateway.core.errors import Unavailable
 from gateway.core.events import Event, OrderEvent
@@ -147,6 +148,7 @@ class DeliveryService:
         batch: int = BATCH,
         busy_rate: float | None = BUSY_RATE,
         quiet: float = QUIET,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         if not 0.0 <= jitter < 1.0:
             raise ValueError("jitter must be in [0, 1)")
@@ -154,6 +156,7 @@ class DeliveryService:
         self._reader = reader
         self._clock = clock
         self._allow = allow
+        self._resolver = resolver  # DNS under the guard (tests pass a stub: no traffic)
         self._schedule = schedule
         self._jitter = jitter
         self._timeout = timeout
@@ -263,7 +266,8 @@ class DeliveryService:
         if self._worker is not None:
             return
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=GuardedResolver(self._allow)),
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(self._allow,
+                                                                     self._resolver)),
             cookie_jar=aiohttp.DummyCookieJar(),  # receivers must not steer later requests
             timeout=aiohttp.ClientTimeout(total=self._timeout),
         )

@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from gateway.core.netguard import forbidden_reason
+from gateway.core.netguard import usable_addresses
 
 RETRY_AFTER_CAP = 86_400.0  # a receiver cannot park its own queue for more than a day
 
@@ -99,9 +99,10 @@ def describe(exc: aiohttp.ClientError) -> str:
 
 
 class GuardedResolver(AbstractResolver):
-    """Resolves like aiohttp's default, then drops loopback, link-local, unspecified and
-    multicast addresses unless the host is allow-listed: netguard checks the URL's text, this
-    checks where a *name* actually leads (DNS rebinding, `*.nip.io`). Literal IPs never get here
+    """Resolves like aiohttp's default, then keeps only the addresses netguard's connect-time
+    policy allows (`usable_addresses`, the same policy printers use): the URL's text was judged
+    already, this judges where a *name* actually leads (DNS rebinding, `*.nip.io`). aiohttp
+    dials the addresses returned, so nothing is looked up twice. Literal IPs never get here
     (aiohttp connects to them directly; netguard has judged them)."""
 
     def __init__(self, allow: frozenset[str], inner: AbstractResolver | None = None) -> None:
@@ -112,17 +113,8 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        name = host.rstrip(".").lower()
-        if name in self._allow or f"{name}:{port}" in self._allow:
-            return results
-        safe = [r for r in results if forbidden_reason(_literal_url(r["host"])) is None]
-        if not safe:
-            raise OSError(f"{name} resolves only to local or link-local addresses")
-        return safe
+        usable = set(usable_addresses(host, port, [r["host"] for r in results], self._allow))
+        return [r for r in results if r["host"] in usable]
 
     async def close(self) -> None:
         await self._inner.close()
-
-
-def _literal_url(ip: str) -> str:
-    return f"http://[{ip}]/" if ":" in ip else f"http://{ip}/"
