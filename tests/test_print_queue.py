@@ -305,13 +305,15 @@ async def test_an_expired_job_is_archived_where_the_worker_finds_it(tmp_path: Pa
     """A worker that meets a job past its deadline settles it there and then (issue: a worker
     that left it to the sweeper picked it again at once and never yielded the loop)."""
     from gateway.app_printing import make_link
+    from gateway.core.netguard import ConnectGuard
     from gateway.services.print_worker import DeviceWorker
 
     async with harness(tmp_path / "db", start=False) as h:
         await h.svc.add_device(DeviceSpec("nowhere", "virtual://nowhere", id="vp"), Source.API)
         r = await h.svc.submit("vp", Command.PRINT_TEXT, "late", deadline=time.time() + 0.2)
         await asyncio.sleep(0.3)
-        worker = DeviceWorker(h.svc, "vp", make_link(h.svc.devices["vp"], {}))
+        guard = ConnectGuard(frozenset())
+        worker = DeviceWorker(h.svc, "vp", make_link(h.svc.devices["vp"], {}, guard))
         await asyncio.wait_for(worker._step(), 5)
         assert r.id not in h.svc.open
         done = await h.svc.request("vp", r.id)
