@@ -6,7 +6,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from web.access_log import install_malformed_request_filter
+from web.access_log import DISCONNECTS, MALFORMED_COUNT, install_malformed_request_filter
+from web.body import body_guard
 from web.context import CTX, Context
 from web.envelope import envelope_middleware
 from web.routes import add_routes
@@ -20,13 +21,25 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=OPENAPI_FILE.read_bytes(), content_type="application/json")
 
 
-def build_web_app(ctx: Context, *, max_body_bytes: int = 64 * 1024) -> web.Application:
+def build_web_app(
+    ctx: Context, *, max_body_bytes: int = 64 * 1024, body_read_timeout: float = 30.0
+) -> web.Application:
     install_malformed_request_filter()
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[envelope_middleware])
+    app = web.Application(
+        client_max_size=max_body_bytes,
+        middlewares=[envelope_middleware, body_guard(max_body_bytes, body_read_timeout)],
+    )
     app[CTX] = ctx
     app[FRAMES] = FrameCache(ctx)
     app[CLIENTS] = set()
     add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     app.on_shutdown.append(close_all)
+    app.on_cleanup.append(_flush_counters)
     return app
+
+
+async def _flush_counters(app: web.Application) -> None:
+    # What was counted in the last minute is said before the process stops.
+    DISCONNECTS.flush()
+    MALFORMED_COUNT.flush()
