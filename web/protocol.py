@@ -45,8 +45,13 @@ class GatewayRequestHandler(RequestHandler):
         super().data_received(data)
         # The parser refused this chunk: keep its path (when the chunk holds the request
         # line) for the envelope. One type check per chunk on the hot path.
-        if self._messages and type(self._messages[-1][0]) is _ErrInfo:
+        if self._messages and type(err := self._messages[-1][0]) is _ErrInfo:
             self._refused_path = request_path(data)
+            current = self._current_request
+            if current is not None and not current.content.is_eof():
+                # The parser failed inside the body being read (a bad chunk size): the read
+                # fails now, answered 400 by the body guard, instead of at its deadline.
+                current.content.set_exception(err.exc)
 
     def handle_error(
         self,
