@@ -12,6 +12,7 @@ from web.context import CTX, Context
 from web.envelope import envelope_middleware
 from web.routes import add_routes
 from web.ws.compat import FRAMES, FrameCache
+from web.ws.native import LAST_FRAME, LastFrame
 from web.ws.session import CLIENTS, close_all
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
@@ -31,6 +32,7 @@ def build_web_app(
     )
     app[CTX] = ctx
     app[FRAMES] = FrameCache(ctx)
+    app[LAST_FRAME] = LastFrame(ctx)
     app[CLIENTS] = set()
     add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
