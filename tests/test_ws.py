@@ -712,7 +712,7 @@ async def _slow_client_scenario(
     while len(clients) == 2:
         assert loop.time() - t0 < 10, f"the slow client was not cut off after {produced} events"
         produced = await produce(str(produced + 1))
-    assert produced >= 200
+    assert produced > 8  # it fell behind (its queue holds 8) before the cut-off
     assert len(clients) == 1 and reader.end is None, "the reading client was cut off"
     for n in range(1, 51):  # life goes on after the cut-off
         await produce(str(n), str(n))

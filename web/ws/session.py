@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CLOSE_TOO_SLOW = 4008
 CLOSE_AUTH = 4001
 CLIENTS = web.AppKey("ws_clients", set)
+DRAIN_POLL = 0.05  # seconds between looks at a socket's unsent buffer while it drains
 
 
 class Client:
@@ -185,6 +186,12 @@ async def pump(
                     if sock.buffered() + client.pending_bytes > client.max_bytes:
                         client.overflowed = True
                         break
+                # What the kernel has not taken is owed within the same deadline: otherwise a
+                # client that stops reading while the gateway is quiet is never noticed, its
+                # frames sitting in the buffer. A healthy socket takes them at once (no wait).
+                # Polled: aiohttp has no public "drained" signal (its drain() is deprecated).
+                while sock.buffered() and not client.overflowed:  # noqa: ASYNC110
+                    await asyncio.sleep(DRAIN_POLL)
         except (TimeoutError, ConnectionResetError):
             await cut_off(sock, b"too slow: reconnect with since=<last seq>")
             return
