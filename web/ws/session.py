@@ -136,7 +136,8 @@ async def open_feed(request: web.Request, session: Session) -> web.StreamRespons
         # Loopback and LAN sockets auto-tune their send buffer to megabytes: a client that
         # stops reading would take minutes of events before a send blocked and the send
         # timeout could see it. A fixed buffer makes it show within seconds.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, ctx.ws.socket_buffer)
+        with contextlib.suppress(OSError):  # a peer already gone: the upgrade fails anyway
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, ctx.ws.socket_buffer)
     await ws.prepare(request)
     deadline = asyncio.get_running_loop().time() + ctx.ws.auth_timeout
     # Registered before authentication too, so shutdown closes a socket still in its auth wait.
