@@ -52,6 +52,7 @@ from radio.serial_link import PadLink
 from radio.simulator import Simulator
 from web.access_log import RedactingAccessLogger
 from web.context import Context, WsLimits
+from web.protocol import GatewayRunner
 from web.server import build_web_app
 
 if TYPE_CHECKING:  # zeroconf is imported only when mDNS is enabled (start time, memory)
@@ -188,6 +189,8 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
         started=started,
         ws=WsLimits(
             queue_size=settings.ws_queue_size,
+            queue_bytes=settings.ws_queue_bytes,
+            socket_buffer=settings.ws_socket_buffer,
             heartbeat=settings.ws_heartbeat,
             auth_timeout=settings.ws_auth_timeout,
             send_timeout=settings.ws_send_timeout,
@@ -202,7 +205,8 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     )
     guard = _guard(settings, writer, reader, ctx)
     ctx.storage_check = guard.check
-    app = build_web_app(ctx, max_body_bytes=settings.max_body_bytes)
+    app = build_web_app(ctx, max_body_bytes=settings.max_body_bytes,
+                        body_read_timeout=settings.body_read_timeout)
     gw = Gateway(settings, app, ctx, writer, reader, tokens, trackers, paging, pager, printing,
                  deliveries, guard, virtual)
     for wiring in (wire_imprinted, wire_cloudsignal, wire_printapi):
@@ -456,6 +460,19 @@ async def start_radio(settings: Settings, gw: Gateway) -> Radio:
     return radio
 
 
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The server as production runs it (tests that need its exact behaviour use this too)."""
+    return GatewayRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=5.0,
+        access_log_class=RedactingAccessLogger,
+        # aiohttp keeps an idle keep-alive connection for an hour by default; POS terminals
+        # poll every few seconds, so a minute is plenty and idle sockets do not pile up.
+        keepalive_timeout=75.0,
+    )
+
+
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
     """Start in the order of ARCHITECTURE.md §7, run until SIGTERM/SIGINT, stop in reverse."""
     t0 = time.monotonic()
@@ -486,15 +503,7 @@ async def _serve(settings: Settings, t0: float, stop: asyncio.Event,
         await radio.stop()
 
     gw.app.on_shutdown.append(stop_radio)
-    runner = web.AppRunner(
-        gw.app,
-        handle_signals=False,
-        shutdown_timeout=5.0,
-        access_log_class=RedactingAccessLogger,
-        # aiohttp keeps an idle keep-alive connection for an hour by default; POS terminals
-        # poll every few seconds, so a minute is plenty and idle sockets do not pile up.
-        keepalive_timeout=75.0,
-    )
+    runner = make_runner(gw.app)
     await runner.setup()
     advertiser: Advertiser | None = None
     try:

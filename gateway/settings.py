@@ -69,7 +69,13 @@ class Settings(BaseSettings):
     token_window_max_tokens: int = Field(5, ge=1, le=1000)
     token_window_max_waiting: int = Field(8, ge=1, le=1000)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # A request body must arrive in full this long after its headers, or the connection closes.
+    body_read_timeout: float = Field(30.0, gt=0, le=600)
     ws_queue_size: int = Field(4096, ge=8, le=100_000)
+    # Frames waiting for one feed client (its queue plus the socket's unsent buffer), in bytes.
+    ws_queue_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    # The kernel send buffer of a feed socket (0 = the kernel's auto-tuning, up to megabytes).
+    ws_socket_buffer: int = Field(128 * 1024, ge=0, le=16 * 1024 * 1024)
     ws_heartbeat: float = Field(20.0, gt=0, le=300)
     ws_auth_timeout: float = Field(10.0, gt=0, le=120)
     ws_send_timeout: float = Field(10.0, gt=0, le=120)

@@ -3,14 +3,19 @@ headers (Authorization) are never logged."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
+from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
+log = logging.getLogger(__name__)
+# Set on a request whose client left before its body arrived: no access line (it is counted).
+CLIENT_GONE = web.RequestKey("client_gone", bool)
 SECRET_PARAMS = re.compile(r"(?i)((?:^|[?&])(?:accesstoken|token|apikey|signature)=)[^&]*")
 
 
@@ -25,6 +30,8 @@ class RedactingAccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        if request.get(CLIENT_GONE):
+            return
         self.logger.info(
             '%s "%s %s" %d %.1fms',
             request.remote,
@@ -68,3 +75,36 @@ def install_malformed_request_filter() -> None:
     logger = logging.getLogger("aiohttp.server")
     if MALFORMED not in logger.filters:
         logger.addFilter(MALFORMED)
+
+
+class MinuteCounter:
+    """Counts something any client can cause at will (disconnecting mid-request, sending
+    garbage) and says so in one INFO line per minute at most: each one is logged at DEBUG,
+    so a flood cannot fill the log."""
+
+    def __init__(self, message: str, window: float = 60.0) -> None:
+        self.message = message  # with one %d: the count
+        self.window = window
+        self.count = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def note(self) -> None:
+        self.count += 1
+        loop = asyncio.get_running_loop()
+        # A timer of a loop that has gone (tests run one loop each) will never fire.
+        if self._handle is None or self._loop is not loop:
+            self._loop = loop
+            self._handle = loop.call_later(self.window, self.flush)
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self.count:
+            log.info(self.message, self.count)
+            self.count = 0
+
+
+DISCONNECTS = MinuteCounter("%d clients disconnected mid-request in the last minute")
+MALFORMED_COUNT = MinuteCounter("%d malformed HTTP requests answered 400 in the last minute")

@@ -22,6 +22,8 @@ from gateway.services.trackers import TrackerService
 @dataclass(slots=True)
 class WsLimits:
     queue_size: int = 4096
+    queue_bytes: int = 4 * 1024 * 1024
+    socket_buffer: int = 128 * 1024  # SO_SNDBUF of a feed socket; 0 = the kernel's choice
     heartbeat: float = 20.0
     auth_timeout: float = 10.0
     max_frame_bytes: int = 64 * 1024

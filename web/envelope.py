@@ -80,6 +80,8 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.NOT_FOUND: (404, -40, "Unknown path."),
     Code.METHOD_NOT_ALLOWED: (405, -41, "Method not allowed on this path."),
     Code.BODY_TOO_LARGE: (413, -42, "Request body too large."),
+    Code.BODY_TIMEOUT: (408, -47, "Request body not received in time."),
+    Code.MALFORMED_REQUEST: (400, -48, "Malformed HTTP request."),
     Code.FORBIDDEN_ORIGIN: (403, -43, "Cross-origin request refused."),
     Code.TOO_MANY_FAILURES: (429, -44, "Too many failed authentications; retry later."),
     Code.TOKEN_TOO_MANY_WAITING: (
@@ -118,6 +120,8 @@ IMPRIMO_ERRORS: dict[Code, tuple[int, str]] = {
     Code.PRINT_DEVICE_CONFIGURED: (409, "The device is configured in the settings file."),
     Code.PRINT_NOT_AWAITING: (409, "The request is not waiting for an answer."),
     Code.BODY_TOO_LARGE: (413, "Request body too large."),
+    Code.BODY_TIMEOUT: (408, "Request body not received in time."),
+    Code.MALFORMED_REQUEST: (400, "Malformed HTTP request."),
     Code.API_UNAVAILABLE: (503, "Printing is unavailable right now; retry shortly."),
     Code.STORAGE_FAILED: (503, "Storage failed; nothing was written. Retry shortly."),
 }
@@ -203,50 +207,59 @@ def class_status(exc: GatewayError | None) -> int:
     return 400
 
 
+def fail_reply(
+    request: web.BaseRequest, code: Code, detail: str | None = None, status: int = 400,
+    *, path: str | None = None,
+) -> web.Response:
+    """The error `code` in the envelope of the dialect its path (by default the request's)
+    belongs to."""
+    path = request.path if path is None else path
+    dialect = next((f for matches, f in _DIALECTS if matches(path)), None)
+    if dialect is not None:
+        # A parser-level error has a bare BaseRequest: the renderers only read its headers.
+        return dialect(request, code, detail, ERRORS.get(code, (status,))[0])  # type: ignore[arg-type]
+    if is_imprimo(path):
+        return imprimo_error_reply(code, detail)
+    if code not in ERRORS:  # a code of another dialect's service: its class decides
+        return reply(status, -status, message=detail or code.value)
+    return error_reply(code, detail)
+
+
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    imprimo = is_imprimo(request.path)
-    dialect = next((f for matches, f in _DIALECTS if matches(request.path)), None)
-
-    def fail(code: Code, detail: str | None = None, status: int = 400) -> web.Response:
-        if dialect is not None:
-            return dialect(request, code, detail, ERRORS.get(code, (status,))[0])
-        if imprimo:
-            return imprimo_error_reply(code, detail)
-        if code not in ERRORS:  # a code of another dialect's service: its class decides
-            return reply(status, -status, message=detail or code.value)
-        return error_reply(code, detail)
-
     try:
         return await handler(request)
     except GatewayError as exc:
-        return fail(exc.code, exc.detail, class_status(exc))
+        return fail_reply(request, exc.code, exc.detail, class_status(exc))
     except web.HTTPRequestEntityTooLarge:
-        return fail(Code.BODY_TOO_LARGE)
+        return fail_reply(request, Code.BODY_TOO_LARGE)
     except web.HTTPNotFound:
-        return fail(Code.NOT_FOUND)
+        return fail_reply(request, Code.NOT_FOUND)
     except web.HTTPMethodNotAllowed as exc:
-        resp = fail(Code.METHOD_NOT_ALLOWED)
+        resp = fail_reply(request, Code.METHOD_NOT_ALLOWED)
         resp.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
         return resp
     except web.HTTPException as exc:
         if exc.status >= 400:
-            if dialect is not None:
-                return dialect(request, Code.NOT_FOUND, exc.reason, exc.status)
-            if imprimo:
-                return imprimo_reply(exc.status, exc.reason)
-            return reply(exc.status, -exc.status, message=exc.reason)
+            return _status_reply(request, exc.status, exc.reason)
         raise
     except (ConnectionResetError, TimeoutError):
         raise
     except sqlite3.Error:
         # A job's own SQLite error (disk full, I/O error): its transaction was rolled back.
         log.exception("storage error on %s %s", request.method, request.path)
-        return fail(Code.STORAGE_FAILED)
+        return fail_reply(request, Code.STORAGE_FAILED)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if dialect is not None:
-            return dialect(request, Code.INTERNAL, "Internal error.", 500)
-        if imprimo:
-            return imprimo_reply(500, "Internal error.")
-        return reply(500, -5, message="Internal error.")
+        return _status_reply(request, 500, "Internal error.", Code.INTERNAL, -5)
+
+
+def _status_reply(request: web.Request, status: int, reason: str, code: Code = Code.NOT_FOUND,
+                  return_code: int | None = None) -> web.Response:
+    """An HTTP status with no gateway code of its own (aiohttp's 4xx, an unexpected 500)."""
+    dialect = next((f for matches, f in _DIALECTS if matches(request.path)), None)
+    if dialect is not None:
+        return dialect(request, code, reason, status)
+    if is_imprimo(request.path):
+        return imprimo_reply(status, reason)
+    return reply(status, -status if return_code is None else return_code, message=reason)

@@ -7,12 +7,14 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from web.access_log import install_malformed_request_filter
+from web.access_log import DISCONNECTS, MALFORMED_COUNT, install_malformed_request_filter
+from web.body import body_guard
 from web.context import CTX, Context
 from web.envelope import envelope_middleware
 from web.hostcheck import HOST_CHECK, HostCheck, host_middleware, own_names
 from web.routes import add_routes
 from web.ws.compat import FRAMES, FrameCache
+from web.ws.native import LAST_FRAME, LastFrame
 from web.ws.session import CLIENTS, close_all
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
@@ -22,20 +24,32 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=OPENAPI_FILE.read_bytes(), content_type="application/json")
 
 
-def build_web_app(ctx: Context, *, max_body_bytes: int = 64 * 1024) -> web.Application:
+def build_web_app(
+    ctx: Context, *, max_body_bytes: int = 64 * 1024, body_read_timeout: float = 30.0
+) -> web.Application:
     install_malformed_request_filter()
     middlewares: list[Middleware] = [envelope_middleware]
     host_check = None if "*" in ctx.allowed_hosts else HostCheck(own_names(ctx.allowed_hosts))
     if host_check is not None:
-        # Inside the envelope middleware, so a refusal is rendered in the path's dialect.
+        # Inside the envelope middleware, so a refusal is rendered in the path's dialect; before
+        # the body guard, so a foreign Host's body is never read.
         middlewares.append(host_middleware(host_check))
+    middlewares.append(body_guard(max_body_bytes, body_read_timeout))
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     if host_check is not None:
         app[HOST_CHECK] = host_check
     app[CTX] = ctx
     app[FRAMES] = FrameCache(ctx)
+    app[LAST_FRAME] = LastFrame(ctx)
     app[CLIENTS] = set()
     add_routes(app)
     app.router.add_get("/api/openapi.json", openapi)
     app.on_shutdown.append(close_all)
+    app.on_cleanup.append(_flush_counters)
     return app
+
+
+async def _flush_counters(app: web.Application) -> None:
+    # What was counted in the last minute is said before the process stops.
+    DISCONNECTS.flush()
+    MALFORMED_COUNT.flush()

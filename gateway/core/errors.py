@@ -84,6 +84,8 @@ class Code(Enum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     BODY_TOO_LARGE = "body_too_large"
+    BODY_TIMEOUT = "body_timeout"
+    MALFORMED_REQUEST = "malformed_request"
     FORBIDDEN_ORIGIN = "forbidden_origin"
     HOST_REFUSED = "host_refused"
     STORAGE_FAILED = "storage_failed"

@@ -87,6 +87,8 @@ ERRORS: dict[Code, tuple[int, str]] = {
     Code.ORDER_CLOSED: (409, "The order is already closed."),
     Code.ORDER_NAME_TAKEN: (409, "Order number taken."),
     Code.BODY_TOO_LARGE: (413, "Request body too large."),
+    Code.BODY_TIMEOUT: (408, "Request body not received in time."),
+    Code.MALFORMED_REQUEST: (400, "Malformed HTTP request."),
     Code.UNSUPPORTED_MEDIA_TYPE: (415, "Content-Type must be application/json or "
                                        "application/xml."),
     Code.API_UNAVAILABLE: (503, "Unavailable right now; retry shortly."),

@@ -18,15 +18,7 @@ from aiohttp import web
 from gateway.core.events import Event, OrderEvent, OrderEventType
 from web.api.render import order_dict
 from web.context import Context
-from web.ws.session import (
-    CLOSE_TOO_SLOW,
-    Client,
-    close_socket,
-    drain_incoming,
-    open_feed,
-    pump,
-    send,
-)
+from web.ws.session import Client, Socket, cut_off, drain_incoming, open_feed, pump, send
 
 _dumps = orjson.dumps
 REPLAY_PAGE = 1000
@@ -85,26 +77,25 @@ FRAMES = web.AppKey("ws_frame_cache", FrameCache)
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     frames = request.app[FRAMES]
-    return await open_feed(request, lambda ctx, ws, since: _serve(ctx, frames, ws, since))
+    return await open_feed(request, lambda ctx, sock, since: _serve(ctx, frames, sock, since))
 
 
 def _snapshot(ctx: Context, frames: FrameCache) -> tuple[bytes, int]:
     return frames.snapshot(), ctx.bus.last_seq
 
 
-async def _serve(
-    ctx: Context, frames: FrameCache, ws: web.WebSocketResponse, since: int | None
-) -> None:
-    client = Client(ctx.ws.queue_size)
-    # No await between these lines: the snapshot (or replay bound) and the subscription
-    # describe the same instant, so nothing falls between them.
-    unsubscribe = ctx.bus.subscribe(client.push)
+async def _serve(ctx: Context, frames: FrameCache, sock: Socket, since: int | None) -> None:
+    ws = sock.ws
+    # No await from here to the subscription: the snapshot (or replay bound) and the
+    # subscription describe the same instant, so nothing falls between them.
     head = ctx.bus.last_seq
     first: list[bytes] = []
     cutoff = head
     if since is None or since > head:
         text, cutoff = _snapshot(ctx, frames)
         first.append(text)
+    client = Client(ctx.ws, lambda e: _order_frame(frames, e, cutoff))
+    unsubscribe = ctx.bus.subscribe(client.push)
     reader = asyncio.create_task(drain_incoming(ws), name="ws-reader")
     try:
         for text in first:
@@ -117,15 +108,16 @@ async def _serve(
                 missed = await ctx.orders.events_after(after, upto)
                 if missed is None:  # pruned from the journal: fall back to a fresh snapshot
                     text, cutoff = _snapshot(ctx, frames)
+                    # Everything queued so far is in this snapshot (same synchronous step).
+                    client.discard_pending()
                     await asyncio.wait_for(send(ws, text), ctx.ws.send_timeout)
                     break
                 for event in missed:
                     await asyncio.wait_for(send(ws, frames.frame(event)), ctx.ws.send_timeout)
                 after = upto
-        await pump(ws, client, lambda e: _order_frame(frames, e, cutoff), reader,
-                    ctx.ws.send_timeout)
+        await pump(sock, client, reader, ctx.ws.send_timeout)
     except (TimeoutError, ConnectionResetError):
-        await close_socket(ws, CLOSE_TOO_SLOW, b"too slow: reconnect with since=<last seq>")
+        await cut_off(sock, b"too slow: reconnect with since=<last seq>")
     finally:
         unsubscribe()
         reader.cancel()

@@ -20,15 +20,7 @@ from gateway.core.events import AlarmEvent, Event, OrderEvent
 from web.api.radio import tracker_dict
 from web.api.render import history_dict, local_time
 from web.context import Context
-from web.ws.session import (
-    CLOSE_TOO_SLOW,
-    Client,
-    close_socket,
-    drain_incoming,
-    open_feed,
-    pump,
-    send,
-)
+from web.ws.session import Client, Socket, cut_off, drain_incoming, open_feed, pump, send
 
 
 def _order_body(ctx: Context, event: OrderEvent) -> dict[str, Any]:
@@ -63,17 +55,37 @@ def snapshot(ctx: Context) -> bytes:
                          "trackers": trackers})
 
 
-async def _serve(ctx: Context, ws: web.WebSocketResponse, since: int | None) -> None:
-    client = Client(ctx.ws.queue_size, orders_only=False)
+class LastFrame:
+    """The frame of the event being published: every client renders the same event in turn
+    (the bus calls them one after another), so it is serialized once, not once per client."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.event: Event | None = None
+        self.frame = b""
+
+    def __call__(self, event: Event) -> bytes:
+        if event is not self.event:
+            self.frame = render(self.ctx, event)
+            self.event = event
+        return self.frame
+
+
+LAST_FRAME = web.AppKey("native_ws_last_frame", LastFrame)
+
+
+async def _serve(ctx: Context, last: LastFrame, sock: Socket, since: int | None) -> None:
+    ws = sock.ws
+    client = Client(ctx.ws, last)
     # Subscribe and snapshot in one synchronous step, as on the compatible feed.
     unsubscribe = ctx.bus.subscribe(client.push)
     first = snapshot(ctx)
     reader = asyncio.create_task(drain_incoming(ws), name="native-ws-reader")
     try:
         await asyncio.wait_for(send(ws, first), ctx.ws.send_timeout)
-        await pump(ws, client, lambda e: render(ctx, e), reader, ctx.ws.send_timeout)
+        await pump(sock, client, reader, ctx.ws.send_timeout)
     except (TimeoutError, ConnectionResetError):
-        await close_socket(ws, CLOSE_TOO_SLOW, b"too slow")
+        await cut_off(sock, b"too slow")
     finally:
         unsubscribe()
         reader.cancel()
@@ -82,4 +94,5 @@ async def _serve(ctx: Context, ws: web.WebSocketResponse, since: int | None) -> 
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
-    return await open_feed(request, _serve)
+    last = request.app[LAST_FRAME]
+    return await open_feed(request, lambda ctx, sock, since: _serve(ctx, last, sock, since))
