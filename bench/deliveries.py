@@ -46,7 +46,7 @@ import aiohttp  # noqa: E402
 
 from bench.machine import machine_line  # noqa: E402
 from gateway.core.ports import SystemClock  # noqa: E402
-from gateway.services.deliveries import DeliveryService  # noqa: E402
+from gateway.services.outbox.service import DeliveryService  # noqa: E402
 from gateway.store import outbox  # noqa: E402
 from gateway.store.outbox import Delivery  # noqa: E402
 from gateway.store.reader import Reader  # noqa: E402

@@ -44,8 +44,8 @@ from gateway.core.printing import (  # noqa: E402
     ReportStatus,
     Source,
 )
-from gateway.services.print_commands import check_data  # noqa: E402
-from gateway.services.printing import DeviceSpec, PrintPolicy, PrintService  # noqa: E402
+from gateway.services.printing.commands import check_data  # noqa: E402
+from gateway.services.printing.service import DeviceSpec, PrintPolicy, PrintService  # noqa: E402
 from gateway.store.reader import Reader  # noqa: E402
 from gateway.store.writer import Writer  # noqa: E402
 from printers import escpos_tokens  # noqa: E402

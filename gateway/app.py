@@ -26,15 +26,15 @@ from gateway.core.ports import Pager, SystemClock
 from gateway.core.printing import Source
 from gateway.demo import DemoKitchen
 from gateway.loop_health import LoopWatch, StopSignals
+from gateway.services.access.config import ConfigService
+from gateway.services.access.tokens import TokenService
 from gateway.services.alarms import DATABASE_MISSING, Alarms
-from gateway.services.config import ConfigService
-from gateway.services.deliveries import DeliveryService
-from gateway.services.intake import OrderIntake
-from gateway.services.orders import NoRadio, OrderService
-from gateway.services.paging import PagingDriver
-from gateway.services.printing import REPORT_KIND, DeviceSpec, PrintPolicy, PrintService
-from gateway.services.tokens import TokenService
-from gateway.services.trackers import RadioPolicy, TrackerService
+from gateway.services.orders.book import NoRadio, OrderService
+from gateway.services.orders.intake import OrderIntake
+from gateway.services.outbox.service import DeliveryService
+from gateway.services.printing.service import REPORT_KIND, DeviceSpec, PrintPolicy, PrintService
+from gateway.services.trackers.inventory import RadioPolicy, TrackerService
+from gateway.services.trackers.paging import PagingDriver
 from gateway.settings import Settings
 from gateway.startup import StartRefused, check_database_present, gateway_id, write_durably
 from gateway.store.guard import DatabaseGuard

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from gateway.core.errors import GatewayError
 from gateway.core.printing import Device, Source
-from gateway.services.printing import DeviceSpec
+from gateway.services.printing.service import DeviceSpec
 
 if TYPE_CHECKING:
     from gateway.app import Gateway

@@ -10,7 +10,7 @@ import random
 
 from gateway.core.errors import GatewayError
 from gateway.core.events import Bus, Event, OrderEvent, OrderEventType
-from gateway.services.orders import OrderRef, OrderService
+from gateway.services.orders.book import OrderRef, OrderService
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from gateway.core.models import Order
 from gateway.core.netguard import ConnectGuard
 from gateway.core.ports import SystemClock
 from gateway.core.printing import PrintRequest, ProcessStatus, Source
-from gateway.services.printing import DeviceSpec, PrintPolicy, PrintService
+from gateway.services.printing.service import DeviceSpec, PrintPolicy, PrintService
 from gateway.store.reader import Reader
 from gateway.store.writer import Writer
 from printers.escpos_tokens import to_text

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from gateway.core.errors import AuthFailed, Code
-from gateway.services.tokens import AuthThrottle
+from gateway.services.access.tokens import AuthThrottle
 
 BAD = {"Authorization": "Bearer " + "0" * 48}
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gateway.app import Gateway
 from gateway.core.models import ItemStatus, Order
-from gateway.services.intake import NewItem
+from gateway.services.orders.intake import NewItem
 from web import schemas as sc
 
 Client = TestClient[web.Request, web.Application]

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 
 from gateway.app import Gateway
 from tests.support import GatewayProcess, free_port, http
-from web import routes_cloudsignal as rc
 from web import schemas as sc
+from web.api.cloudsignal import routes as rc
 
 Client = TestClient[web.Request, web.Application]
 KEYS = "/api/integrations/cloudsignal/keys"

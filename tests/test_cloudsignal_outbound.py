@@ -18,15 +18,15 @@ from aiohttp.test_utils import TestClient
 from gateway.app import Gateway
 from gateway.core.events import OrderEvent, OrderEventType
 from gateway.core.models import ClearReason, Item, ItemStatus, Order, OrderState
-from gateway.services.cloudsignal import (
+from gateway.services.integrations.cloudsignal import (
     SignalType,
     order_id,
     signal_time,
     signals_for,
     tracking_of,
 )
-from gateway.services.intake import NewItem
-from gateway.services.orders import OrderRef
+from gateway.services.orders.book import OrderRef
+from gateway.services.orders.intake import NewItem
 from gateway.settings import Settings
 from tests.conftest import make_settings
 from tests.test_deliveries_helpers import Receiver, eventually, scripted
@@ -222,7 +222,7 @@ async def test_a_receiver_that_answers_410_is_unsubscribed(
 
 async def add_subscription(gateway: Gateway, url: str = "http://signals.example/1.1/status/",
                            apikey: str = SEED_APIKEY) -> None:
-    from web.api.cloudsignal import CLOUDSIGNAL
+    from web.api.cloudsignal.handlers import CLOUDSIGNAL
 
     await gateway.app[CLOUDSIGNAL].subscribe(url, apikey)
 

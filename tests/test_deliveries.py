@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gateway.core.ports import Clock, SystemClock
-from gateway.services.deliveries import (
+from gateway.services.outbox.service import (
     RETRY_AFTER_CAP,
     SCHEDULE,
     DeliveryService,
@@ -684,7 +684,7 @@ async def test_logs_once_per_episode_and_never_secrets(
     svc.wake()
     await eventually(all_finished(store))
     assert svc.stats.failed == 3
-    mine = [x.getMessage() for x in caplog.records if x.name == "gateway.services.deliveries"]
+    mine = [x.getMessage() for x in caplog.records if x.name == "gateway.services.outbox.service"]
     assert len([m for m in mine if "failing" in m]) == 1
     assert len([m for m in mine if "work again" in m]) == 1
     # Everything but the test receiver's own access log (it is the far end, not the gateway).

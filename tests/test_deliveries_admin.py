@@ -13,7 +13,7 @@ from gateway.app import Gateway
 from gateway.settings import Settings
 from tests.conftest import make_settings
 from tests.test_deliveries_helpers import Receiver, eventually, scripted
-from web.routes_printapi import DeadList, Overview
+from web.api.order_status.routes import DeadList, Overview
 
 Client = TestClient[web.Request, web.Application]
 

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import web
 
 from gateway.core.ports import SystemClock
-from gateway.services.deliveries import SCHEDULE, DeliveryService
-from gateway.services.uplink import State, Uplink
+from gateway.services.outbox.service import SCHEDULE, DeliveryService
+from gateway.services.outbox.uplink import State, Uplink
 from gateway.store import outbox
 from gateway.store.outbox import OutboxRow
 from tests.test_deliveries_helpers import (

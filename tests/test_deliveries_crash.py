@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.core.ports import SystemClock
-from gateway.services.deliveries import DeliveryService
+from gateway.services.outbox.service import DeliveryService
 from tests.support import GatewayProcess, free_port, http
 from tests.test_deliveries_helpers import ALLOW, Receiver, Seen, Store, eventually
 
@@ -20,7 +20,7 @@ CHILD = """
 import asyncio, sys
 from pathlib import Path
 from gateway.core.ports import SystemClock
-from gateway.services.deliveries import DeliveryService
+from gateway.services.outbox.service import DeliveryService
 from gateway.store import outbox
 from gateway.store.outbox import Delivery
 from gateway.store.reader import Reader

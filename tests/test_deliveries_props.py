@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from gateway.services.deliveries import DeliveryService
-from gateway.services.uplink import Uplink
+from gateway.services.outbox.service import DeliveryService
+from gateway.services.outbox.uplink import Uplink
 from gateway.store import outbox
 from gateway.store.outbox import Delivery
 from tests.test_deliveries_helpers import ALLOW, FakeClock, Receiver, Respond, Seen, Store

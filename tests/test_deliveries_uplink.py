@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from gateway.core.ports import SystemClock
-from gateway.services.deliveries import OFFLINE, DeliveryService
-from gateway.services.uplink import State, TcpProbe, Uplink, needs_uplink, parse_target
+from gateway.services.outbox.service import OFFLINE, DeliveryService
+from gateway.services.outbox.uplink import State, TcpProbe, Uplink, needs_uplink, parse_target
 from gateway.store import outbox
 from gateway.store.outbox import Delivery
 from tests.test_deliveries_helpers import (

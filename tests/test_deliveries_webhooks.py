@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from gateway.app import Gateway
 from gateway.core.models import ClearReason, ItemStatus, Order, OrderState
-from gateway.services.intake import NewItem
-from gateway.services.trackertrack_webhooks import order_frame
+from gateway.services.integrations.trackertrack_hooks import order_frame
+from gateway.services.orders.intake import NewItem
 from gateway.settings import Settings
 from tests.conftest import make_settings
 from tests.test_deliveries_helpers import Receiver, eventually, scripted

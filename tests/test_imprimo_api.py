@@ -26,7 +26,7 @@ from gateway.core.errors import Code, GatewayError, Unavailable
 from gateway.core.printing import ProcessStatus
 from gateway.settings import Settings
 from tests.conftest import make_settings
-from web import schemas_imprimo as si
+from web.api.imprimo import schemas as si
 from web.envelope import ERRORS, IMPRIMO_ERRORS, envelope_middleware
 
 Client = TestClient[web.Request, web.Application]
@@ -133,7 +133,7 @@ async def test_devices_are_paged_with_next_count_and_total(
 async def test_limit_is_capped_at_100(client: Client, auth: dict[str, str],
                                       gateway: Gateway) -> None:
     from gateway.core.printing import Source
-    from gateway.services.printing import DeviceSpec
+    from gateway.services.printing.service import DeviceSpec
 
     for n in range(105):  # a virtual printer that does not run: no network at all
         await gateway.printing.add_device(DeviceSpec(f"P{n}", "virtual://none", id=f"v{n}"),

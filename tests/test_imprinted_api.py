@@ -13,7 +13,7 @@ import pytest
 
 from gateway.app import Gateway, build
 from gateway.core.models import ItemStatus
-from gateway.services.intake import NewItem, OrderIntake
+from gateway.services.orders.intake import NewItem, OrderIntake
 from printers.escpos_tokens import to_text
 from tests.conftest import make_settings
 from tests.printers.fake_printer import FakePrinter
@@ -28,7 +28,7 @@ from tests.test_imprinted_helpers import (
     make_app,
     parse_xml,
 )
-from web.api import imprinted_schemas as isc
+from web.api.imprinted import schemas as isc
 
 
 @pytest.fixture

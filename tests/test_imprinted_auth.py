@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from gateway.app import Gateway, build
-from gateway.services.imprinted_auth import ImprintedAuth, hmac_signature, split_query
+from gateway.services.integrations.imprinted.auth import ImprintedAuth, hmac_signature, split_query
 from gateway.store import integration_keys as keys
 from gateway.store.migrations import apply_migrations
 from tests.conftest import make_settings
@@ -29,8 +29,8 @@ from tests.test_imprinted_helpers import (
     sha1_sig,
 )
 from web.access_log import redact
-from web.api import imprinted_schemas as isc
-from web.api.imprinted import IMPRINTED
+from web.api.imprinted import schemas as isc
+from web.api.imprinted.handlers import IMPRINTED
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from defusedxml.ElementTree import fromstring  # type: ignore[import-untyped]
 
-from web.api import imprinted_schemas as isc
+from web.api.imprinted import schemas as isc
 
 Client = TestClient[web.Request, web.Application]
 APPS = "/api/integrations/imprinted"

@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from gateway.app import Gateway
 from gateway.core.errors import Code, ValidationFailed
 from gateway.core.models import Item, ItemStatus, Order, OrderState
-from gateway.services.imprinted_orders import STATUSES, order_status
+from gateway.services.integrations.imprinted.orders import STATUSES, order_status
 from gateway.store import imprinted_orders as sql
 from gateway.store import orders as repo
 from gateway.store.migrations import apply_migrations
 from tests.test_imprinted_helpers import Client, Imprinted, make_app, parse_xml
-from web.api import imprinted_xml as ix
-from web.api.imprinted_parse import order_spec
+from web.api.imprinted import xml as ix
+from web.api.imprinted.parse import order_spec
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE order [

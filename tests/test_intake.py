@@ -13,8 +13,8 @@ from gateway.app import Gateway, build
 from gateway.core.errors import Conflict, NotFound, ValidationFailed
 from gateway.core.events import OrderEvent, OrderEventType
 from gateway.core.models import ClearReason, ItemStatus, OrderState
-from gateway.services.intake import NewItem, OrderIntake
-from gateway.services.orders import OrderRef
+from gateway.services.orders.book import OrderRef
+from gateway.services.orders.intake import NewItem, OrderIntake
 from tests.conftest import make_settings
 
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from gateway.core import netguard
 from gateway.core.netguard import ConnectGuard, forbidden_reason, host_problem, usable_addresses
-from gateway.services.deliveries_http import GuardedResolver
+from gateway.services.outbox.http import GuardedResolver
 
 FUZZ = settings(max_examples=150, deadline=None)
 DOTS = [".", "\u3002", "\uff0e", "\uff61"]  # ASCII, ideographic, fullwidth, halfwidth

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from gateway.app import Gateway
 from gateway.core.models import ORDER_TYPES
 from web import schemas as sc
-from web import schemas_imprimo as si
+from web.api.imprimo import schemas as si
 from web.envelope import ERRORS, IMPRIMO_ERRORS
 from web.openapi import OPENAPI_PATH, build_openapi, render
 from web.routes import ROUTES, Route

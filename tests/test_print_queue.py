@@ -13,7 +13,7 @@ import pytest
 from gateway.core.errors import Conflict, ValidationFailed
 from gateway.core.models import Order, OrderState
 from gateway.core.printing import Command, DeviceStatus, ErrorCode, ProcessStatus, Source
-from gateway.services.printing import DeviceSpec
+from gateway.services.printing.service import DeviceSpec
 from tests.print_harness import harness, texts
 from tests.printers.fake_printer import FakePrinter, free_port
 
@@ -306,7 +306,7 @@ async def test_an_expired_job_is_archived_where_the_worker_finds_it(tmp_path: Pa
     that left it to the sweeper picked it again at once and never yielded the loop)."""
     from gateway.app_printing import make_link
     from gateway.core.netguard import ConnectGuard
-    from gateway.services.print_worker import DeviceWorker
+    from gateway.services.printing.worker import DeviceWorker
 
     async with harness(tmp_path / "db", start=False) as h:
         await h.svc.add_device(DeviceSpec("nowhere", "virtual://nowhere", id="vp"), Source.API)

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from gateway.core.ports import SystemClock
 from gateway.core.printing import Command, ProcessStatus, ReportStatus
-from gateway.services.deliveries import DeliveryService
-from gateway.services.printing import REPORT_KIND
+from gateway.services.outbox.service import DeliveryService
+from gateway.services.printing.service import REPORT_KIND
 from tests.print_harness import Harness, harness
 from tests.printers.fake_printer import FakePrinter, free_port
 

@@ -21,11 +21,11 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from gateway.app import Gateway
 from gateway.core.models import ItemStatus
-from gateway.services.intake import NewItem, OrderIntake
+from gateway.services.orders.intake import NewItem, OrderIntake
 from gateway.settings import Settings
 from tests.conftest import make_settings
 from tests.test_deliveries_helpers import Receiver, Seen, eventually, scripted
-from web.routes_printapi import PrintApiOrder, WebhookList, WebhookSubscribed
+from web.api.order_status.routes import PrintApiOrder, WebhookList, WebhookSubscribed
 
 Client = TestClient[web.Request, web.Application]
 FORM = "application/x-www-form-urlencoded"

@@ -15,12 +15,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import Gateway, build
 from gateway.core.events import OrderEventType
 from gateway.core.models import ClearReason, Item, ItemStatus, Order, OrderState
-from gateway.services.orders import Change, OrderRef
-from gateway.services.printapi import PrintStatus, print_status
+from gateway.services.integrations.order_status import PrintStatus, print_status
+from gateway.services.orders.book import Change, OrderRef
 from gateway.store import orders as repo
 from tests.conftest import make_settings
 from tests.test_deliveries_helpers import Receiver, eventually
-from web.api.printapi import PRINTAPI
+from web.api.order_status.handlers import PRINTAPI
 
 
 def order(state: OrderState = OrderState.STARTED, *items: ItemStatus,

@@ -23,8 +23,8 @@ from gateway.app_printing import make_link
 from gateway.core import netguard
 from gateway.core.ports import SystemClock
 from gateway.core.printing import Device, Outcome, Source
-from gateway.services.deliveries import DeliveryService
-from gateway.services.printing import DeviceSpec
+from gateway.services.outbox.service import DeliveryService
+from gateway.services.printing.service import DeviceSpec
 from tests.test_deliveries_helpers import Store, delivery, eventually
 
 Client = TestClient[web.Request, web.Application]

@@ -135,7 +135,7 @@ async def test_active_orders_rebuilt_after_restart(settings: Any) -> None:
     await orders.start_or_locate("2", "ON_PREMISES", "5", dummy_tracker=True)
     await orders.start_or_locate("3", "TO_GO", None)
     from gateway.core.models import ClearReason
-    from gateway.services.orders import OrderRef
+    from gateway.services.orders.book import OrderRef
 
     await orders.clear(OrderRef(name="3"), ClearReason.MANAGER_OVERRIDE)
     before = {o.uuid: o for o in orders.active()}

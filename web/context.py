@@ -10,13 +10,13 @@ from aiohttp import web
 from gateway.core.events import Bus
 from gateway.core.models import Receiver
 from gateway.core.ports import Clock
+from gateway.services.access.config import ConfigService
+from gateway.services.access.tokens import TokenService
 from gateway.services.alarms import Alarms
-from gateway.services.config import ConfigService
-from gateway.services.intake import OrderIntake
-from gateway.services.orders import OrderService
-from gateway.services.printing import PrintService
-from gateway.services.tokens import TokenService
-from gateway.services.trackers import TrackerService
+from gateway.services.orders.book import OrderService
+from gateway.services.orders.intake import OrderIntake
+from gateway.services.printing.service import PrintService
+from gateway.services.trackers.inventory import TrackerService
 
 
 @dataclass(slots=True)

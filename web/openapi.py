@@ -24,9 +24,9 @@ from pydantic import BaseModel, TypeAdapter
 from gateway import __version__
 from gateway.core.errors import Code
 from web import schemas as sc
-from web import schemas_imprimo as si
-from web.api import imprinted
-from web.api import imprinted_schemas as isc
+from web.api.imprimo import schemas as si
+from web.api.imprinted import handlers as imprinted
+from web.api.imprinted import schemas as isc
 from web.envelope import ERRORS, IMPRIMO_ERRORS, is_imprimo
 from web.routes import ROUTES, Auth, Route
 

@@ -14,11 +14,12 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from web import schemas as sc
-from web import schemas_imprimo as si
-from web import schemas_radio as sr
-from web.api import imprimo, radio, tokens
-from web.api import trackertrack as tt
 from web.api.common import authenticate
+from web.api.imprimo import handlers as imprimo
+from web.api.imprimo import schemas as si
+from web.api.trackertrack import orders as tt
+from web.api.trackertrack import radio, tokens
+from web.api.trackertrack import radio_schemas as sr
 from web.ws import compat, native
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -213,7 +214,9 @@ ROUTES: list[Route] = [
 
 # The integration dialects keep their routes in their own modules (imported here, at the end of
 # the table, because they build `Route`s).
-from web import routes_cloudsignal, routes_imprinted, routes_printapi  # noqa: E402
+from web.api.cloudsignal import routes as routes_cloudsignal  # noqa: E402
+from web.api.imprinted import routes as routes_imprinted  # noqa: E402
+from web.api.order_status import routes as routes_printapi  # noqa: E402
 
 ROUTES += [*routes_imprinted.routes(), *routes_cloudsignal.routes(), *routes_printapi.routes()]
 

@@ -1,9 +1,9 @@
 """The Imprinted (seed 001) order queries: one app's orders, filtered, counted and paged in SQL.
 
 The order's Imprinted `status` is derived from the canonical model (items, location, payment);
-`STATUS_SQL` is the same rule as `gateway.services.imprinted_orders.order_status`, written in
-SQL so that a status filter, the count and the paging stay in the database. A property test
-keeps the two equal.
+`STATUS_SQL` is the same rule as
+`gateway.services.integrations.imprinted.orders.order_status`, written in SQL so that a status
+filter, the count and the paging stay in the database. A property test keeps the two equal.
 """
 
 from __future__ import annotations

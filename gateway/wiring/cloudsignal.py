@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.services.cloudsignal import KIND, CloudSignalService
-from web.api.cloudsignal import CLOUDSIGNAL
+from gateway.services.integrations.cloudsignal import KIND, CloudSignalService
+from web.api.cloudsignal.handlers import CLOUDSIGNAL
 
 if TYPE_CHECKING:
     from gateway.app import Gateway

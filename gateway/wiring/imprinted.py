@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.services.imprinted_auth import ImprintedAuth
-from gateway.services.imprinted_orders import ImprintedOrders
-from web.api.imprinted import IMPRINTED, Imprinted
+from gateway.services.integrations.imprinted.auth import ImprintedAuth
+from gateway.services.integrations.imprinted.orders import ImprintedOrders
+from web.api.imprinted.handlers import IMPRINTED, Imprinted
 
 if TYPE_CHECKING:
     from gateway.app import Gateway

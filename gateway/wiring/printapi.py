@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.services import printapi, trackertrack_webhooks
-from gateway.services.deliveries import BUSY_RATE, QUIET
-from gateway.services.printapi import PrintApiService
-from gateway.services.trackertrack_webhooks import TrackerTrackWebhooks
-from gateway.services.uplink import DEFAULT_TARGETS, TcpProbe, Uplink
-from web.api.deliveries_admin import DELIVERIES
-from web.api.printapi import PRINTAPI
+from gateway.services.integrations import order_status as printapi
+from gateway.services.integrations import trackertrack_hooks as trackertrack_webhooks
+from gateway.services.integrations.order_status import PrintApiService
+from gateway.services.integrations.trackertrack_hooks import TrackerTrackWebhooks
+from gateway.services.outbox.service import BUSY_RATE, QUIET
+from gateway.services.outbox.uplink import DEFAULT_TARGETS, TcpProbe, Uplink
+from web.api.admin.deliveries import DELIVERIES
+from web.api.order_status.handlers import PRINTAPI
 
 if TYPE_CHECKING:
     from gateway.app import Gateway

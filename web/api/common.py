@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.core.errors import AuthFailed, Code, ValidationFailed
 from gateway.core.models import TokenInfo
-from gateway.services.orders import OrderRef
+from gateway.services.orders.book import OrderRef
 from web.context import CTX
 
 DIGITS = re.compile(r"[0-9]{1,12}")

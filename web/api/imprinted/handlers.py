@@ -1,0 +1,289 @@
+"""The Imprinted order API (seed 001): signed requests, JSON or XML, one app's orders.
+
+    GET    /api/orders.php        list (ids, limit, page, since_id, created_at_*, status)
+    GET    /api/order.php?id=     one order
+    GET    /api/orders/count.php  count (same filters)
+    POST   /api/orders.php        create (JSON or XML by Content-Type; idempotent by external_id)
+    DELETE /api/orders.php?id=    cancel an unpaid order (it then shows deleted "true")
+
+Every call is verified first (gateway.services.integrations.imprinted.auth: the seed's SHA1
+scheme or the HMAC-SHA256 one, over the raw bytes); nothing is parsed, read or written for a
+caller that fails. Answers come in the request's format: `format=json|xml` for GET/DELETE, the
+body's Content-Type for POST; errors too: `{"error": {"code", "message"}}` or
+`<error><code/><message/></error>`.
+
+Plus the app management under /api/integrations/imprinted (Bearer token, table-tracker
+envelope): create an app (AppId + secret, shown once), list, revoke.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.core.errors import Code, Conflict, GatewayError, Unavailable, ValidationFailed
+from gateway.services.integrations.imprinted.auth import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    App,
+    ImprintedAuth,
+    SignedRequest,
+    split_query,
+)
+from gateway.services.integrations.imprinted.orders import ImprintedOrders, paid_at
+from gateway.services.orders.intake import OrderIntake
+from web import schemas as sc
+from web.api.common import read_json
+from web.api.imprinted import xml as ix
+from web.api.imprinted.parse import (
+    LIST_PARAMS,
+    ONE_PARAMS,
+    POST_PARAMS,
+    listing,
+    order_id,
+    order_spec,
+    query_params,
+    response_format,
+)
+from web.api.imprinted.render import order_dict
+from web.api.imprinted.schemas import AppIdParam
+from web.api.render import local_time
+from web.context import CTX
+from web.envelope import register_dialect, reply
+
+ORDERS = "/api/orders.php"
+ORDER = "/api/order.php"
+COUNT = "/api/orders/count.php"
+APPS = "/api/integrations/imprinted"
+PATHS = frozenset({ORDERS, ORDER, COUNT})
+JSON_TYPES = frozenset({"application/json", "text/json"})
+XML_TYPES = frozenset({"application/xml", "text/xml"})
+
+# The dialect's errors: code -> (HTTP status, default message). Others keep their class status.
+ERRORS: dict[Code, tuple[int, str]] = {
+    Code.AUTH_MALFORMED: (401, "Missing AppId or Signature."),
+    Code.AUTH_INVALID: (403, "Invalid AppId or Signature."),
+    Code.STALE_TIMESTAMP: (403, "X-Imprinted-Timestamp is outside the allowed window."),
+    Code.REPLAYED: (403, "This signed request was already received."),
+    Code.TOO_MANY_FAILURES: (429, "Too many failed authentications; retry later."),
+    Code.BAD_JSON: (400, "Invalid JSON body."),
+    Code.BAD_XML: (400, "Invalid XML body."),
+    Code.BAD_ORDER: (400, "Invalid order."),
+    Code.BAD_PARAMETER: (400, "Invalid parameter."),
+    Code.BAD_LIMIT: (400, "limit must be an integer from 1 to 250."),
+    Code.BAD_DATE: (400, "Invalid date."),
+    Code.BAD_ORDER_ID: (400, "Invalid order id."),
+    Code.BAD_STATUS_FILTER: (400, "Unknown status."),
+    Code.ORDER_NOT_FOUND: (404, "Order not found."),
+    Code.NOT_FOUND: (404, "Not found."),
+    Code.METHOD_NOT_ALLOWED: (405, "Method not allowed on this path."),
+    Code.HOST_REFUSED: (421, "Unknown Host: not this gateway's name or address."),
+    Code.ORDER_PAID: (409, "A paid order cannot be deleted."),
+    Code.ORDER_CLOSED: (409, "The order is already closed."),
+    Code.ORDER_NAME_TAKEN: (409, "Order number taken."),
+    Code.BODY_TOO_LARGE: (413, "Request body too large."),
+    Code.BODY_TIMEOUT: (408, "Request body not received in time."),
+    Code.MALFORMED_REQUEST: (400, "Malformed HTTP request."),
+    Code.UNSUPPORTED_MEDIA_TYPE: (415, "Content-Type must be application/json or "
+                                       "application/xml."),
+    Code.API_UNAVAILABLE: (503, "Unavailable right now; retry shortly."),
+    Code.STORAGE_FAILED: (503, "Storage failed; nothing was written. Retry shortly."),
+    Code.INTERNAL: (500, "Internal error."),
+}
+
+
+@dataclass(slots=True)
+class Imprinted:
+    """What the composition root hands these handlers (gateway/wiring/imprinted.py)."""
+
+    auth: ImprintedAuth
+    orders: ImprintedOrders
+
+
+IMPRINTED = web.AppKey("imprinted", Imprinted)
+
+# The admin route's path parameter, for the OpenAPI document (web.openapi reads this table).
+sc.PATH_PARAMS.setdefault("app_id", AppIdParam)
+
+
+# -- formats and the error envelope ----------------------------------------------------------
+
+
+def body_format(request: web.Request) -> str | None:
+    ctype = request.content_type.lower()
+    if ctype in JSON_TYPES or ctype.endswith("+json"):
+        return "json"
+    if ctype in XML_TYPES or ctype.endswith("+xml"):
+        return "xml"
+    return None
+
+
+def _error_format(request: web.Request) -> str:
+    try:
+        if request.method == "POST":
+            return body_format(request) or "json"
+        value = request.query.get("format", "")
+        return "xml" if value.strip().lower() == "xml" else "json"
+    except Exception:  # the envelope itself must never fail
+        return "json"
+
+
+def answer(fmt: str, status: int, root: str, value: Any,
+           headers: dict[str, str] | None = None) -> web.Response:
+    if fmt == "xml":
+        return web.Response(body=ix.render(root, value), status=status, headers=headers,
+                            content_type="application/xml", charset="utf-8")
+    return web.Response(body=orjson.dumps({root: value}), status=status, headers=headers,
+                        content_type="application/json")
+
+
+def fail(request: web.Request, code: Code, detail: str | None, status: int) -> web.Response:
+    status, default = ERRORS.get(code, (status, code.value))
+    headers: dict[str, str] = {}
+    if status in (429, 503):
+        headers["Retry-After"] = "60" if status == 429 else "2"
+    return answer(_error_format(request), status, "error",
+                  {"code": code.value, "message": detail or default}, headers)
+
+
+register_dialect(lambda path: path in PATHS, fail)
+
+
+# -- the signed request ----------------------------------------------------------------------
+
+
+def _service(request: web.Request) -> Imprinted:
+    try:
+        return request.app[IMPRINTED]
+    except KeyError:
+        raise Unavailable(Code.API_UNAVAILABLE, "The Imprinted API is not wired.") from None
+
+
+def _intake(request: web.Request) -> OrderIntake:
+    intake = request.app[CTX].intake
+    if intake is None:
+        raise Unavailable(Code.API_UNAVAILABLE, "Order intake is not available.")
+    return intake
+
+
+def _verify(request: web.Request, svc: Imprinted, body: bytes) -> tuple[SignedRequest, str]:
+    """The caller, and the query string it signed (the raw query without Signature)."""
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    raw_query = raw_query.partition("#")[0]
+    headers = {name: value for name in (SIGNATURE_HEADER, TIMESTAMP_HEADER)
+               if (value := request.headers.get(name)) is not None}
+    signed = svc.auth.verify(method=request.method, path=raw_path, raw_query=raw_query,
+                             body=body, headers=headers, client=request.remote)
+    return signed, split_query(raw_query)[0]
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    svc = _service(request)
+    signed, query = _verify(request, svc, b"")
+    params = query_params(query, LIST_PARAMS)
+    fmt = response_format(params.get("format"))
+    tz = request.app[CTX].config.tz
+    found = listing(params, signed.source, tz)
+    orders = await svc.orders.list(found.filters, limit=found.limit, offset=found.offset)
+    return answer(fmt, 200, "orders", [order_dict(o, tz) for o in orders])
+
+
+async def count_orders(request: web.Request) -> web.Response:
+    svc = _service(request)
+    signed, query = _verify(request, svc, b"")
+    params = query_params(query, LIST_PARAMS)  # limit and page are checked, and do not count
+    fmt = response_format(params.get("format"))
+    found = listing(params, signed.source, request.app[CTX].config.tz)
+    return answer(fmt, 200, "count", await svc.orders.count(found.filters))
+
+
+async def get_order(request: web.Request) -> web.Response:
+    svc = _service(request)
+    signed, query = _verify(request, svc, b"")
+    params = query_params(query, ONE_PARAMS)
+    fmt = response_format(params.get("format"))
+    order = await svc.orders.get(signed.source, order_id(params))
+    return answer(fmt, 200, "order", order_dict(order, request.app[CTX].config.tz))
+
+
+async def create_order(request: web.Request) -> web.Response:
+    svc = _service(request)
+    body = await request.read()  # bounded by client_max_size (413)
+    signed, query = _verify(request, svc, body)
+    query_params(query, POST_PARAMS)
+    fmt = body_format(request)
+    if fmt is None:
+        raise GatewayError(Code.UNSUPPORTED_MEDIA_TYPE,
+                           f"Content-Type {request.content_type[:60]!r} is not accepted: use "
+                           "application/json or application/xml.")
+    spec = order_spec(_decode(body, fmt))
+    intake = _intake(request)
+    claim = await svc.auth.claim(signed)  # after parsing: a refused body can be fixed and sent
+    try:
+        created = await intake.create(spec.items, source=signed.source, order_type="TO_GO",
+                                      external_id=spec.external_id, extra=spec.extra)
+    except (GatewayError, sqlite3.Error):  # nothing was written: a retry is not a replay
+        with contextlib.suppress(Exception):
+            await svc.auth.release(claim)
+        raise
+    order = order_dict(created.order, request.app[CTX].config.tz)
+    return answer(fmt, 201 if created.created else 200, "order", order)
+
+
+def _decode(body: bytes, fmt: str) -> Any:
+    if fmt == "xml":
+        try:
+            return ix.parse(body, "order")
+        except ix.XmlError as exc:
+            raise ValidationFailed(Code.BAD_XML, f"Invalid XML body: {exc}.") from None
+    if not body.strip():
+        raise ValidationFailed(Code.BAD_JSON, "Invalid JSON body: the body is empty.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed(Code.BAD_JSON, f"Invalid JSON body: {str(exc)[:200]}.") from None
+
+
+async def delete_order(request: web.Request) -> web.Response:
+    svc = _service(request)
+    signed, query = _verify(request, svc, b"")
+    params = query_params(query, ONE_PARAMS)
+    fmt = response_format(params.get("format"))
+    order = await svc.orders.get(signed.source, order_id(params))
+    if paid_at(order):
+        raise Conflict(Code.ORDER_PAID, f"Order {order.number} is paid; it cannot be deleted.")
+    cancelled = await _intake(request).cancel(order.uuid)
+    return answer(fmt, 200, "order", order_dict(cancelled, request.app[CTX].config.tz))
+
+
+# -- app management (Bearer token; the table-tracker envelope) -------------------------------
+
+
+def _app_dict(request: web.Request, app: App) -> dict[str, Any]:
+    return {"appId": app.app_id, "name": app.name,
+            "created": local_time(app.created, request.app[CTX].config.tz)}
+
+
+async def create_app(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    new = await _service(request).auth.create(body.get("name"))
+    app = _app_dict(request, new.app) | {"secret": new.secret}  # shown this once
+    return reply(201, 2, message="Imprinted app created.", app=app)
+
+
+async def list_apps(request: web.Request) -> web.Response:
+    apps = _service(request).auth.list()
+    return reply(200, 3, count=len(apps), items=[_app_dict(request, a) for a in apps])
+
+
+async def revoke_app(request: web.Request) -> web.Response:
+    await _service(request).auth.revoke(request.match_info["app_id"])
+    return reply(200, 1001, message="Imprinted app revoked.")
