@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from gateway.app import Gateway, build
 from gateway.settings import Settings, load_settings
+
+# The machines are shared and noisy: a property test judges behaviour, never speed.
+hypothesis_settings.register_profile(
+    "tablegate", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("tablegate")
 
 
 class _ErrorCollector(logging.Handler):
