@@ -212,7 +212,7 @@ async def printers(n: int) -> AsyncIterator[list[FastPrinter]]:
 
 @contextlib.asynccontextmanager
 async def service(db: Path, fakes: list[FastPrinter]) -> AsyncIterator[PrintService]:
-    """A PrintService as the gateway builds it (tests/support/print_harness.py), durable, started."""
+    """A PrintService as the gateway builds it (tests/support/print_harness.py), started."""
     writer, reader = Writer(db, synchronous="FULL"), Reader(db)
     await writer.open()
     await reader.open()
