@@ -11,6 +11,7 @@ import codecs
 import io
 import logging
 import os
+import pickle
 import sys
 import tempfile
 import threading
@@ -100,6 +101,7 @@ def _import_escpos() -> _Escpos:
     if "escpos.capabilities" in sys.modules:
         return _wrap_loaded(target)
     target.mkdir(parents=True, exist_ok=True)
+    _drop_damaged_pickles(target)
     os.environ[CACHE_ENV] = str(target)
     # capabilities.py runs `environ.get(KEY, mkdtemp())`: the default is evaluated even when the
     # variable is set, leaving an empty temp dir per process. Hand it the stable dir instead.
@@ -117,6 +119,20 @@ def _import_escpos() -> _Escpos:
             if handler not in handlers:
                 root.removeHandler(handler)
     return lib
+
+
+def _drop_damaged_pickles(target: Path) -> None:
+    # python-escpos writes its cache in place, without fsync: a power cut can leave it empty or
+    # torn, and its import then fails on every start. A cache that does not load is removed
+    # (escpos rebuilds it from its JSON); it holds nothing that cannot be rebuilt.
+    for cached in target.glob("*.capabilities.pickle"):
+        try:
+            with cached.open("rb") as f:
+                pickle.load(f)  # noqa: S301 - our own cache file, written by python-escpos
+        except Exception as exc:
+            log.warning("python-escpos cache %s is damaged (%s); rebuilding it", cached,
+                        type(exc).__name__)
+            cached.unlink(missing_ok=True)
 
 
 def _wrap_loaded(target: Path) -> _Escpos:

@@ -149,7 +149,7 @@ async def test_complete_bodies_still_work_on_a_kept_alive_connection(serve: Serv
         for name in ("1", "2"):
             body = json.dumps({"name": name, "orderType": "TO_GO"}).encode()
             writer.write(
-                f"POST {AO} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                f"POST {AO} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
             )
             await writer.drain()

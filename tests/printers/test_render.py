@@ -257,3 +257,24 @@ def test_upstream_escpos_still_leaks_a_temp_dir(tmp_path: Path) -> None:
     code = "import escpos.capabilities"
     subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True)
     assert len(list(scratch.iterdir())) == 1
+
+
+def test_a_damaged_capabilities_cache_is_rebuilt(tmp_path: Path) -> None:
+    """A power cut can leave python-escpos's cache empty or torn; the next start must not fail
+    on it (it did, in every gateway start after the cut, once escpos was loaded at start)."""
+    import platform
+    import subprocess
+    import sys
+
+    cache = tmp_path / "escpos"
+    cache.mkdir()
+    for name, damage in (("empty", b""), ("torn", b"\x80\x02}q\x00(X")):
+        pickle_file = cache / f"{platform.python_version()}.capabilities.pickle"
+        pickle_file.write_bytes(damage)
+        run = subprocess.run(
+            [sys.executable, "-c", "import sys; from printers import render; "
+             "render.configure(__import__('pathlib').Path(sys.argv[1])); render.warm_up(); "
+             "print(render.capabilities_pickle_dir())", str(cache)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, (name, run.stderr[-2000:])
+        assert pickle_file.stat().st_size > 1000, name  # rebuilt whole
