@@ -13,7 +13,7 @@ so every delay lies in [`shortest`, `longest`] = [first * (1 - jitter), cap], an
 jitter = 0 the delays are exactly first, first * factor, ..., cap, cap, ...
 
 Jitter only shortens a wait, for two reasons. The cap is a promise: a log line saying
-"retrying every 0.38..30 s" holds, and an operator who plugs a device back in waits at most
+"retrying every 0.375..30 s" holds, and an operator who plugs a device back in waits at most
 `cap`. And the spread survives at the cap: jitter both ways and a clamp at the cap would put
 half the draws on exactly `cap`, bringing pads unplugged together (one USB hub) back into
 lockstep just when they have been down longest.

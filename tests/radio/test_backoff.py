@@ -20,8 +20,13 @@ jitters = st.floats(0.0, 0.99)
 def policies(draw: st.DrawFn) -> Backoff:
     first = draw(firsts)
     cap = first * draw(st.floats(1.0, 1e4))
-    return Backoff(first, cap, factor=draw(factors), jitter=draw(jitters),
-                   rng=draw(st.randoms(use_true_random=False)))
+    return Backoff(
+        first,
+        cap,
+        factor=draw(factors),
+        jitter=draw(jitters),
+        rng=draw(st.randoms(use_true_random=False)),
+    )
 
 
 @given(policies(), st.integers(1, 200))
@@ -49,8 +54,9 @@ def test_the_same_seed_gives_the_same_delays(
     first: float, ratio: float, factor: float, jitter: float, seed: int
 ) -> None:
     def draws() -> list[float]:
-        policy = Backoff(first, first * ratio, factor=factor, jitter=jitter,
-                         rng=random.Random(seed))
+        policy = Backoff(
+            first, first * ratio, factor=factor, jitter=jitter, rng=random.Random(seed)
+        )
         return [policy.next() for _ in range(20)]
 
     assert draws() == draws()
@@ -95,6 +101,8 @@ def test_a_very_long_outage_does_not_overflow() -> None:
         ((1.0, 2.0), {"jitter": math.nan}),
     ],
 )
-def test_nonsense_parameters_are_refused(args: tuple[float, float], kwargs: dict[str, float]) -> None:
+def test_nonsense_parameters_are_refused(
+    args: tuple[float, float], kwargs: dict[str, float]
+) -> None:
     with pytest.raises(ValueError):
         Backoff(*args, **kwargs)
