@@ -336,23 +336,23 @@ class TrackerScanner:
 
     async def _restart(self) -> None:
         self.status = "restarting"
-        if await self._start_with_backoff(first_failure_logged=False):
+        if await self._start_with_backoff(failed_once=False):
             _LOGGER.info("BLE scanner restarted")
         self.stats.restarts += 1
 
     async def _wait_then_watch(self) -> None:
-        await self._start_with_backoff(first_failure_logged=True)
+        await self._start_with_backoff(failed_once=True)
         _LOGGER.info("Bluetooth adapter found; scanning for trackers")
         await self._watch()
 
-    async def _start_with_backoff(self, *, first_failure_logged: bool) -> bool:
+    async def _start_with_backoff(self, *, failed_once: bool) -> bool:
         """(Re)start the backend until it runs, waiting the radio's backoff after each failure.
 
-        Returns whether any attempt failed. `first_failure_logged`: start() has already said
-        why the first attempt failed, so this one waits before trying."""
+        Returns whether any attempt failed. `failed_once`: start() has just failed and logged
+        why, so wait before the first try here and log no second WARNING."""
         backoff = self._backoff
         backoff.reset()  # a new episode: the last one ended with a running scanner
-        failed = logged = first_failure_logged
+        failed = logged = failed_once
         while True:
             if failed:
                 await self._clock.sleep(backoff.next())
