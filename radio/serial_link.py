@@ -3,10 +3,9 @@
 The loop opens the port with pyserial (115200 8N1 raw; opening flushes stale input, as on the
 real hardware), asks the pad who it is (PING, answered by HELLO), then reads lines until the
 port fails, reports end of file, or the pad falls silent for `heartbeat_timeout`. It then waits
-the radio's backoff (radio.backoff: capped, jittered, exponential; back to the shortest wait once
-the pad has talked) and opens the port again. An unplugged pad is a normal
-event on a busy counter, not an error: one WARNING per outage, DEBUG per retry, INFO when the
-pad talks again.
+the radio's backoff (radio.backoff: capped, jittered, exponential; back to the first step once
+the pad has talked) and opens the port again. An unplugged pad is a normal event on a busy
+counter, not an error: one WARNING per outage, DEBUG per retry, INFO when the pad talks again.
 
 pyserial only opens, configures and closes the port (in a worker thread: on a wedged USB
 device those are control transfers that can block for seconds). Bytes move through the port's
