@@ -47,7 +47,7 @@ from printers import render as escpos_render
 from radio.advert import Flags, TrackerAdvert
 from radio.line import PadMessage, PairingMode, TrackerPresent
 from radio.pager import GattPager
-from radio.scanner import NoAdapterError, TrackerScanner
+from radio.scanner import TrackerScanner
 from radio.serial_link import PadLink
 from radio.simulator import Simulator
 from web.access_log import RedactingAccessLogger
@@ -352,7 +352,6 @@ class Radio:
     scanner: TrackerScanner
     links: list[PadLink] = field(default_factory=list)
     simulator: Simulator | None = None
-    waiting: asyncio.Task[None] | None = None  # retrying an adapter that was missing at start
 
     def receivers(self) -> list[Receiver]:
         found = [Receiver("bluetooth", "local-adapter", self.scanner.status,
@@ -368,10 +367,6 @@ class Radio:
         return found
 
     async def stop(self) -> None:
-        if self.waiting is not None:
-            self.waiting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.waiting
         for link in self.links:
             await link.stop()
         if self.simulator is not None:
@@ -408,22 +403,6 @@ def _pad_message(trackers: TrackerService) -> Callable[[PadLink, PadMessage], No
     return on_message
 
 
-async def _wait_for_adapter(scanner: TrackerScanner, first: float = 10.0,
-                            cap: float = 300.0) -> None:
-    """A USB dongle plugged in later, or bluetoothd starting late, is picked up without a
-    restart; the scanner's own watchdog takes over once it runs."""
-    delay = first
-    while True:
-        await asyncio.sleep(delay)
-        try:
-            await scanner.start()
-        except NoAdapterError:
-            delay = min(cap, delay * 2)
-            continue
-        log.info("Bluetooth adapter found; scanning for trackers")
-        return
-
-
 async def start_radio(settings: Settings, gw: Gateway) -> Radio:
     # Repeats pass through: they are what confirms a steady table (debouncing).
     scanner = TrackerScanner(_reading(gw.trackers), adapter=settings.bluetooth_adapter,
@@ -433,11 +412,7 @@ async def start_radio(settings: Settings, gw: Gateway) -> Radio:
     if settings.bluetooth and not simulate:
         if isinstance(gw.pager, RadioPager):
             gw.pager.delegate = GattPager(scanner.device, is_available=scanner.is_running)
-        try:
-            await scanner.start()
-        except NoAdapterError as exc:
-            log.warning("no Bluetooth: %s; trackers are not heard until an adapter appears", exc)
-            radio.waiting = asyncio.create_task(_wait_for_adapter(scanner), name="bt-adapter")
+        await scanner.start()  # without an adapter it says so and keeps looking for one
     ports = list(settings.pads)
     if simulate:
         radio.simulator = Simulator(scanner.on_advertisement, order_interval=6.0,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from radio.advert import PAGE_CHARACTERISTIC_UUID, Pattern, page_command
+from radio.backoff import Backoff
 
 if TYPE_CHECKING:
     from bleak import BleakClient
@@ -45,14 +47,17 @@ class GattPager:
         connect: Connector | None = None,
         client_class: type[BleakClient] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
+        Backoff(backoff, max_backoff)  # refuses nonsense bounds here, not at the first page
         self._device_lookup = device_lookup
         self._is_available = is_available
         self._attempts = attempts
         self._backoff = backoff
         self._max_backoff = max_backoff
+        self._rng = rng
         self._attempt_timeout = attempt_timeout
         self._connect = connect
         self._client_class = client_class
@@ -77,6 +82,8 @@ class GattPager:
         address = address.upper()
         lock = self._locks.setdefault(address, asyncio.Lock())
         async with lock:
+            # Jittered: two pages failing on the same busy adapter must not retry together.
+            backoff = Backoff(self._backoff, self._max_backoff, rng=self._rng)
             cause = "no attempt"
             last_exc: BaseException | None = None
             for attempt in range(1, self._attempts + 1):
@@ -93,7 +100,7 @@ class GattPager:
                         return
                 _LOGGER.debug("%s %s: attempt %d failed: %s", what, address, attempt, cause)
                 if attempt < self._attempts:
-                    await self._sleep(min(self._backoff * 2 ** (attempt - 1), self._max_backoff))
+                    await self._sleep(backoff.next())
             raise PagingError(
                 f"could not {what} tracker {address} after {self._attempts} attempts: {cause}"
             ) from last_exc

@@ -3,6 +3,10 @@
 Model: habluetooth's `scanner_bleak.py` (one entry point, a silence watchdog that restarts the
 scanner). bleak is imported only when a scanner starts, so demo mode and tests that inject
 advertisements do not pay for it.
+
+A missing adapter is not a failed start: `start()` reports it in `status` and `problem` and
+keeps trying in the background (a USB dongle plugged in later, bluetoothd starting late), with
+the same backoff (radio.backoff) as a restart after silence.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from radio.advert import COMPANY_ID, TrackerAdvert, decode
+from radio.backoff import Backoff
 
 if TYPE_CHECKING:
     from bleak.backends.device import BLEDevice
@@ -28,6 +34,8 @@ AdvertHandler = Callable[[str, TrackerAdvert, int | None], None]
 DetectionCallback = Callable[["BLEDevice", "AdvertisementData"], None]
 Status = Literal["stopped", "running", "restarting", "no-adapter"]
 
+# Between attempts to (re)start scanning. A probe is one D-Bus call, so an adapter that appears
+# is picked up within a minute at worst.
 BACKOFF_MIN = 1.0
 BACKOFF_MAX = 60.0
 _START_TIMEOUT = 15.0  # bleak's own D-Bus calls have no deadline; a wedged bluetoothd would hang
@@ -126,6 +134,7 @@ class TrackerScanner:
         repeat_filter: bool = True,
         factory: ScannerFactory = bleak_scanner,
         clock: MonotonicClock | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._on_advert = on_advert
         self._adapter = adapter
@@ -135,10 +144,13 @@ class TrackerScanner:
         self._clock = clock or SystemClock()
         self.stats = ScannerStats()
         self.status: Status = "stopped"
+        self.problem: NoAdapterError | None = None  # why the status is "no-adapter"
         self._seen: dict[str, _Seen] = {}  # by the address as reported (the hot path)
         self._trackers: dict[str, _Seen] = {}  # the same records by upper-case address
         self._backend: ScannerBackend | None = None
-        self._watchdog: asyncio.Task[None] | None = None
+        self._backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX, rng=rng)
+        # Waits for the adapter if it was missing at start, then watches for silence.
+        self._task: asyncio.Task[None] | None = None
         self._logged_causes: set[str] = set()
 
     # -- the entry point ------------------------------------------------------------------------
@@ -208,24 +220,34 @@ class TrackerScanner:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._watchdog is not None:
+        """Start scanning; without a usable adapter, keep trying in the background.
+
+        Returns after the first attempt: `status` is then "running", or "no-adapter" with the
+        reason in `problem` (logged once as a WARNING; INFO when the adapter appears)."""
+        if self._task is not None:
             return
         try:
             self._backend = await self._start_backend()
-        except NoAdapterError:
-            self.status = "no-adapter"
-            raise
+        except NoAdapterError as exc:
+            self.status, self.problem = "no-adapter", exc
+            _LOGGER.warning(
+                "no Bluetooth: %s; trackers are not heard until an adapter appears "
+                "(retrying every %.3g..%.3g s)",
+                exc, self._backoff.shortest, self._backoff.longest,
+            )
+            self._task = asyncio.create_task(self._wait_then_watch(), name="radio-scanner")
+            return
         self.status = "running"
-        self._watchdog = asyncio.create_task(self._watch(), name="radio-scanner-watchdog")
+        self._task = asyncio.create_task(self._watch(), name="radio-scanner")
 
     async def stop(self) -> None:
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is not None:
-            watchdog.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             try:
-                await watchdog
+                await task
             except asyncio.CancelledError:
-                if (task := asyncio.current_task()) is not None and task.cancelling():
+                if (current := asyncio.current_task()) is not None and current.cancelling():
                     raise
         await self._stop_backend()
         self.status = "stopped"
@@ -314,26 +336,42 @@ class TrackerScanner:
 
     async def _restart(self) -> None:
         self.status = "restarting"
-        delay = BACKOFF_MIN
-        logged = False
+        if await self._start_with_backoff(failed_once=False):
+            _LOGGER.info("BLE scanner restarted")
+        self.stats.restarts += 1
+
+    async def _wait_then_watch(self) -> None:
+        await self._start_with_backoff(failed_once=True)
+        _LOGGER.info("Bluetooth adapter found; scanning for trackers")
+        await self._watch()
+
+    async def _start_with_backoff(self, *, failed_once: bool) -> bool:
+        """(Re)start the backend until it runs, waiting the radio's backoff after each failure.
+
+        Returns whether any attempt failed. `failed_once`: start() has just failed and logged
+        why, so wait before the first try here and log no second WARNING."""
+        backoff = self._backoff
+        backoff.reset()  # a new episode: the last one ended with a running scanner
+        failed = logged = failed_once
         while True:
+            if failed:
+                await self._clock.sleep(backoff.next())
             await self._stop_backend()
             try:
                 self._backend = await self._start_backend()
             except Exception as exc:
-                self.status = "no-adapter" if isinstance(exc, NoAdapterError) else "restarting"
+                failed = True
+                if isinstance(exc, NoAdapterError):
+                    self.status, self.problem = "no-adapter", exc
+                else:
+                    self.status = "restarting"
                 if not logged:
                     logged = True
                     _LOGGER.warning(
                         "restarting the BLE scanner failed, retrying with backoff: %s", exc
                     )
                 else:
-                    _LOGGER.debug("restarting the BLE scanner failed again: %s", exc)
-                await self._clock.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
+                    _LOGGER.debug("starting the BLE scanner failed again: %s", exc)
                 continue
-            self.stats.restarts += 1
-            self.status = "running"
-            if logged:
-                _LOGGER.info("BLE scanner restarted")
-            return
+            self.status, self.problem = "running", None
+            return backoff.attempts > 0

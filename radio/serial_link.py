@@ -3,9 +3,9 @@
 The loop opens the port with pyserial (115200 8N1 raw; opening flushes stale input, as on the
 real hardware), asks the pad who it is (PING, answered by HELLO), then reads lines until the
 port fails, reports end of file, or the pad falls silent for `heartbeat_timeout`. It then waits
-a capped, jittered, exponential backoff and opens the port again. An unplugged pad is a normal
-event on a busy counter, not an error: one WARNING per outage, DEBUG per retry, INFO when the
-pad talks again.
+the radio's backoff (radio.backoff: capped, jittered, exponential; back to the first step once
+the pad has talked) and opens the port again. An unplugged pad is a normal event on a busy
+counter, not an error: one WARNING per outage, DEBUG per retry, INFO when the pad talks again.
 
 pyserial only opens, configures and closes the port (in a worker thread: on a wedged USB
 device those are control transfers that can block for seconds). Bytes move through the port's
@@ -31,6 +31,7 @@ from enum import Enum
 
 import serial
 
+from radio.backoff import Backoff
 from radio.line import MAX_LINE, Hello, LineError, PadMessage, Role, parse, ping_command
 
 __all__ = [
@@ -53,7 +54,6 @@ _WRITE_TIMEOUT = 2.0
 _CLOSE_TIMEOUT = 5.0
 # parse() applies MAX_LINE to the line without its CR LF; the assembler keeps room for the CR.
 _LINE_CAP = MAX_LINE + 1
-_MAX_EXPONENT = 16
 
 
 class LinkState(Enum):
@@ -147,9 +147,8 @@ class PadLink:
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
         heartbeat_timeout: float = 15.0,
+        rng: random.Random | None = None,
     ) -> None:
-        if not 0 < min_backoff <= max_backoff:
-            raise ValueError("backoff must satisfy 0 < min_backoff <= max_backoff")
         if heartbeat_timeout <= 0:
             raise ValueError("heartbeat_timeout must be positive")
         # As configured (a /dev/serial/by-id/... link on the box): the name an operator can
@@ -159,8 +158,8 @@ class PadLink:
         self.stats = LinkStats()
         self._on_message = on_message
         self._on_state = on_state
-        self._min_backoff = min_backoff
-        self._max_backoff = max_backoff
+        # Jitter keeps pads on one hub, all unplugged together, from retrying in lockstep.
+        self._backoff = Backoff(min_backoff, max_backoff, rng=rng)  # ValueError if nonsense
         self._heartbeat_timeout = heartbeat_timeout
 
         self._state = LinkState.STOPPED
@@ -176,7 +175,6 @@ class PadLink:
         self._buffer = bytearray()
         self._discarding = False
 
-        self._failures = 0  # consecutive attempts that did not reach the pad
         self._opened_before = False
         self._heard_in_session = False
         self._ever_heard = False
@@ -216,7 +214,7 @@ class PadLink:
             return
         self._outage_since = time.monotonic()
         self._outage_logged = False
-        self._failures = 0
+        self._backoff.reset()
         self._set_state(LinkState.CONNECTING)
         self._task = asyncio.create_task(self._run(), name=f"pad-link {self.port}")
 
@@ -287,9 +285,9 @@ class PadLink:
             try:
                 await self._attempt()
             except Exception as exc:  # a bug here must not end the pad's loop for good
-                self._failures += 1
                 self._log_unexpected("link loop", exc)
-            delay = self._next_delay()
+            # Each wait is longer until the pad talks again (which resets the policy).
+            delay = self._backoff.next()
             self._set_state(LinkState.BACKOFF)
             await asyncio.sleep(delay)
 
@@ -299,15 +297,12 @@ class PadLink:
             port = await self._open()
         except (serial.SerialException, OSError) as exc:
             # The by-id link is absent while the pad is unplugged: a retry, not an error.
-            self._failures += 1
             self._unavailable(str(exc))
             return
         try:
             reason = await self._session(port)
         finally:
             await self._close(port)
-        if not self._heard_in_session:
-            self._failures += 1
         self._lost_link(reason)
 
     async def _open(self) -> serial.Serial:
@@ -406,13 +401,6 @@ class PadLink:
         if not lost.done():
             lost.set_result(reason)
 
-    def _next_delay(self) -> float:
-        exponent = min(max(self._failures - 1, 0), _MAX_EXPONENT)
-        base = self._min_backoff * 2.0**exponent
-        # Jitter keeps pads on one hub, all unplugged together, from retrying in lockstep.
-        jittered = base * random.uniform(0.75, 1.25)
-        return min(self._max_backoff, max(self._min_backoff, jittered))
-
     # Lines and messages.
     def _line(self, line: bytes) -> None:
         if not line.rstrip(b"\r"):
@@ -456,7 +444,7 @@ class PadLink:
         # The outage ends when the pad talks, not when the port opens: a port that opens but
         # stays silent is still the same outage, and must not log again.
         self._heard_in_session = True
-        self._failures = 0
+        self._backoff.reset()
         if self._outage_since is not None:
             if self._ever_heard or self._outage_logged:
                 log.info("pad %s back after %.1f s", self.port, now - self._outage_since)
@@ -474,8 +462,8 @@ class PadLink:
             log.debug("pad %s still unavailable: %s", self.port, reason)
             return
         self._outage_logged = True
-        log.warning("pad %s unavailable (%s); retrying every %g..%g s", self.port, reason,
-                    self._min_backoff, self._max_backoff)
+        log.warning("pad %s unavailable (%s); retrying every %.3g..%.3g s", self.port, reason,
+                    self._backoff.shortest, self._backoff.longest)
 
     def _lost_link(self, reason: str) -> None:
         if self._outage_since is not None:

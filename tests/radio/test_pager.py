@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError
 
 from radio.advert import PAGE_CHARACTERISTIC_UUID, AdvertError, Pattern, page_command
+from radio.backoff import JITTER, Backoff
 from radio.pager import GattPager, PagingError
 
 ADDR = "C0:FF:EE:00:00:42"
@@ -78,6 +80,11 @@ def devices(*addresses: str) -> dict[str, BLEDevice]:
     return {a: BLEDevice(a, "tracker", {}) for a in addresses}
 
 
+def waits_within(waits: list[float], steps: list[float]) -> bool:
+    return len(waits) == len(steps) and all(
+        step * (1 - JITTER) <= wait <= step for wait, step in zip(waits, steps, strict=True))
+
+
 def make_pager(radio: FakeRadio, known: dict[str, BLEDevice] | None = None,
                **kw: Any) -> tuple[GattPager, Sleeps]:
     table = devices(ADDR) if known is None else known
@@ -128,7 +135,29 @@ async def test_connect_failures_are_retried_with_backoff() -> None:
     pager, sleeps = make_pager(radio, attempts=3)
     await pager.page(ADDR)
     assert len(radio.calls) == 3 and len(radio.writes) == 1
-    assert sleeps.calls == [1.0, 2.0]
+    assert waits_within(sleeps.calls, [1.0, 2.0])
+
+
+async def test_retries_wait_by_the_radio_policy_and_are_jittered() -> None:
+    # Two pages failing together on one busy adapter must not retry in step.
+    waits: list[list[float]] = []
+    for seed in (1, 2):
+        radio = FakeRadio(*[BleakError("busy")] * 4)
+        pager, sleeps = make_pager(radio, attempts=5, backoff=0.5, max_backoff=2.0,
+                                   rng=random.Random(seed))
+        await pager.page(ADDR)
+        twin = Backoff(0.5, 2.0, rng=random.Random(seed))
+        assert sleeps.calls == [twin.next() for _ in range(4)]
+        assert waits_within(sleeps.calls, [0.5, 1.0, 2.0, 2.0])
+        waits.append(sleeps.calls)
+    assert waits[0] != waits[1]
+
+
+def test_nonsense_backoff_is_refused_at_construction() -> None:
+    for first, cap in [(0.0, 1.0), (2.0, 1.0)]:
+        with pytest.raises(ValueError):
+            GattPager(devices(ADDR).get, is_available=lambda: True, backoff=first,
+                      max_backoff=cap)
 
 
 async def test_all_attempts_failing_raise_paging_error_with_the_cause() -> None:
@@ -139,7 +168,7 @@ async def test_all_attempts_failing_raise_paging_error_with_the_cause() -> None:
                                           r"attempts: BleakError: .*le-connection-abort") as info:
         await pager.page(ADDR)
     assert info.value.__cause__ is last
-    assert sleeps.calls == [1.0, 2.0, 3.0, 3.0]  # capped
+    assert waits_within(sleeps.calls, [1.0, 2.0, 3.0, 3.0])  # capped
     assert radio.writes == []
 
 
@@ -270,7 +299,7 @@ async def test_through_the_real_retry_connector() -> None:
     assert client.kwargs.get("_is_retry_client") is True
     assert client.written == [(PAGE_CHARACTERISTIC_UUID, bytes([1, 1, 5]), True)]
     assert not client.connected
-    assert sleeps.calls == [1.0]  # the first round failed inside establish_connection
+    assert waits_within(sleeps.calls, [1.0])  # the first round failed inside establish_connection
 
     FakeBleakClient.connect_errors = [BleakError("org.bluez.Error.Failed")] * 2
     with pytest.raises(PagingError, match=r"BleakConnectionError: .*Failed to connect after 1"):

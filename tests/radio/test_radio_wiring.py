@@ -62,18 +62,21 @@ async def test_demo_pairs_the_simulated_trackers(tmp_path: Any) -> None:
         await gw.reader.close()
 
 
-async def test_an_adapter_that_appears_later_is_picked_up() -> None:
-    from gateway.app import _wait_for_adapter
-    from radio.scanner import NoAdapterError
-
-    class LateAdapter:
-        attempts = 0
-
-        async def start(self) -> None:
-            self.attempts += 1
-            if self.attempts < 3:
-                raise NoAdapterError("not yet")
-
-    scanner = LateAdapter()
-    await asyncio.wait_for(_wait_for_adapter(scanner, first=0.01), 5)  # type: ignore[arg-type]
-    assert scanner.attempts == 3
+async def test_the_scanner_keeps_looking_for_the_adapter_until_the_radio_stops(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The retry is the scanner's own (radio.backoff); the composition root only starts it.
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
+    settings = make_settings(tmp_path / "d")
+    gw = await build(settings)
+    radio = await start_radio(settings, gw)
+    try:
+        assert radio.scanner.status == "no-adapter"
+        assert "BlueZ not reachable" in str(radio.scanner.problem)
+        retrying = [t for t in asyncio.all_tasks() if t.get_name() == "radio-scanner"]
+        assert len(retrying) == 1 and not retrying[0].done()
+    finally:
+        await radio.stop()
+        await gw.writer.close()
+        await gw.reader.close()
+    assert retrying[0].done() and radio.scanner.status == "stopped"

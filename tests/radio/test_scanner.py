@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +21,8 @@ from bleak.exc import (
 )
 
 from radio.advert import COMPANY_ID, Flags, TrackerAdvert, encode
-from radio.scanner import BACKOFF_MAX, NoAdapterError, TrackerScanner
+from radio.backoff import JITTER, Backoff
+from radio.scanner import BACKOFF_MAX, BACKOFF_MIN, NoAdapterError, TrackerScanner
 
 ADDR = "c0:ff:ee:00:00:42"
 Seen = list[tuple[str, TrackerAdvert, int | None]]
@@ -271,14 +274,18 @@ async def test_start_stop_with_a_fake_backend() -> None:
         BleakError("adapter 'hci1' not found"),
     ],
 )
-async def test_no_adapter(error: Exception) -> None:
+async def test_no_adapter(error: Exception, caplog: pytest.LogCaptureFixture) -> None:
     scanner = TrackerScanner(lambda *_: None, adapter="hci1", factory=Factory(error))
-    with pytest.raises(NoAdapterError, match=r"no Bluetooth adapter \(hci1\) available") as info:
-        await scanner.start()
-    assert info.value.__cause__ is error
-    assert str(info.value).startswith(f"no Bluetooth adapter (hci1) available: {error.args[0]} (")
-    assert scanner.status == "no-adapter"
+    await scanner.start()  # not an error: reported, and retried in the background
+    assert scanner.status == "no-adapter" and not scanner.is_running()
+    assert isinstance(scanner.problem, NoAdapterError) and scanner.problem.__cause__ is error
+    message = str(scanner.problem)
+    assert message.startswith(f"no Bluetooth adapter (hci1) available: {error.args[0]} (")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and message in warnings[0].getMessage()
+    assert "retrying every 0.75..60 s" in warnings[0].getMessage()
     await scanner.stop()
+    assert scanner.status == "stopped"
 
 
 async def test_no_system_bus_with_the_real_bleak_backend(
@@ -287,17 +294,79 @@ async def test_no_system_bus_with_the_real_bleak_backend(
     bus = f"unix:path={tmp_path}/no-such-bus"
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", bus)
     scanner = TrackerScanner(lambda *_: None)
-    with pytest.raises(NoAdapterError) as info:
-        await scanner.start()
-    assert str(info.value).startswith(f"BlueZ not reachable over D-Bus at {bus}: ")
-    assert scanner.status == "no-adapter"
+    await scanner.start()
+    try:
+        assert str(scanner.problem).startswith(f"BlueZ not reachable over D-Bus at {bus}: ")
+        assert scanner.status == "no-adapter"
+    finally:
+        await scanner.stop()
 
 
 async def test_an_adapter_that_cannot_scan() -> None:
     not_ready = BleakDBusError("org.bluez.Error.NotReady", ["Resource Not Ready"])
     scanner = TrackerScanner(lambda *_: None, factory=Factory(not_ready))
-    with pytest.raises(NoAdapterError, match=r"adapter \(default\) cannot scan: .*NotReady"):
-        await scanner.start()
+    await scanner.start()
+    try:
+        assert scanner.status == "no-adapter"
+        assert re.match(r"the Bluetooth adapter \(default\) cannot scan: .*NotReady",
+                        str(scanner.problem))
+    finally:
+        await scanner.stop()
+
+
+def within(delays: list[float], steps: list[float]) -> bool:
+    return len(delays) == len(steps) and all(
+        step * (1 - JITTER) <= delay <= step for delay, step in zip(delays, steps, strict=True))
+
+
+async def test_a_missing_adapter_is_picked_up_when_it_appears(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="radio.scanner")
+    unplugged = BleakBluetoothNotAvailableError(
+        "No Bluetooth adapters found.", BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
+    clock, factory = SteppedClock(), Factory(*[unplugged] * 4)
+    seen: Seen = []
+    scanner = TrackerScanner(lambda a, ad, rssi: seen.append((a, ad, rssi)), silence_timeout=60,
+                             factory=factory, clock=clock, rng=random.Random(4))
+    await scanner.start()
+    try:
+        assert scanner.status == "no-adapter" and factory.calls == 1
+        await clock.advance(1 + 2 + 4)  # the waits never exceed their step
+        assert factory.calls == 4 and scanner.status == "no-adapter"
+        await clock.advance(8)
+        assert factory.calls == 5 and scanner.status == "running" and scanner.problem is None
+        twin = Backoff(BACKOFF_MIN, BACKOFF_MAX, rng=random.Random(4))
+        waits = clock.sleeps[:4]  # then the watchdog's first check
+        assert waits == [twin.next() for _ in range(4)]  # exactly the radio's policy
+        assert within(waits, [1, 2, 4, 8]) and clock.sleeps[4:] == [15.0]
+        assert scanner.stats.restarts == 0
+        messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+        warnings = [m for level, m in messages if level >= logging.WARNING]
+        assert len(warnings) == 1
+        assert warnings[0].startswith("no Bluetooth: no Bluetooth adapter (hciN) available")
+        assert (logging.INFO, "Bluetooth adapter found; scanning for trackers") in messages
+        factory.made[-1].callback(BLEDevice(ADDR, None, {}), bleak_advert({COMPANY_ID: advert()}))
+        assert len(seen) == 1
+        await clock.advance(75)  # and the watchdog has taken over
+        assert scanner.stats.restarts == 1 and factory.calls == 6
+    finally:
+        await scanner.stop()
+    assert scanner.status == "stopped" and factory.made[-1].stops == 1
+
+
+async def test_stop_ends_the_wait_for_an_adapter() -> None:
+    clock = SteppedClock()
+    factory = Factory(*[BleakError("adapter 'hci0' not found")] * 100)
+    scanner = TrackerScanner(lambda *_: None, factory=factory, clock=clock)
+    await scanner.start()
+    await clock.advance(100)
+    calls = factory.calls
+    assert calls > 3
+    await scanner.stop()
+    await clock.advance(1000)
+    assert factory.calls == calls and scanner.status == "stopped"
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "radio-scanner"]
 
 
 # -- the silence watchdog --------------------------------------------------------------------------
@@ -349,7 +418,7 @@ async def test_a_failing_restart_backs_off_and_recovers(caplog: pytest.LogCaptur
         assert scanner.status == "no-adapter"
         await clock.advance(4)
         assert scanner.status == "running" and scanner.stats.restarts == 1
-        assert clock.sleeps[4:7] == [1.0, 2.0, 4.0]  # after four watchdog checks: the backoff
+        assert within(clock.sleeps[4:7], [1.0, 2.0, 4.0])  # after four watchdog checks: backoff
         failures = [r for r in caplog.records if "scanner failed" in r.getMessage()]
         assert len(failures) == 1  # the others went to DEBUG
     finally:
@@ -364,9 +433,10 @@ async def test_backoff_is_capped() -> None:
     factory.failures = [BleakError("down")] * 100
     try:
         await clock.advance(2000)
-        backoffs = clock.sleeps[clock.sleeps.index(1.0):]
-        assert max(backoffs) == BACKOFF_MAX
-        assert backoffs[:7] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0]
+        backoffs = clock.sleeps[4:]  # after four watchdog checks of 0.5 s
+        assert len(backoffs) > 10 and max(backoffs) <= BACKOFF_MAX
+        assert within(backoffs[:10], [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0, 60.0])
+        assert len(set(backoffs[6:])) == len(backoffs[6:])  # spread even at the cap
         assert scanner.stats.restarts == 0 and scanner.status == "no-adapter"
     finally:
         await scanner.stop()

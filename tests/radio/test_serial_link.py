@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import threading
 import time
 import tty
@@ -22,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from radio import serial_link
+from radio.backoff import JITTER, Backoff
 from radio.line import (
     MAX_LINE,
     Ack,
@@ -459,15 +461,45 @@ async def test_a_port_that_opens_but_never_talks_is_one_outage(
     assert rig.link.stats.reconnects >= 3
 
 
-def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    link = PadLink("/dev/null", lambda _link, _message: None, min_backoff=0.5, max_backoff=30)
-    for failures, low, high in [(0, 0.5, 0.625), (1, 0.5, 0.625), (2, 0.75, 1.25),
-                                (3, 1.5, 2.5), (7, 24, 30), (1000, 30, 30)]:
-        link._failures = failures
-        delays = {link._next_delay() for _ in range(50)}
-        assert all(low <= d <= high for d in delays), (failures, delays)
-        if low < high:
-            assert len(delays) > 1  # jittered
+class RecordingBackoff(Backoff):
+    __slots__ = ("drawn",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.drawn: list[float] = []
+
+    def next(self) -> float:
+        self.drawn.append(super().next())
+        return self.drawn[-1]
+
+
+def within(delay: float, step: float) -> bool:
+    return step * (1 - JITTER) <= delay <= step
+
+
+async def test_waits_grow_while_the_pad_is_away_and_start_over_once_it_talks(rig: Rig) -> None:
+    policy = rig.link._backoff = RecordingBackoff(0.01, 0.05, rng=random.Random(5))
+    await rig.link.start()
+    await rig.attempts(6)  # nothing at the by-id path yet
+    steps = [0.01, 0.02, 0.04, 0.05, 0.05]
+    assert all(map(within, policy.drawn[:5], steps)), policy.drawn
+    assert len(set(policy.drawn)) == len(policy.drawn)  # jittered
+    pad = rig.plug()
+    await pad.answer_ping()
+    await rig.got(1)
+    drawn = len(policy.drawn)
+    pad.unplug()
+    await rig.attempts(2)
+    assert within(policy.drawn[drawn], 0.01), policy.drawn[drawn:]  # the pad talked: reset
+    assert within(policy.drawn[drawn + 1], 0.02), policy.drawn[drawn:]
+
+
+def test_the_link_uses_the_radio_policy_with_its_own_bounds() -> None:
+    link = PadLink("/dev/null", lambda _link, _message: None, min_backoff=0.5, max_backoff=30,
+                   rng=random.Random(1))
+    delays = [link._backoff.next() for _ in range(12)]
+    steps = [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30]
+    assert all(map(within, delays, steps)), delays
 
 
 async def test_send_racing_an_unplug_raises_without_logging_errors(rig: Rig) -> None:
