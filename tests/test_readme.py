@@ -68,3 +68,25 @@ def test_readme_printing_examples(tmp_path: Path) -> None:
         assert answers[3]["device"]["station"] == "bar"
     finally:
         gw.kill()
+
+
+def test_settings_table_is_generated_from_the_model() -> None:
+    from gateway.settings_table import BEGIN, END, markdown
+
+    text = (ROOT / "README.md").read_text()
+    assert BEGIN in text and END in text, "README lost the settings-table markers"
+    in_readme = text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip()
+    assert in_readme == markdown().strip(), (
+        "README's settings table differs from gateway/settings.py; run "
+        "`.venv/bin/python -m gateway.settings_table --write` and commit README.md"
+    )
+
+
+def test_every_setting_has_a_meaning_and_a_row() -> None:
+    from gateway.settings import Settings
+    from gateway.settings_table import markdown
+
+    table = markdown()
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"setting {name} has no description="
+        assert f"| `{name}` |" in table
