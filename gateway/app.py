@@ -24,7 +24,7 @@ from gateway.core.models import Receiver, TrackerReading
 from gateway.core.netguard import ConnectGuard
 from gateway.core.ports import Pager, SystemClock
 from gateway.core.printing import Source
-from gateway.demo import DemoKitchen
+from gateway.demo import DemoKitchen, simulator_may_start, started_by
 from gateway.loop_health import LoopWatch, StopSignals
 from gateway.services.alarms import DATABASE_MISSING, Alarms
 from gateway.services.config import ConfigService
@@ -424,6 +424,12 @@ async def _wait_for_adapter(scanner: TrackerScanner, first: float = 10.0,
         return
 
 
+def demo_kitchen(gw: Gateway, radio: Radio, delay: tuple[float, float] = (8, 20)) -> DemoKitchen:
+    assert radio.simulator is not None  # demo mode always simulates
+    ours = started_by(radio.simulator.started)
+    return DemoKitchen(gw.ctx.bus, gw.ctx.orders, ours=ours, delay=delay)
+
+
 async def start_radio(settings: Settings, gw: Gateway) -> Radio:
     # Repeats pass through: they are what confirms a steady table (debouncing).
     scanner = TrackerScanner(_reading(gw.trackers), adapter=settings.bluetooth_adapter,
@@ -441,7 +447,8 @@ async def start_radio(settings: Settings, gw: Gateway) -> Radio:
     ports = list(settings.pads)
     if simulate:
         radio.simulator = Simulator(scanner.on_advertisement, order_interval=6.0,
-                                    speed=settings.simulator_speed, seed=settings.simulator_seed)
+                                    speed=settings.simulator_speed, seed=settings.simulator_seed,
+                                    may_start=simulator_may_start(gw.ctx.orders))
         await radio.simulator.start()
         if isinstance(gw.pager, RadioPager):
             gw.pager.delegate = SimulatorPager(radio.simulator)
@@ -494,7 +501,7 @@ async def _serve(settings: Settings, t0: float, stop: asyncio.Event,
                  ready: asyncio.Event | None) -> None:
     gw = await build(settings)
     radio = await start_radio(settings, gw)
-    kitchen = DemoKitchen(gw.ctx.bus, gw.ctx.orders) if settings.demo else None
+    kitchen = demo_kitchen(gw, radio) if settings.demo else None
 
     async def stop_radio(_: web.Application) -> None:
         # After the feeds closed, before the store closes (ARCHITECTURE.md §7).

@@ -90,3 +90,18 @@ def test_every_setting_has_a_meaning_and_a_row() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, f"setting {name} has no description="
         assert f"| `{name}` |" in table
+
+
+def test_examples_use_order_numbers_the_simulator_never_uses() -> None:
+    # The demo's simulated trackers start orders named by their numbers; a hand-typed example
+    # on one of those numbers would meet (or be refused by) the simulated restaurant.
+    import inspect
+
+    from radio.simulator import Simulator
+
+    simulated = inspect.signature(Simulator).parameters["trackers"].default
+    text = "".join(re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S))
+    numbers = re.findall(r'"(?:name|number)": "(\d+)"|activeorders/(\d+)', text)
+    used = {int(a or b) for a, b in numbers}
+    assert used, "the README examples name no order numbers any more: update this test"
+    assert all(n > simulated for n in used), sorted(used)
