@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import secrets
 import time
@@ -543,7 +544,8 @@ async def _serve(settings: Settings, t0: float, stop: asyncio.Event,
         gc.set_threshold(20_000, 50, 100)
         if settings.mdns_enabled and not stop.is_set():
             # Registered only once the port answers, so a client that resolves us can connect.
-            advertiser = await _advertise(settings, gw.ctx.gateway_id, stop)
+            listening = [str(sockname[0]) for sockname in runner.addresses]
+            advertiser = await _advertise(settings, gw.ctx.gateway_id, stop, listening)
         await stop.wait()
     finally:
         log.info("stopping")
@@ -553,16 +555,27 @@ async def _serve(settings: Settings, t0: float, stop: asyncio.Event,
         log.info("stopped")
 
 
-async def _advertise(settings: Settings, gateway_id: str, stop: asyncio.Event) -> Advertiser | None:
-    from gateway.discovery import Advertiser
+async def _advertise(settings: Settings, gateway_id: str, stop: asyncio.Event,
+                     listening: list[str]) -> Advertiser | None:
+    from gateway.discovery import Advertiser, advertised_addresses
 
+    addresses = advertised_addresses(listening, settings.mdns_interfaces)
+    if not addresses:
+        # Records naming addresses where nothing listens would send clients nowhere.
+        log.info("mDNS: not advertising: the API listens only on %s, %s", ", ".join(listening),
+                 f"outside mdns_interfaces {settings.mdns_interfaces}" if settings.mdns_interfaces
+                 else "loopback: no other machine could connect")
+        return None
+    wildcard = any(ipaddress.ip_address(a.partition("%")[0]).is_unspecified for a in listening)
     try:
         advertiser = Advertiser(
             port=settings.port,
             gateway_id=gateway_id,
             version=__version__,
             instance_name=settings.instance_name,
-            interfaces=settings.mdns_interfaces,
+            # Bound to one address: speak mDNS only where that address lives.
+            interfaces=settings.mdns_interfaces or (None if wildcard else addresses),
+            host_addresses=addresses,
         )
     except ValueError as exc:
         log.warning("mDNS disabled: %s", exc)

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     host: str = Field(
         "0.0.0.0",  # noqa: S104 - an appliance serves its LAN
         description="address the API listens on (`0.0.0.0` or `::`: every interface); also "
-        "`--host`. mDNS advertises only addresses the API listens on, none on loopback",
+        "`--host`. mDNS advertises only the addresses the API listens on",
     )
     port: int = Field(8000, ge=1, le=65535, description="TCP port of the API; also `--port`")
     data_dir: Path = Field(
@@ -174,8 +174,8 @@ class Settings(BaseSettings):
     )
     mdns_interfaces: list[str] | None = Field(
         None, json_schema_extra=shown("all"),
-        description="interface addresses mDNS speaks on; with `host` `0.0.0.0`/`::` the "
-        "advertised addresses are these",
+        description="addresses of the interfaces mDNS speaks on (default: all for a wildcard "
+        "`host`, else `host`'s); a loopback `host` is advertised only when named here",
     )
     instance_name: str = Field(
         "Tablegate", min_length=1, max_length=63, description="DNS-SD instance name"
