@@ -105,3 +105,11 @@ def test_examples_use_order_numbers_the_simulator_never_uses() -> None:
     used = {int(a or b) for a, b in numbers}
     assert used, "the README examples name no order numbers any more: update this test"
     assert all(n > simulated for n in used), sorted(used)
+
+
+def test_readme_says_the_preview_answers_json() -> None:
+    # test_readme_printing_examples parses the preview's answer as JSON; the words must agree.
+    text = (ROOT / "README.md").read_text()
+    before = text[: text.index("/demo-kitchen/preview ")].splitlines()
+    comments = [line for line in before[-3:] if line.startswith("#")]
+    assert any("JSON" in line for line in comments), comments
