@@ -19,8 +19,15 @@ V2 = "/api/v2/activeorders"
 async def test_simulator_and_kitchen_never_touch_orders_they_did_not_start(
     tmp_path: Path, aiohttp_client: Any
 ) -> None:
-    settings = make_settings(tmp_path / "d", simulator=True, bluetooth=False, simulator_speed=50,
-                             simulator_seed=3, debounce_readings=1, debounce_seconds=0)
+    settings = make_settings(
+        tmp_path / "d",
+        simulator=True,
+        bluetooth=False,
+        simulator_speed=50,
+        simulator_seed=3,
+        debounce_readings=1,
+        debounce_seconds=0,
+    )
     gw = await build(settings)
     events: list[OrderEvent] = []
 
@@ -41,9 +48,14 @@ async def test_simulator_and_kitchen_never_touch_orders_they_did_not_start(
         assert resp.status == 201, await resp.text()
         mine[name] = gw.ctx.orders.lookup(name)
 
-    for name, kind, dummy in [("1", "ON_PREMISES", False), ("2", "ON_PREMISES", False),
-                              ("3", "TO_GO", False), ("4", "ON_PREMISES", False),
-                              ("5", "TO_GO", True), ("6", "TO_GO", True)]:
+    for name, kind, dummy in [
+        ("1", "ON_PREMISES", False),
+        ("2", "ON_PREMISES", False),
+        ("3", "TO_GO", False),
+        ("4", "ON_PREMISES", False),
+        ("5", "TO_GO", True),
+        ("6", "TO_GO", True),
+    ]:
         await create(name, kind, dummy)
     radio = await start_radio(settings, gw)
     kitchen = demo_kitchen(gw, radio, delay=(0.05, 0.1))
@@ -58,15 +70,22 @@ async def test_simulator_and_kitchen_never_touch_orders_they_did_not_start(
 
         async def restaurant_busy() -> None:
             # Bounded: the simulated restaurant starts, pages and clears its own orders.
-            while not (len(simulated(OrderEventType.NEW_ORDER)) >= 8
-                       and any(e.order.clear_reason is ClearReason.TRACKER
-                               for e in simulated(OrderEventType.ORDER_CLEARED))
-                       and any(e.order.paged for e in simulated(OrderEventType.ORDER_PAGED))):
+            while not (
+                len(simulated(OrderEventType.NEW_ORDER)) >= 8
+                and any(
+                    e.order.clear_reason is ClearReason.TRACKER
+                    for e in simulated(OrderEventType.ORDER_CLEARED)
+                )
+                and any(e.order.paged for e in simulated(OrderEventType.ORDER_PAGED))
+            ):
                 await asyncio.sleep(0.05)
 
         await asyncio.wait_for(restaurant_busy(), 30)
-        touched = [(e.type.value, e.order.name) for e in events if e.order.uuid in ours
-                   and e.type is not OrderEventType.NEW_ORDER]
+        touched = [
+            (e.type.value, e.order.name)
+            for e in events
+            if e.order.uuid in ours and e.type is not OrderEventType.NEW_ORDER
+        ]
         assert touched == []
         for name, before in mine.items():
             assert gw.ctx.orders.lookup(name) == before, name
