@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from gateway import __version__
 from gateway.settings import Settings, SettingsError, load_settings
 
 
@@ -77,22 +78,29 @@ def _token_window(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tablegate", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tablegate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="address to listen on (setting host; default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port to listen on (setting port; default 8000)")
     serve.add_argument("--config", type=Path, help="TOML settings file")
     serve.add_argument("--demo", action="store_true", help="demo mode (simulated devices)")
     serve.add_argument("--new-database", action="store_true",
                        help="start with an empty database even though this box had one")
     serve.set_defaults(func=_serve)
     window = sub.add_parser("token-window", help="open the token window of the local gateway")
-    window.add_argument("--config", type=Path)
-    window.add_argument("--port", type=int)
+    window.add_argument("--config", type=Path,
+                        help="TOML settings file of the gateway (for its data_dir and port)")
+    window.add_argument("--port", type=int,
+                        help="port of the gateway on 127.0.0.1 (default: the setting port)")
     window.set_defaults(func=_token_window)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
     except SettingsError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import secrets
 import time
@@ -24,7 +25,7 @@ from gateway.core.models import Receiver, TrackerReading
 from gateway.core.netguard import ConnectGuard
 from gateway.core.ports import Pager, SystemClock
 from gateway.core.printing import Source
-from gateway.demo import DemoKitchen
+from gateway.demo import DemoKitchen, simulator_may_start, started_by
 from gateway.loop_health import LoopWatch, StopSignals
 from gateway.services.access.config import ConfigService
 from gateway.services.access.tokens import TokenService
@@ -403,6 +404,12 @@ def _pad_message(trackers: TrackerService) -> Callable[[PadLink, PadMessage], No
     return on_message
 
 
+def demo_kitchen(gw: Gateway, radio: Radio, delay: tuple[float, float] = (8, 20)) -> DemoKitchen:
+    assert radio.simulator is not None  # demo mode always simulates
+    ours = started_by(radio.simulator.started)
+    return DemoKitchen(gw.ctx.bus, gw.ctx.orders, ours=ours, delay=delay)
+
+
 async def start_radio(settings: Settings, gw: Gateway) -> Radio:
     # Repeats pass through: they are what confirms a steady table (debouncing).
     scanner = TrackerScanner(_reading(gw.trackers), adapter=settings.bluetooth_adapter,
@@ -416,7 +423,8 @@ async def start_radio(settings: Settings, gw: Gateway) -> Radio:
     ports = list(settings.pads)
     if simulate:
         radio.simulator = Simulator(scanner.on_advertisement, order_interval=6.0,
-                                    speed=settings.simulator_speed, seed=settings.simulator_seed)
+                                    speed=settings.simulator_speed, seed=settings.simulator_seed,
+                                    may_start=simulator_may_start(gw.ctx.orders))
         await radio.simulator.start()
         if isinstance(gw.pager, RadioPager):
             gw.pager.delegate = SimulatorPager(radio.simulator)
@@ -469,7 +477,7 @@ async def _serve(settings: Settings, t0: float, stop: asyncio.Event,
                  ready: asyncio.Event | None) -> None:
     gw = await build(settings)
     radio = await start_radio(settings, gw)
-    kitchen = DemoKitchen(gw.ctx.bus, gw.ctx.orders) if settings.demo else None
+    kitchen = demo_kitchen(gw, radio) if settings.demo else None
 
     async def stop_radio(_: web.Application) -> None:
         # After the feeds closed, before the store closes (ARCHITECTURE.md §7).
@@ -511,7 +519,8 @@ async def _serve(settings: Settings, t0: float, stop: asyncio.Event,
         gc.set_threshold(20_000, 50, 100)
         if settings.mdns_enabled and not stop.is_set():
             # Registered only once the port answers, so a client that resolves us can connect.
-            advertiser = await _advertise(settings, gw.ctx.gateway_id, stop)
+            listening = [str(sockname[0]) for sockname in runner.addresses]
+            advertiser = await _advertise(settings, gw.ctx.gateway_id, stop, listening)
         await stop.wait()
     finally:
         log.info("stopping")
@@ -521,16 +530,27 @@ async def _serve(settings: Settings, t0: float, stop: asyncio.Event,
         log.info("stopped")
 
 
-async def _advertise(settings: Settings, gateway_id: str, stop: asyncio.Event) -> Advertiser | None:
-    from gateway.discovery import Advertiser
+async def _advertise(settings: Settings, gateway_id: str, stop: asyncio.Event,
+                     listening: list[str]) -> Advertiser | None:
+    from gateway.discovery import Advertiser, advertised_addresses
 
+    addresses = advertised_addresses(listening, settings.mdns_interfaces)
+    if not addresses:
+        # Records naming addresses where nothing listens would send clients nowhere.
+        log.info("mDNS: not advertising: the API listens only on %s, %s", ", ".join(listening),
+                 f"outside mdns_interfaces {settings.mdns_interfaces}" if settings.mdns_interfaces
+                 else "loopback: no other machine could connect")
+        return None
+    wildcard = any(ipaddress.ip_address(a.partition("%")[0]).is_unspecified for a in listening)
     try:
         advertiser = Advertiser(
             port=settings.port,
             gateway_id=gateway_id,
             version=__version__,
             instance_name=settings.instance_name,
-            interfaces=settings.mdns_interfaces,
+            # Bound to one address: speak mDNS only where that address lives.
+            interfaces=settings.mdns_interfaces or (None if wildcard else addresses),
+            host_addresses=addresses,
         )
     except ValueError as exc:
         log.warning("mDNS disabled: %s", exc)

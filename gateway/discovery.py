@@ -45,6 +45,35 @@ def _host_ipv4_addresses() -> list[str]:
     return sorted(found) or ["127.0.0.1"]
 
 
+def advertised_addresses(
+    listening: list[str],
+    interfaces: list[str] | None,
+    host_addresses: Callable[[], list[str]] | None = None,
+) -> list[str]:
+    """The addresses to put in the mDNS records: only ones the API listens on.
+
+    `listening`: the addresses the HTTP server is bound to. A wildcard (0.0.0.0, ::) listens on
+    every interface: the box's addresses (or the ones `interfaces` names). A specific address
+    is advertised alone. A loopback address is advertised only when `interfaces` names it
+    (mDNS then stays on lo, as in local tests); otherwise no other machine could connect.
+    """
+    named = [a for a in interfaces or [] if _ip_version(a)]
+    found: list[str] = []
+    for address in listening:
+        try:
+            ip = ipaddress.ip_address(address.partition("%")[0])
+        except ValueError:
+            continue
+        if ip.is_unspecified:
+            candidates = named or (host_addresses or _host_ipv4_addresses)()
+        else:
+            # A LAN address outside the named interfaces, or loopback not asked for: no.
+            asked = address in named if (named or ip.is_loopback) else True
+            candidates = [address] if asked else []
+        found += [c for c in candidates if c not in found]
+    return found
+
+
 class Advertiser:
     """Announces the HTTP API under each service type; start only once the port listens."""
 

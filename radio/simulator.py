@@ -29,6 +29,10 @@ from radio.line import Ack, Heartbeat, Hello, PadMessage, PairingMode, Role, Tra
 log = logging.getLogger(__name__)
 
 AdvertSink = Callable[[str, Mapping[int, bytes], int | None], None]
+# Asked before a tracker leaves the charger: may tracker `number` (`address`) start an order now?
+# A starter pad binds the order with the tracker's number, so the host says no while that
+# number (or the puck) belongs to an order the simulator did not start.
+MayStart = Callable[[int, str], bool]
 
 FIRMWARE = "sim-1.0.0"
 HEARTBEAT_S = 5.0
@@ -170,12 +174,14 @@ class SimulatedPad:
 class Simulator:
     def __init__(self, advert_sink: AdvertSink, *, trackers: int = 12, tables: int = 8,
                  seed: int | None = None, order_interval: float = 6.0, speed: float = 1.0,
-                 advert_hz: float = 4.0, low_battery: int | None = 15) -> None:
+                 advert_hz: float = 4.0, low_battery: int | None = 15,
+                 may_start: MayStart | None = None) -> None:
         if not (1 <= trackers <= 0xFFFF and 1 <= tables <= 0xFFFF):
             raise ValueError("trackers and tables must be 1..65535")
         if min(order_interval, speed, advert_hz) <= 0:
             raise ValueError("order_interval, speed and advert_hz must be positive")
         self._sink, self._tables = advert_sink, tables
+        self._may_start = may_start
         self._interval, self._speed, self._hz = order_interval, speed, advert_hz
         self._rng = random.Random(seed)
         # RSSI jitter draws from its own generator, so the story does not depend on how often
@@ -239,16 +245,25 @@ class Simulator:
             self._note(logging.INFO, t, "paging stopped")
 
     def start_order(self, role: Role | None = None) -> SimTracker | None:
-        """Take an idle tracker from the charger to a starter (random role unless given)."""
+        """Take an idle tracker from the charger to a starter (random role unless given); only
+        one the host lets start (`may_start`), so the simulator never takes over an order."""
         idle = [t for t in self.trackers if t.state is State.ON_CHARGER]
+        if self._may_start is not None:
+            idle = [t for t in idle if self._may_start(t.number, t.address)]
         if not idle:
-            self._note(logging.INFO, None, "a guest ordered but no tracker is on the charger")
+            self._note(logging.INFO, None, "a guest ordered but no free tracker is on the charger")
             return None
         t = self._rng.choice(idle)
         t.order = role or (STARTERS[0] if self._rng.random() < 0.6 else STARTERS[1])
         t.seat = self._rng.randint(1, self._tables) if t.order is Role.STARTER_DINE_IN else 0
         self._enter(t, State.ON_STARTER)
         return t
+
+    def started(self, name: str, address: str) -> bool:
+        """Is the order `name` bound to `address` one this simulator started (and has not yet
+        brought back to the charger)?"""
+        t = self._by_address.get(address.upper())
+        return t is not None and t.order is not None and name == str(t.number)
 
     def step(self, dt: float) -> None:
         """Advance simulated time by `dt` seconds, in small steps so no state is skipped."""

@@ -114,3 +114,46 @@ async def test_http_start_never_500(client: Any, auth: Any, body: bytes) -> None
     payload = await resp.json()
     assert resp.status in (200, 201, 400), payload
     assert payload["status"] == resp.status and isinstance(payload["returnCode"], int)
+
+
+def _documented_boolean_strings() -> set[str]:
+    # docs/api.md says exactly which strings a boolean parameter accepts; hold it to that.
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    clause = re.search(r"and the strings (.*?) \(any case", text, re.S)
+    assert clause, "docs/api.md lost the sentence listing the accepted boolean strings"
+    return set(re.findall(r"`([^`]+)`", clause.group(1)))
+
+
+BOOLEAN_WORDS = {"true", "false", "1", "0", "yes", "no", "on", "off"}
+
+
+def test_the_documented_boolean_strings_are_these() -> None:
+    assert _documented_boolean_strings() == BOOLEAN_WORDS
+
+
+@given(st.text(max_size=8) | st.sampled_from(sorted(BOOLEAN_WORDS)).flatmap(
+    lambda word: st.sampled_from([word, word.upper(), f" {word.title()}\t"])))
+def test_parse_bool_accepts_exactly_the_documented_strings(value: str) -> None:
+    if value.strip().lower() in BOOLEAN_WORDS:
+        assert parse_bool(value) is (value.strip().lower() in {"true", "1", "yes", "on"})
+    else:
+        try:
+            parse_bool(value)
+        except ValidationFailed as exc:
+            assert exc.code is Code.BAD_BOOLEAN
+        else:
+            raise AssertionError(f"{value!r} is accepted but not documented")
+
+
+def test_parse_bool_json_values_as_documented() -> None:
+    assert [parse_bool(v) for v in (True, False, 1, 0)] == [True, False, True, False]
+    for bad in (2, -1, 1.0, None, [], {}):
+        try:
+            parse_bool(bad)
+        except ValidationFailed as exc:
+            assert exc.code is Code.BAD_BOOLEAN
+        else:
+            raise AssertionError(f"{bad!r} is accepted but not documented")

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from zeroconf import (
     BadTypeInNameException,
     IPVersion,
@@ -293,3 +295,92 @@ async def test_served_gateway_advertises_its_port_and_says_goodbye(tmp_path: Pat
     finally:
         gw.kill()
         await peer.async_close()
+
+
+# -- which addresses are advertised: only where the API listens ------------------------------
+
+BOX = ["192.168.1.5", "10.0.0.2"]  # the box's LAN addresses, as ifaddr would list them
+
+
+@pytest.mark.parametrize(
+    ("listening", "interfaces", "expected"),
+    [
+        (["0.0.0.0"], None, BOX),  # every interface: every address (as before)
+        (["::"], None, BOX),
+        (["0.0.0.0"], ["10.0.0.2"], ["10.0.0.2"]),  # filtered by mdns_interfaces
+        (["192.168.1.5"], None, ["192.168.1.5"]),  # one address: only that one
+        (["192.168.1.5"], ["10.0.0.2"], []),  # listening where mDNS was told not to speak
+        (["127.0.0.1"], None, []),  # loopback: nobody else can connect
+        (["127.0.0.1", "::1"], None, []),  # host = "localhost"
+        (["127.0.0.1"], ["127.0.0.1"], ["127.0.0.1"]),  # asked for: mDNS stays on lo
+    ],
+)
+def test_advertised_addresses_are_only_where_the_api_listens(
+    listening: list[str], interfaces: list[str] | None, expected: list[str]
+) -> None:
+    from gateway.discovery import advertised_addresses
+
+    assert advertised_addresses(listening, interfaces, lambda: BOX) == expected
+
+
+@given(
+    st.lists(st.ip_addresses().map(str), max_size=4),
+    st.none() | st.lists(st.ip_addresses().map(str), max_size=3),
+)
+def test_advertised_addresses_property(listening: list[str], interfaces: list[str] | None) -> None:
+    import ipaddress
+
+    from gateway.discovery import advertised_addresses
+
+    found = advertised_addresses(listening, interfaces, lambda: BOX)
+    assert len(found) == len(set(found))
+    wildcard = any(ipaddress.ip_address(a).is_unspecified for a in listening)
+    for address in found:
+        assert address in listening or (wildcard and address in (interfaces or BOX))
+        if ipaddress.ip_address(address).is_loopback:
+            assert address in (interfaces or [])
+
+
+class _FakeAdvertiser:
+    made: list[dict[str, Any]] = []
+
+    def __init__(self, **options: Any) -> None:
+        self.made.append(options)
+
+    async def start(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("listening", "interfaces", "advertised", "spoken_on"),
+    [
+        (["127.0.0.1"], None, None, None),
+        (["192.0.2.7"], None, ["192.0.2.7"], ["192.0.2.7"]),
+        (["127.0.0.1"], ["127.0.0.1"], ["127.0.0.1"], ["127.0.0.1"]),
+    ],
+)
+async def test_served_gateway_advertises_only_where_it_listens(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    listening: list[str],
+    interfaces: list[str] | None,
+    advertised: list[str] | None,
+    spoken_on: list[str] | None,
+) -> None:
+    # The composition root's choice, with a stand-in Advertiser: nothing multicasts here.
+    from gateway.app import _advertise
+    from tests.conftest import make_settings
+
+    monkeypatch.setattr("gateway.discovery.Advertiser", _FakeAdvertiser)
+    _FakeAdvertiser.made = []
+    settings = make_settings(tmp_path, mdns_interfaces=interfaces)
+    with caplog.at_level(logging.INFO, logger="gateway.app"):
+        result = await _advertise(settings, "gw", asyncio.Event(), listening)
+    if advertised is None:
+        assert result is None and _FakeAdvertiser.made == []
+        assert "mDNS: not advertising: the API listens only on 127.0.0.1" in caplog.text
+    else:
+        [options] = _FakeAdvertiser.made
+        assert options["host_addresses"] == advertised
+        assert options["interfaces"] == spoken_on

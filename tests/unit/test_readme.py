@@ -68,3 +68,48 @@ def test_readme_printing_examples(tmp_path: Path) -> None:
         assert answers[3]["device"]["station"] == "bar"
     finally:
         gw.kill()
+
+
+def test_settings_table_is_generated_from_the_model() -> None:
+    from gateway.settings_table import BEGIN, END, markdown
+
+    text = (ROOT / "README.md").read_text()
+    assert BEGIN in text and END in text, "README lost the settings-table markers"
+    in_readme = text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip()
+    assert in_readme == markdown().strip(), (
+        "README's settings table differs from gateway/settings.py; run "
+        "`.venv/bin/python -m gateway.settings_table --write` and commit README.md"
+    )
+
+
+def test_every_setting_has_a_meaning_and_a_row() -> None:
+    from gateway.settings import Settings
+    from gateway.settings_table import markdown
+
+    table = markdown()
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"setting {name} has no description="
+        assert f"| `{name}` |" in table
+
+
+def test_examples_use_order_numbers_the_simulator_never_uses() -> None:
+    # The demo's simulated trackers start orders named by their numbers; a hand-typed example
+    # on one of those numbers would meet (or be refused by) the simulated restaurant.
+    import inspect
+
+    from radio.simulator import Simulator
+
+    simulated = inspect.signature(Simulator).parameters["trackers"].default
+    text = "".join(re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S))
+    numbers = re.findall(r'"(?:name|number)": "(\d+)"|activeorders/(\d+)', text)
+    used = {int(a or b) for a, b in numbers}
+    assert used, "the README examples name no order numbers any more: update this test"
+    assert all(n > simulated for n in used), sorted(used)
+
+
+def test_readme_says_the_preview_answers_json() -> None:
+    # test_readme_printing_examples parses the preview's answer as JSON; the words must agree.
+    text = (ROOT / "README.md").read_text()
+    before = text[: text.index("/demo-kitchen/preview ")].splitlines()
+    comments = [line for line in before[-3:] if line.startswith("#")]
+    assert any("JSON" in line for line in comments), comments

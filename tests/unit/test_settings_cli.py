@@ -124,3 +124,29 @@ def test_sigterm_stops_cleanly_and_keeps_orders(tmp_path: Path) -> None:
         assert (status, body["returnCode"]) == (200, 6)
     finally:
         gw.kill()
+
+
+def test_version_flag_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway import __version__
+    from gateway.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tablegate {__version__}"
+
+
+def test_every_flag_has_help() -> None:
+    import argparse
+
+    from gateway.__main__ import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {'/'.join(action.option_strings)}"
+        for name, sub in [("tablegate", parser), *subs.choices.items()]
+        for action in sub._actions
+        if action.option_strings and not action.help
+    ]
+    assert missing == []

@@ -272,3 +272,35 @@ async def test_v1_surface_uses_state_started_and_basic_auth(client: Any, token: 
     # v2 does not take Basic: its clients use Bearer.
     resp = await client.get(V2, headers=basic)
     assert (resp.status, (await resp.json())["returnCode"]) == (400, -1)
+
+
+async def test_tracking_value_is_checked_before_the_order_and_its_tracker(
+    client: Any, auth: Any
+) -> None:
+    # docs/api.md: a bad boolean is -15 whatever the order; no tracker is -14 only for a good one.
+    await post(client, auth, {"name": "401", "orderType": "TO_GO"})  # no tracker bound
+    for path, body in [("401/page", {"tracking": "maybe"}), ("499/page", {"tracking": "maybe"}),
+                       ("401/page?tracking=maybe", None), ("499/page?tracking=2", None)]:
+        resp = await client.post(f"{V2}/{path}", json=body, headers=auth)
+        assert (resp.status, (await resp.json())["returnCode"]) == (400, -15), path
+    resp = await client.post(f"{V2}/401/page", json={"tracking": "yes"}, headers=auth)
+    assert (resp.status, (await resp.json())["returnCode"]) == (409, -14)
+    resp = await client.post(f"{V2}/499/page", json={"tracking": "off"}, headers=auth)
+    assert (resp.status, (await resp.json())["returnCode"]) == (404, -6)
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "tracking"),
+    [({"tracking": "on"}, "", True), ({"tracking": " NO "}, "", False),
+     ({"tracking": 0}, "", False), (None, "?tracking=yes", True), (None, "?tracking=off", False),
+     ({"tracking": True}, "?tracking=maybe", True)],  # the body wins; the query is not read
+)
+async def test_tracking_accepts_the_documented_spellings(
+    client: Any, auth: Any, gateway: Any, body: Any, query: str, tracking: bool
+) -> None:
+    await client.post(f"{V2}?dummy_tracker_address=on", json={"name": "402", "orderType": "TO_GO"},
+                      headers=auth)
+    resp = await client.post(f"{V2}/402/page{query}", json=body, headers=auth)
+    answer = await resp.json()
+    assert (resp.status, answer["returnCode"], answer["activeorder"]["paged"]) == (200, 1014, True)
+    assert gateway.ctx.orders.lookup("402").tracking is tracking
