@@ -102,12 +102,13 @@ class DeviceWorker:
                 if exc.code is Code.API_UNAVAILABLE:  # the store is closing: so are we
                     return
                 log.warning("printer %s: %s; retrying in 1 s", self.device_id, exc)
-                await asyncio.sleep(1.0)
+                await self.queue.clock.sleep(1.0)
             except Exception:
                 log.exception("printer %s: worker step failed; retrying in 1 s", self.device_id)
-                await asyncio.sleep(1.0)
+                await self.queue.clock.sleep(1.0)
             # A floor under every path: whatever a step did (or failed to do), the loop gets
             # the CPU back before the next one, so one printer can never starve the gateway.
+            # (A yield to the event loop, not a wait: not the Clock's business.)
             await asyncio.sleep(0)
 
     async def _step(self) -> None:
