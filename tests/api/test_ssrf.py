@@ -23,9 +23,8 @@ from gateway.app_printing import make_link
 from gateway.core import netguard
 from gateway.core.ports import SystemClock
 from gateway.core.printing import Device, Outcome, Source
-from gateway.services.outbox.service import DeliveryService
 from gateway.services.printing.service import DeviceSpec
-from tests.support.deliveries import Store, delivery, eventually
+from tests.support.deliveries import Store, delivery, delivery_service, eventually
 
 Client = TestClient[web.Request, web.Application]
 
@@ -184,7 +183,7 @@ async def test_webhooks_to_local_spellings_never_reach_the_canary(
     store = Store(tmp_path / "db.sqlite")
     await store.open()
     stub = StubResolver(["127.0.0.1"])  # "vm" (and any other name) is loopback here
-    svc = DeliveryService(store.writer, store.reader, SystemClock(), resolver=stub)
+    svc = delivery_service(store.writer, store.reader, SystemClock(), resolver=stub)
     try:
         urls = [f"http://{h}:{canary.port}/hook" for h in CONFUSABLE_HOSTS[:5]]
         named = f"http://vm:{canary.port}/hook"

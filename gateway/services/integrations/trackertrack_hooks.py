@@ -28,7 +28,8 @@ import orjson
 from gateway.core.events import OrderEvent, OrderEventType
 from gateway.core.models import Order
 from gateway.services.access.config import ConfigService
-from gateway.services.outbox.service import DEAD, GONE
+from gateway.services.outbox.http import GONE
+from gateway.services.outbox.policy import HookEvent
 from gateway.store import config as config_repo
 from gateway.store import outbox
 from gateway.store.outbox import OutboxRow
@@ -97,10 +98,10 @@ class TrackerTrackWebhooks:
                 CONTENT_TYPE, ref=str(client.id)), event.ts)
         self._enqueued_with(event.seq)
 
-    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: str,
+    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: HookEvent,
                       code: str | None, message: str | None) -> None:
         """Writer thread: a client that answered 410 is unregistered with its pending rows."""
-        if event != DEAD or code != GONE:
+        if event != HookEvent.DEAD or code != GONE:
             return
         if config_repo.remove_client(conn, row.url):
             killed = outbox.kill_pending(conn, row.endpoint, KIND, row.url, row.finished or 0.0,

@@ -12,6 +12,7 @@ import orjson
 
 from gateway.core.ports import Clock
 from gateway.core.printing import ErrorCode, Report, ReportError, ReportStatus
+from gateway.services.outbox.policy import HookEvent
 from gateway.services.printing.queue import PrintQueue
 from gateway.store import printing as repo
 
@@ -39,11 +40,11 @@ class ReportTracker:
                 continue
             rep = current.report
             error = None if code is None else ReportError(_error_code(code), message, now)
-            if event == "sending":
+            if event is HookEvent.SENDING:
                 rep = Report(rep.enabled, attempts, ReportStatus.SENDING, now, rep.error)
-            elif event == "delivered":
+            elif event is HookEvent.DELIVERED:
                 rep = Report(rep.enabled, attempts, ReportStatus.ARCHIVED, now, None)
-            elif event == "retry":
+            elif event is HookEvent.RETRY:
                 rep = Report(rep.enabled, attempts, ReportStatus.QUEUEING, now, error)
             else:  # dead
                 rep = Report(rep.enabled, attempts, ReportStatus.ARCHIVED, now, error)

@@ -34,6 +34,7 @@ from gateway.core.printing import (
     Source,
     device_spec_problem,
 )
+from gateway.services.outbox.policy import HookEvent
 from gateway.services.printing.commands import check_data
 from gateway.services.printing.policy import DeviceSpec, PrintPolicy
 from gateway.services.printing.queue import REPORT_KIND, PrintQueue, fail
@@ -360,7 +361,7 @@ class PrintService:
 
     # -- reports (called by the outbox, on the writer thread) ------------------------------
 
-    def report_hook(self, conn: sqlite3.Connection, ref: str, event: str,
+    def report_hook(self, conn: sqlite3.Connection, ref: str, event: HookEvent,
                     code: str | None, message: str | None, attempts: int) -> None:
         self._reports.hook(conn, ref, event, code, message, attempts)
 
@@ -375,7 +376,7 @@ class PrintService:
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.policy.sweep_interval)
+            await self.clock.sleep(self.policy.sweep_interval)
             try:
                 await self.sweep()
             except Exception:
