@@ -1,6 +1,6 @@
 """Properties: whatever receivers answer (and a crash mid-send), no delivery is lost, attempts
-never exceed ten, and each endpoint sees its events in order; and F3, the outbox as a
-hypothesis state machine (enqueue / fail / succeed / offline / restart): nothing lost,
+never exceed ten, and each endpoint sees its events in order; and reliability gate F3, the
+outbox as a hypothesis state machine (enqueue / fail / succeed / offline / restart): nothing lost,
 attempts <= 10, none spent while offline."""
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def test_random_receivers_never_lose_a_delivery(
     asyncio.run(_scenario(tmp_path_factory.mktemp("outbox"), events, crash))
 
 
-# -- F3: the outbox as a state machine ------------------------------------------------------
+# -- reliability gate F3: the outbox as a state machine ----------------------------------
 
 MODES = ("ok", "e500", "gone")
 

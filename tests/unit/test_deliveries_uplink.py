@@ -1,6 +1,6 @@
-"""W4: attempts are not spent while the gateway's own uplink is down (a connectivity check),
-including "a weekend" offline with 50,000 queued deliveries that then all arrive, in order per
-endpoint."""
+"""Reliability gate W4: attempts are not spent while the gateway's own uplink is down (a
+connectivity check), including "a weekend" offline with 50,000 queued deliveries that then all
+arrive, in order per endpoint."""
 
 from __future__ import annotations
 

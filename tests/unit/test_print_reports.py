@@ -1,4 +1,4 @@
-"""Automatic reports (seed 000) through the durable outbox to a real HTTP receiver."""
+"""Automatic reports (seed 000, Imprimo) through the durable outbox to a real HTTP receiver."""
 
 from __future__ import annotations
 

@@ -34,12 +34,13 @@ def digest(secret: str) -> bytes:
 
 
 class AuthThrottle:
-    """S5: a client address that fails authentication `limit` times within `window` seconds is
-    blocked for `window` seconds: its WRONG credentials then get 429 instead of 401. A valid
-    credential is always served: callers check it first and report only failures here, so a
-    broken POS with a stale token cannot lock out the kitchen display behind the same NAT.
-    Guessing a 192-bit token is hopeless anyway; this keeps a broken or hostile client from
-    filling logs. Memory is bounded: at most `max_clients` addresses are tracked."""
+    """Reliability gate S5 (failed-auth rate limit): a client address that fails authentication
+    `limit` times within `window` seconds is blocked for `window` seconds: its WRONG credentials
+    then get 429 instead of 401. A valid credential is always served: callers check it first and
+    report only failures here, so a broken POS with a stale token cannot lock out the kitchen
+    display behind the same NAT. Guessing a 192-bit token is hopeless anyway; this keeps a broken
+    or hostile client from filling logs. Memory is bounded: at most `max_clients` addresses are
+    tracked."""
 
     def __init__(self, limit: int = 20, window: float = 60.0,
                  now: Callable[[], float] | None = None, max_clients: int = 10_000) -> None:

@@ -53,7 +53,7 @@ from gateway.store.writer import Writer
 log = logging.getLogger(__name__)
 
 KIND = "cloudsignal"  # subscriptions.kind, integration_keys.kind and outbox.kind
-CONTENT_TYPE = "application/json"  # seed 002: "Set content-type to application/json"
+CONTENT_TYPE = "application/json"  # seed 002 (CloudSignal): "Set content-type to application/json"
 APIKEY_MAX = 256
 
 __all__ = ["IntegrationKey", "Subscription"]  # re-exported for the web layer

@@ -58,7 +58,7 @@ from gateway.store.writer import Writer
 log = logging.getLogger(__name__)
 
 KIND = "printapi"  # subscriptions.kind and outbox.kind
-CONTENT_TYPE = "application/x-www-form-urlencoded"  # seed 003's webhook call, exactly
+CONTENT_TYPE = "application/x-www-form-urlencoded"  # seed 003 (Print API)'s webhook call, exactly
 
 __all__ = ["Subscription"]  # re-exported for the web layer
 

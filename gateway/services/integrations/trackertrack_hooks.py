@@ -1,14 +1,14 @@
 """The table-tracker `register` webhook clients, delivered through the outbox.
 
-A client registered with `POST /api/v2/register {http_client}` (or v1's
-`GET /api/v1/register?http_client=`) receives a POST of the order object on every change of an
-active order: exactly the frame a WebSocket client of `/api/v2/websocket` gets for that change
-(seed 004: "A Websocket notification will also be sent out with "type": "NEW_ORDER"", and the
-same order with "type": "ORDER_MODIFIED"), i.e. the flat order object of the client's API
-version (v1 clients get `stateStarted`, v2 `stateChanged`) plus `type` (`NEW_ORDER`, or as the
-setting `newOrderEventType` says; `ORDER_MODIFIED`, also for an item's move, which this dialect
-does not show; `ORDER_PAGED`; `ORDER_CLEARED`) and the journal `seq`. JSON, one row per change
-per client, written in the change's transaction.
+A client registered with `POST /api/v2/register {http_client}` (or v1's `GET
+/api/v1/register?http_client=`) receives a POST of the order object on every change of an active
+order: exactly the frame a WebSocket client of `/api/v2/websocket` gets for that change (seed
+004, TrackerTrack: "A Websocket notification will also be sent out with "type": "NEW_ORDER"",
+and the same order with "type": "ORDER_MODIFIED"), i.e. the flat order object of the client's
+API version (v1 clients get `stateStarted`, v2 `stateChanged`) plus `type` (`NEW_ORDER`, or as
+the setting `newOrderEventType` says; `ORDER_MODIFIED`, also for an item's move, which this
+dialect does not show; `ORDER_PAGED`; `ORDER_CLEARED`) and the journal `seq`. JSON, one row per
+change per client, written in the change's transaction.
 
 A client that answers 410 is unregistered, and its other pending rows die with it.
 """

@@ -22,12 +22,12 @@ from gateway.core.printing import (
     DeviceStatus,
     ErrorCode,
     Health,
-    Outcome,
     Paper,
     PendingJob,
     PrinterLink,
     PrintRequest,
     ProcessStatus,
+    SendOutcome,
 )
 from gateway.services.printing.queue import PrintQueue, usable
 
@@ -216,14 +216,14 @@ class DeviceWorker:
 
     async def _settle(self, request: PrintRequest, attempt: Attempt) -> None:
         match attempt.outcome:
-            case Outcome.PRINTED:
+            case SendOutcome.PRINTED:
                 await self._observe(attempt.health, reachable=True)
                 await self._printed(request)
-            case Outcome.HELD | Outcome.UNCONFIRMED:
+            case SendOutcome.HELD | SendOutcome.UNCONFIRMED:
                 await self._wait_held(request, attempt)
-            case Outcome.INTERRUPTED:
+            case SendOutcome.INTERRUPTED:
                 await self._retry(request, attempt)
-            case Outcome.UNREACHABLE:
+            case SendOutcome.UNREACHABLE:
                 await self._observe(UNREACHABLE, reachable=False)
                 # Nothing was sent: the attempt does not count, and only the deadline bounds it.
                 await self._requeue(request.evolve(attempts=request.attempts - 1))
@@ -235,7 +235,7 @@ class DeviceWorker:
         held = request.evolve(process_status=ProcessStatus.WAITING_ACK,
                               process_status_date=q.clock.now(), delivered_once=True)
         await q.commit([held], [], report=False)
-        if attempt.outcome is Outcome.HELD:
+        if attempt.outcome is SendOutcome.HELD:
             await self._observe(attempt.health, reachable=True)
         silent_until = q.clock.now() + q.policy.ack_timeout
         try:
@@ -247,18 +247,18 @@ class DeviceWorker:
                         "The printer held the job past its deadline (paper out or cover open); "
                         "it may still print it when the fault is cleared."))
                     return
-                if attempt.outcome is Outcome.UNCONFIRMED and now >= silent_until:
+                if attempt.outcome is SendOutcome.UNCONFIRMED and now >= silent_until:
                     await self._archive(held, error=(
                         ErrorCode.UNKNOWN,
                         "Delivered, but the printer never confirmed printing it; not resent, "
                         "so it is not printed twice."))
                     return
                 attempt = await pending.wait(min(q.policy.hold_poll, held.deadline - now))
-                if attempt.outcome is Outcome.PRINTED:
+                if attempt.outcome is SendOutcome.PRINTED:
                     await self._observe(attempt.health, reachable=True)
                     await self._printed(held)
                     pending = None
-                elif attempt.outcome is Outcome.INTERRUPTED:
+                elif attempt.outcome is SendOutcome.INTERRUPTED:
                     pending = None
                     await self._retry(held, attempt)
                 else:
