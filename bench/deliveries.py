@@ -46,7 +46,7 @@ import aiohttp  # noqa: E402
 
 from bench.machine import machine_line  # noqa: E402
 from gateway.core.ports import SystemClock  # noqa: E402
-from gateway.services.outbox.service import DeliveryService  # noqa: E402
+from gateway.services.outbox.service import DeliveryService, OutboxPolicy  # noqa: E402
 from gateway.store import outbox  # noqa: E402
 from gateway.store.outbox import Delivery  # noqa: E402
 from gateway.store.reader import Reader  # noqa: E402
@@ -140,7 +140,8 @@ async def outbox_rate(work: Path, targets: list[str], rows: int) -> tuple[float,
     writer, reader = Writer(db, synchronous="FULL"), Reader(db)
     await writer.open()
     await reader.open()
-    svc = DeliveryService(writer, reader, SystemClock(), allow=frozenset({"127.0.0.1"}))
+    svc = DeliveryService(writer, reader, SystemClock(),
+                          OutboxPolicy(allow=frozenset({"127.0.0.1"})))
     try:
         batch = [Delivery(f"evt-{i}", targets[i % len(targets)], "bench", BODY % i, FORM)
                  for i in range(rows)]

@@ -43,6 +43,7 @@ from gateway.store.reader import Reader
 from gateway.store.writer import Writer
 from gateway.wiring.cloudsignal import wire as wire_cloudsignal
 from gateway.wiring.imprinted import wire as wire_imprinted
+from gateway.wiring.printapi import outbox_policy, outbox_uplink
 from gateway.wiring.printapi import wire as wire_printapi
 from printers import render as escpos_render
 from radio.advert import Flags, TrackerAdvert
@@ -112,7 +113,7 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
         battery_low=settings.battery_low_percent,
         auto_clear_after=settings.auto_clear_after or None,
     ))
-    paging = PagingDriver(bus, pager, duration_s=settings.page_duration)
+    paging = PagingDriver(bus, pager, duration_s=settings.page_duration, clock=clock)
     tokens = TokenService(
         writer, clock, settings.token_window_seconds,
         per_name=settings.token_window_per_name,
@@ -135,7 +136,8 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     await config.load()
     await trackers.load()
     allow = frozenset(settings.outbound_allow)
-    deliveries = DeliveryService(writer, reader, clock, allow=allow)
+    deliveries = DeliveryService(writer, reader, clock, outbox_policy(settings),
+                                 uplink=outbox_uplink(settings, clock))
     virtual: dict[str, tuple[str, int]] = {}
     with contextlib.suppress(escpos_render.RenderError):
         # Once per process: a second gateway in the same process (tests) keeps the first dir.

@@ -19,10 +19,10 @@ from gateway.core.printing import (
     Command,
     Device,
     Health,
-    Outcome,
     Paper,
     PrinterLink,
     PrintRequest,
+    SendOutcome,
     tcp_host_port,
 )
 from printers.render import PAPER_58MM, PAPER_80MM
@@ -79,7 +79,7 @@ class _Pending:
 
 def to_attempt(result: JobResult) -> Attempt:
     pending = _Pending(result.pending) if result.pending is not None else None
-    return Attempt(Outcome(result.outcome.value), result.bytes_delivered,
+    return Attempt(SendOutcome(result.outcome.value), result.bytes_delivered,
                    to_health(result.status), result.detail, pending)
 
 
@@ -115,7 +115,7 @@ class _Unusable:
         self.why = why
 
     async def print_job(self, payload: bytes, ack_timeout: float) -> Attempt:
-        return Attempt(Outcome.UNREACHABLE, 0, Health(known=False), self.why)
+        return Attempt(SendOutcome.UNREACHABLE, 0, Health(known=False), self.why)
 
     async def health(self) -> Health:
         raise ConnectionError(self.why)

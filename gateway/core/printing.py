@@ -67,7 +67,7 @@ class Source(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Device:
-    id: str  # at most 16 ASCII characters (seed 000)
+    id: str  # at most 16 ASCII characters (seed 000, Imprimo)
     name: str
     address: str  # tcp://host:port, serial:///dev/ttyUSB0?baud=9600, usb://04b8:0202, virtual://
     station: str
@@ -225,7 +225,7 @@ class Health:
 HEALTH_UNKNOWN = Health(known=False)
 
 
-class Outcome(StrEnum):
+class SendOutcome(StrEnum):
     PRINTED = "printed"  # the printer acknowledged having processed the whole job
     HELD = "held"  # it has the data and a blocking fault: wait, never resend
     UNCONFIRMED = "unconfirmed"  # all bytes delivered, no acknowledgement, no fault reported
@@ -235,7 +235,7 @@ class Outcome(StrEnum):
 
 @dataclass(slots=True)
 class Attempt:
-    outcome: Outcome
+    outcome: SendOutcome
     bytes_delivered: int
     health: Health
     detail: str = ""

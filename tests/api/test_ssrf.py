@@ -22,10 +22,9 @@ from gateway.app import Gateway
 from gateway.app_printing import make_link
 from gateway.core import netguard
 from gateway.core.ports import SystemClock
-from gateway.core.printing import Device, Outcome, Source
-from gateway.services.outbox.service import DeliveryService
+from gateway.core.printing import Device, SendOutcome, Source
 from gateway.services.printing.service import DeviceSpec
-from tests.support.deliveries import Store, delivery, eventually
+from tests.support.deliveries import Store, delivery, delivery_service, eventually
 
 Client = TestClient[web.Request, web.Application]
 
@@ -184,7 +183,7 @@ async def test_webhooks_to_local_spellings_never_reach_the_canary(
     store = Store(tmp_path / "db.sqlite")
     await store.open()
     stub = StubResolver(["127.0.0.1"])  # "vm" (and any other name) is loopback here
-    svc = DeliveryService(store.writer, store.reader, SystemClock(), resolver=stub)
+    svc = delivery_service(store.writer, store.reader, SystemClock(), resolver=stub)
     try:
         urls = [f"http://{h}:{canary.port}/hook" for h in CONFUSABLE_HOSTS[:5]]
         named = f"http://vm:{canary.port}/hook"
@@ -245,7 +244,7 @@ async def test_a_printer_name_resolving_to_loopback_is_unreachable(canary: Canar
     guard = netguard.ConnectGuard(frozenset(), stub_lookup(["127.0.0.1", "::1"]))
     link = make_link(device, {}, guard)
     attempt = await link.print_job(b"secret order\n", 1.0)
-    assert attempt.outcome is Outcome.UNREACHABLE and "vm" in attempt.detail
+    assert attempt.outcome is SendOutcome.UNREACHABLE and "vm" in attempt.detail
     with pytest.raises(ConnectionError):
         await link.health()
     assert (canary.connections, canary.received) == (0, b"")
@@ -261,7 +260,7 @@ async def test_an_allow_listed_printer_name_connects_to_the_judged_address(canar
     device = Device("k", "K", f"tcp://Printer.Lan.:{canary.port}", "", "80mm", Source.API, 0.0)
     link = make_link(device, {}, netguard.ConnectGuard(frozenset({"printer.lan"}), lookup))
     attempt = await link.print_job(b"hello\n", 0.3)
-    assert attempt.outcome is not Outcome.UNREACHABLE, attempt
+    assert attempt.outcome is not SendOutcome.UNREACHABLE, attempt
     await eventually(lambda: _true(canary.received.startswith(b"hello")))
     assert asked == ["printer.lan."]  # resolved once, by the guard; then the IP was dialled
     if attempt.pending is not None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.core.ports import SystemClock
 from gateway.services.outbox.service import DeliveryService
 from tests.support import GatewayProcess, free_port, http
-from tests.support.deliveries import ALLOW, Receiver, Seen, Store, eventually
+from tests.support.deliveries import ALLOW, Receiver, Seen, Store, delivery_service, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ CHILD = """
 import asyncio, sys
 from pathlib import Path
 from gateway.core.ports import SystemClock
-from gateway.services.outbox.service import DeliveryService
+from gateway.services.outbox.service import DeliveryService, OutboxPolicy
 from gateway.store import outbox
 from gateway.store.outbox import Delivery
 from gateway.store.reader import Reader
@@ -30,7 +30,8 @@ async def main(path, url):
     writer, reader = Writer(Path(path)), Reader(Path(path))
     await writer.open()
     await reader.open()
-    svc = DeliveryService(writer, reader, SystemClock(), allow=frozenset({"127.0.0.1"}))
+    policy = OutboxPolicy(allow=frozenset({"127.0.0.1"}))
+    svc = DeliveryService(writer, reader, SystemClock(), policy)
     await svc.start()
     await writer.run(lambda c: [outbox.enqueue(c, Delivery(f"evt-{i}", url, "test", b"{}"), 1.0)
                                 for i in range(3)])
@@ -65,7 +66,7 @@ async def test_kill_9_mid_send_loses_nothing(tmp_path: Path) -> None:
 
         store = opened = Store(path)
         await opened.open()
-        svc = DeliveryService(opened.writer, opened.reader, SystemClock(), allow=ALLOW)
+        svc = delivery_service(opened.writer, opened.reader, SystemClock(), allow=ALLOW)
         await svc.start()
         svc.wake()
 

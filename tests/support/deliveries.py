@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.core.ports import Clock, SystemClock
+from gateway.services.outbox.service import DeliveryService, OutboxPolicy
 from gateway.store import outbox
 from gateway.store.outbox import Delivery, OutboxRow
 from gateway.store.reader import Reader
@@ -37,10 +38,20 @@ class FakeClock:
     def now(self) -> float:
         return self.t
 
+    def monotonic(self) -> float:
+        return self.t
+
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.t += max(0.0, seconds)
         await asyncio.sleep(0)
+
+
+def delivery_service(writer: Writer, reader: Reader, clock: Clock, **kw: Any) -> DeliveryService:
+    """A DeliveryService from one set of keywords: the injections by name (signer, uplink, rng,
+    resolver), everything else an OutboxPolicy field."""
+    inject = {k: kw.pop(k) for k in ("signer", "uplink", "rng", "resolver") if k in kw}
+    return DeliveryService(writer, reader, clock, OutboxPolicy(**kw), **inject)
 
 
 class Store:

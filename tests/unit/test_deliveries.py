@@ -35,6 +35,7 @@ from tests.support.deliveries import (
     Seen,
     Store,
     delivery,
+    delivery_service,
     eventually,
     scripted,
 )
@@ -64,9 +65,7 @@ async def make(store: Store) -> AsyncIterator[Make]:
 
     def build(clock: Clock | None = None, **kw: Any) -> DeliveryService:
         kw.setdefault("allow", ALLOW)
-        if isinstance(clock, FakeClock):
-            kw.setdefault("sleep", clock.sleep)
-        svc = DeliveryService(store.writer, store.reader, clock or SystemClock(), **kw)
+        svc = delivery_service(store.writer, store.reader, clock or SystemClock(), **kw)
         made.append(svc)
         return svc
 

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from gateway.core.ports import SystemClock
-from gateway.services.outbox.service import SCHEDULE, DeliveryService
+from gateway.services.outbox.service import SCHEDULE
 from gateway.services.outbox.uplink import State, Uplink
 from gateway.store import outbox
 from gateway.store.outbox import OutboxRow
@@ -26,6 +26,7 @@ from tests.support.deliveries import (
     Seen,
     Store,
     delivery,
+    delivery_service,
     eventually,
 )
 
@@ -47,7 +48,7 @@ async def finished(store: Store) -> None:
 async def test_a_backlog_costs_a_fraction_of_a_commit_per_delivery(store: Store) -> None:
     r = await Receiver().start()
     await store.enqueue(*(delivery(r, n) for n in range(200)))
-    svc = DeliveryService(store.writer, store.reader, SystemClock(), allow=ALLOW, batch=16)
+    svc = delivery_service(store.writer, store.reader, SystemClock(), allow=ALLOW, batch=16)
     before = store.writer.stats.transactions
     await svc.start()
     svc.wake()
@@ -73,8 +74,8 @@ async def test_a_failure_mid_batch_gives_the_rows_behind_it_their_attempts_back(
     r = await Receiver(respond=respond, clock=clock).start()
     ids = await store.enqueue(*(delivery(r, n) for n in range(6)), now=clock.now())
     events: list[tuple[int, str, int, str | None]] = []
-    svc = DeliveryService(store.writer, store.reader, clock, allow=ALLOW, sleep=clock.sleep,
-                          batch=8, rng=random.Random(1))
+    svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, batch=8,
+                           rng=random.Random(1))
     svc.register_hook("test", lambda _c, row, event, code, _m: events.append(
         (ids.index(row.id), event, row.attempts, code)))
     await svc.start()
@@ -98,7 +99,7 @@ async def test_live_traffic_first(store: Store) -> None:
     gateway is quiet it drains at full speed."""
     r = await Receiver().start()
     await store.enqueue(*(delivery(r, n) for n in range(60)))
-    svc = DeliveryService(store.writer, store.reader, SystemClock(), allow=ALLOW,
+    svc = delivery_service(store.writer, store.reader, SystemClock(), allow=ALLOW,
                           busy_rate=50.0, quiet=0.4)
     svc.note_activity()  # an order was just committed
     started = time.monotonic()
@@ -145,9 +146,8 @@ async def test_the_schedule_survives_an_outage_without_losing_attempts(store: St
 
     uplink = Uplink(probe, clock, sleep=monitor_sleep, covers=lambda _e: True)
     (row_id,) = await store.enqueue(delivery(r, 1), now=clock.now())
-    svc = DeliveryService(store.writer, store.reader, clock, allow=ALLOW, sleep=clock.sleep,
-                          jitter=0.0)
-    svc.set_uplink(uplink)
+    svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, jitter=0.0,
+                           uplink=uplink)
     await svc.start()
     svc.wake()
     try:
@@ -187,7 +187,7 @@ async def test_prune_keeps_what_is_recent_or_pending(store: Store) -> None:
                 outbox.mark_dead(conn, row_id, clock.now(), 410, "gone: x")
 
     await store.writer.run(finish)
-    svc = DeliveryService(store.writer, store.reader, clock, allow=ALLOW)
+    svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW)
     clock.t += 8 * day
     assert await svc.prune(keep_delivered=7 * day, keep_dead=30 * day) == 1000
     rows: list[OutboxRow] = await store.rows()

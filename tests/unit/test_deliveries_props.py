@@ -1,6 +1,6 @@
 """Properties: whatever receivers answer (and a crash mid-send), no delivery is lost, attempts
-never exceed ten, and each endpoint sees its events in order; and F3, the outbox as a
-hypothesis state machine (enqueue / fail / succeed / offline / restart): nothing lost,
+never exceed ten, and each endpoint sees its events in order; and reliability gate F3, the
+outbox as a hypothesis state machine (enqueue / fail / succeed / offline / restart): nothing lost,
 attempts <= 10, none spent while offline."""
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from gateway.services.outbox.service import DeliveryService
 from gateway.services.outbox.uplink import Uplink
 from gateway.store import outbox
 from gateway.store.outbox import Delivery
-from tests.support.deliveries import ALLOW, FakeClock, Receiver, Respond, Seen, Store
+from tests.support.deliveries import (
+    ALLOW,
+    FakeClock,
+    Receiver,
+    Respond,
+    Seen,
+    Store,
+    delivery_service,
+)
 
 SUCCESS = {"ok": 200, "ok204": 204}
 FAILURE = {"e500": 500, "busy429": 429, "busy503": 503, "redirect": 302, "drop": 0}
@@ -87,8 +95,7 @@ async def _scenario(path: Path, events: list[tuple[int, list[str]]],
                  for e in {e for e, _ in events}}
 
     async def service() -> DeliveryService:
-        svc = DeliveryService(store.writer, store.reader, clock, allow=ALLOW, sleep=clock.sleep,
-                              timeout=5.0)
+        svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, timeout=5.0)
         await svc.start()
         svc.wake()
         return svc
@@ -149,7 +156,7 @@ def test_random_receivers_never_lose_a_delivery(
     asyncio.run(_scenario(tmp_path_factory.mktemp("outbox"), events, crash))
 
 
-# -- F3: the outbox as a state machine ------------------------------------------------------
+# -- reliability gate F3: the outbox as a state machine ----------------------------------
 
 MODES = ("ok", "e500", "gone")
 
@@ -163,6 +170,9 @@ class ManualClock:
         self._moved: asyncio.Condition | None = None
 
     def now(self) -> float:
+        return self.t
+
+    def monotonic(self) -> float:
         return self.t
 
     def _condition(self) -> asyncio.Condition:
@@ -234,9 +244,8 @@ class OutboxMachine(RuleBasedStateMachine):
 
     async def _service(self) -> DeliveryService:
         uplink = Uplink(self._probe, self.clock, sleep=self._next_probe, covers=lambda _e: True)
-        svc = DeliveryService(self.store.writer, self.store.reader, self.clock, allow=ALLOW,
-                              sleep=self.clock.sleep, timeout=5.0, batch=4)
-        svc.set_uplink(uplink)
+        svc = delivery_service(self.store.writer, self.store.reader, self.clock, allow=ALLOW,
+                              timeout=5.0, batch=4, uplink=uplink)
         await svc.start()
         svc.wake()
         return svc

@@ -1,6 +1,6 @@
-"""W4: attempts are not spent while the gateway's own uplink is down (a connectivity check),
-including "a weekend" offline with 50,000 queued deliveries that then all arrive, in order per
-endpoint."""
+"""Reliability gate W4: attempts are not spent while the gateway's own uplink is down (a
+connectivity check), including "a weekend" offline with 50,000 queued deliveries that then all
+arrive, in order per endpoint."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.core.ports import SystemClock
-from gateway.services.outbox.service import OFFLINE, DeliveryService
+from gateway.services.outbox.service import OFFLINE
 from gateway.services.outbox.uplink import State, TcpProbe, Uplink, needs_uplink, parse_target
 from gateway.store import outbox
 from gateway.store.outbox import Delivery
@@ -26,6 +26,7 @@ from tests.support.deliveries import (
     FastReceiver,
     Receiver,
     Store,
+    delivery_service,
     eventually,
 )
 
@@ -94,8 +95,7 @@ async def test_a_weekend_offline_spends_nothing_then_everything_arrives_in_order
         await asyncio.sleep(0.002)
 
     uplink = Uplink(switch, clock, sleep=tick, interval=900.0, covers=lambda _e: True)
-    svc = DeliveryService(store.writer, store.reader, clock, allow=ALLOW, sleep=clock.sleep)
-    svc.set_uplink(uplink)
+    svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, uplink=uplink)
     await svc.start()
     svc.wake()
     try:
@@ -145,10 +145,9 @@ async def test_a_receiver_down_while_the_uplink_is_up_spends_attempts(store: Sto
     await r.close()  # connection refused: the receiver's fault
     clock = FakeClock()
     switch = Switch(up=True)
-    uplink = Uplink(switch, clock, sleep=clock.sleep, covers=lambda _e: True)
+    uplink = Uplink(switch, clock, covers=lambda _e: True)
     (row_id,) = await store.enqueue(Delivery("e1", url, "test", b"{}"), now=clock.now())
-    svc = DeliveryService(store.writer, store.reader, clock, allow=ALLOW, sleep=clock.sleep)
-    svc.set_uplink(uplink)
+    svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, uplink=uplink)
     await svc.start()
     svc.wake()
     try:
@@ -170,8 +169,7 @@ async def test_offline_attempts_are_given_back_and_the_hook_sees_it(store: Store
     uplink = Uplink(Switch(up=False), clock, sleep=never, covers=lambda _e: True)  # no canary
     events: list[tuple[str, int, str | None]] = []
     (row_id,) = await store.enqueue(Delivery("e1", url, "test", b"{}"), now=clock.now())
-    svc = DeliveryService(store.writer, store.reader, clock, allow=ALLOW, sleep=clock.sleep)
-    svc.set_uplink(uplink)
+    svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, uplink=uplink)
     svc.register_hook("test", lambda _c, row, event, code, _m: events.append(
         (event, row.attempts, code)))
     await svc.start()
@@ -193,12 +191,11 @@ async def test_lan_endpoints_are_never_held(store: Store) -> None:
     """With the uplink down, a receiver on the LAN (here: loopback) still gets its rows."""
     r = await Receiver().start()
     clock = FakeClock()
-    uplink = Uplink(Switch(up=False), clock, sleep=clock.sleep)  # default: needs_uplink
+    uplink = Uplink(Switch(up=False), clock)  # default: needs_uplink
     await uplink.confirm()
     assert uplink.down
     await store.enqueue(Delivery("e1", r.url(), "test", b"{}"), now=clock.now())
-    svc = DeliveryService(store.writer, store.reader, clock, allow=ALLOW, sleep=clock.sleep)
-    svc.set_uplink(uplink)
+    svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, uplink=uplink)
     await svc.start()
     svc.wake()
     try:
@@ -215,7 +212,7 @@ async def test_a_canary_answer_brings_the_uplink_back() -> None:
     a receiver over the internet proves the link works."""
     clock = FakeClock()
     changes: list[bool] = []
-    uplink = Uplink(Switch(up=False), clock, sleep=clock.sleep, interval=60.0)
+    uplink = Uplink(Switch(up=False), clock, interval=60.0)
     uplink.on_change(changes.append)
     assert await uplink.confirm() is False and uplink.down
     for _ in range(50):
@@ -258,7 +255,7 @@ async def test_monitor_finds_the_uplink_back() -> None:
     clock = FakeClock()
     switch = Switch(up=False)
     changes: list[bool] = []
-    uplink = Uplink(switch, clock, sleep=clock.sleep, interval=30.0)
+    uplink = Uplink(switch, clock, interval=30.0)
     uplink.on_change(changes.append)
     assert await uplink.confirm() is False
     await asyncio.sleep(0.01)

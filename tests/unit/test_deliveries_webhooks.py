@@ -1,6 +1,7 @@
 """The table-tracker `register` clients get every active-order change through the outbox: the
-order object exactly as the WebSocket feed frames it (seed 004's NEW_ORDER / ORDER_MODIFIED
-notification), per the client's API version; a client that answers 410 is unregistered."""
+order object exactly as the WebSocket feed frames it (seed 004 TrackerTrack's NEW_ORDER /
+ORDER_MODIFIED notification), per the client's API version; a client that answers 410 is
+unregistered."""
 
 from __future__ import annotations
 

@@ -313,7 +313,8 @@ async def test_an_expired_job_is_archived_where_the_worker_finds_it(tmp_path: Pa
         r = await h.svc.submit("vp", Command.PRINT_TEXT, "late", deadline=time.time() + 0.2)
         await asyncio.sleep(0.3)
         guard = ConnectGuard(frozenset())
-        worker = DeviceWorker(h.svc, "vp", make_link(h.svc.devices["vp"], {}, guard))
+        worker = DeviceWorker(h.svc.queue, "vp", make_link(h.svc.devices["vp"], {}, guard),
+                              render=lambda r, d: b"", wake=lambda did: None)
         await asyncio.wait_for(worker._step(), 5)
         assert r.id not in h.svc.open
         done = await h.svc.request("vp", r.id)

@@ -1,4 +1,4 @@
-"""Automatic reports (seed 000) through the durable outbox to a real HTTP receiver."""
+"""Automatic reports (seed 000, Imprimo) through the durable outbox to a real HTTP receiver."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from gateway.core.printing import Command, ProcessStatus, ReportStatus
 from gateway.services.outbox.service import DeliveryService
 from gateway.services.printing.service import REPORT_KIND
 from tests.printers.fake_printer import FakePrinter, free_port
+from tests.support.deliveries import delivery_service
 from tests.support.print_harness import Harness, harness
 
 
@@ -60,7 +61,7 @@ async def reported(db: Path, url: str, *, send: bool = True,
     box: list[DeliveryService] = []
     async with harness(db, report_url=url, wake_outbox=lambda: box[0].wake(), start=False,
                        **changes) as h:
-        deliveries = DeliveryService(h.writer, h.reader, SystemClock(),
+        deliveries = delivery_service(h.writer, h.reader, SystemClock(),
                                      allow=frozenset({"127.0.0.1"}))
         box.append(deliveries)
         deliveries.register_hook(

@@ -14,13 +14,12 @@ import logging
 import re
 import secrets
 import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gateway.core.errors import AuthFailed, Code, NotFound, Unavailable, ValidationFailed
 from gateway.core.models import TokenInfo
-from gateway.core.ports import Clock
+from gateway.core.ports import Clock, SystemClock
 from gateway.store import tokens as repo
 from gateway.store.writer import Writer
 
@@ -35,18 +34,19 @@ def digest(secret: str) -> bytes:
 
 
 class AuthThrottle:
-    """S5: a client address that fails authentication `limit` times within `window` seconds is
-    blocked for `window` seconds: its WRONG credentials then get 429 instead of 401. A valid
-    credential is always served: callers check it first and report only failures here, so a
-    broken POS with a stale token cannot lock out the kitchen display behind the same NAT.
-    Guessing a 192-bit token is hopeless anyway; this keeps a broken or hostile client from
-    filling logs. Memory is bounded: at most `max_clients` addresses are tracked."""
+    """Reliability gate S5 (failed-auth rate limit): a client address that fails authentication
+    `limit` times within `window` seconds is blocked for `window` seconds: its WRONG credentials
+    then get 429 instead of 401. A valid credential is always served: callers check it first and
+    report only failures here, so a broken POS with a stale token cannot lock out the kitchen
+    display behind the same NAT. Guessing a 192-bit token is hopeless anyway; this keeps a broken
+    or hostile client from filling logs. Memory is bounded: at most `max_clients` addresses are
+    tracked."""
 
     def __init__(self, limit: int = 20, window: float = 60.0,
-                 now: Callable[[], float] = time.monotonic, max_clients: int = 10_000) -> None:
+                 now: Callable[[], float] | None = None, max_clients: int = 10_000) -> None:
         self.limit = limit
         self.window = window
-        self.now = now
+        self.now = now or SystemClock().monotonic  # tests pass a stepped one
         self.max_clients = max_clients
         self._failures: dict[str, list[float]] = {}  # least recently failed first
         self._blocked_until: dict[str, float] = {}  # earliest expiry first (same window)
@@ -133,7 +133,7 @@ class TokenService:
     def open_window(self, seconds: float | None = None) -> float:
         """A press: opens the window with a fresh quota and wakes the waiting long-polls."""
         seconds = self._window_seconds if seconds is None else seconds
-        self._window_until = time.monotonic() + seconds
+        self._window_until = self._clock.monotonic() + seconds
         self._issued_total = 0
         self._issued_by_name.clear()
         self._presses += 1
@@ -146,7 +146,7 @@ class TokenService:
         """Seconds the window stays open; 0 once it expired or its quota is used up."""
         if self._issued_total >= self.max_tokens:
             return 0.0
-        return max(0.0, self._window_until - time.monotonic())
+        return max(0.0, self._window_until - self._clock.monotonic())
 
     @property
     def waiting(self) -> int:
@@ -185,7 +185,8 @@ class TokenService:
 
     def _claim(self, name: str) -> str:
         if self.window_remaining() <= 0:
-            if self._issued_total >= self.max_tokens and time.monotonic() < self._window_until:
+            used_up = self._issued_total >= self.max_tokens
+            if used_up and self._clock.monotonic() < self._window_until:
                 raise AuthFailed(Code.TOKEN_WINDOW_USED)
             raise AuthFailed(Code.TOKEN_WINDOW_CLOSED)
         key = name.casefold()

@@ -38,7 +38,8 @@ from gateway.core.netguard import require_url
 from gateway.core.ports import Clock
 from gateway.services.access.tokens import TOKEN_NAME, digest
 from gateway.services.orders.intake import OrderIntake
-from gateway.services.outbox.service import DEAD, GONE
+from gateway.services.outbox.http import GONE
+from gateway.services.outbox.policy import HookEvent
 from gateway.store import integration_keys as keys_repo
 from gateway.store import orders as orders_repo
 from gateway.store import outbox
@@ -52,7 +53,7 @@ from gateway.store.writer import Writer
 log = logging.getLogger(__name__)
 
 KIND = "cloudsignal"  # subscriptions.kind, integration_keys.kind and outbox.kind
-CONTENT_TYPE = "application/json"  # seed 002: "Set content-type to application/json"
+CONTENT_TYPE = "application/json"  # seed 002 (CloudSignal): "Set content-type to application/json"
 APIKEY_MAX = 256
 
 __all__ = ["IntegrationKey", "Subscription"]  # re-exported for the web layer
@@ -201,11 +202,11 @@ class CloudSignalService:
         if written:
             self._enqueued_with(event.seq)
 
-    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: str,
+    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: HookEvent,
                       code: str | None, message: str | None) -> None:
         """The outbox moved a CloudSignal row (writer thread, in its transaction): a receiver
         that answered 410 is unsubscribed with it."""
-        if event == DEAD and code == GONE and subs_repo.disable(
+        if event == HookEvent.DEAD and code == GONE and subs_repo.disable(
                 conn, KIND, row.url, self._clock.now(), "HTTP 410 Gone"):
             log.warning("cloudsignal subscriber %s answered 410: subscription disabled",
                         outbox.endpoint_of(row.url))

@@ -45,7 +45,8 @@ from gateway.core.models import ItemStatus, Order, OrderState
 from gateway.core.netguard import require_url
 from gateway.core.ports import Clock
 from gateway.services.outbox import signing as webhook_signing
-from gateway.services.outbox.service import DEAD, GONE
+from gateway.services.outbox.http import GONE
+from gateway.services.outbox.policy import HookEvent
 from gateway.store import orders as orders_repo
 from gateway.store import outbox
 from gateway.store import subscriptions as subs_repo
@@ -57,7 +58,7 @@ from gateway.store.writer import Writer
 log = logging.getLogger(__name__)
 
 KIND = "printapi"  # subscriptions.kind and outbox.kind
-CONTENT_TYPE = "application/x-www-form-urlencoded"  # seed 003's webhook call, exactly
+CONTENT_TYPE = "application/x-www-form-urlencoded"  # seed 003 (Print API)'s webhook call, exactly
 
 __all__ = ["Subscription"]  # re-exported for the web layer
 
@@ -144,11 +145,11 @@ class PrintApiService:
 
     # -- the outbox's view (writer thread, in the outbox change's transaction) -----------------
 
-    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: str,
+    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: HookEvent,
                       code: str | None, message: str | None) -> None:
         """A receiver that answered 410 is unsubscribed: its subscription is disabled and
         its other pending rows die with it (they would only get 410 again)."""
-        if event != DEAD or code != GONE:
+        if event != HookEvent.DEAD or code != GONE:
             return
         now = self._clock.now()
         if subs_repo.disable(conn, KIND, row.url, now, "HTTP 410 Gone"):

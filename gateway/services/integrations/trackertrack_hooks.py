@@ -1,14 +1,14 @@
 """The table-tracker `register` webhook clients, delivered through the outbox.
 
-A client registered with `POST /api/v2/register {http_client}` (or v1's
-`GET /api/v1/register?http_client=`) receives a POST of the order object on every change of an
-active order: exactly the frame a WebSocket client of `/api/v2/websocket` gets for that change
-(seed 004: "A Websocket notification will also be sent out with "type": "NEW_ORDER"", and the
-same order with "type": "ORDER_MODIFIED"), i.e. the flat order object of the client's API
-version (v1 clients get `stateStarted`, v2 `stateChanged`) plus `type` (`NEW_ORDER`, or as the
-setting `newOrderEventType` says; `ORDER_MODIFIED`, also for an item's move, which this dialect
-does not show; `ORDER_PAGED`; `ORDER_CLEARED`) and the journal `seq`. JSON, one row per change
-per client, written in the change's transaction.
+A client registered with `POST /api/v2/register {http_client}` (or v1's `GET
+/api/v1/register?http_client=`) receives a POST of the order object on every change of an active
+order: exactly the frame a WebSocket client of `/api/v2/websocket` gets for that change (seed
+004, TrackerTrack: "A Websocket notification will also be sent out with "type": "NEW_ORDER"",
+and the same order with "type": "ORDER_MODIFIED"), i.e. the flat order object of the client's
+API version (v1 clients get `stateStarted`, v2 `stateChanged`) plus `type` (`NEW_ORDER`, or as
+the setting `newOrderEventType` says; `ORDER_MODIFIED`, also for an item's move, which this
+dialect does not show; `ORDER_PAGED`; `ORDER_CLEARED`) and the journal `seq`. JSON, one row per
+change per client, written in the change's transaction.
 
 A client that answers 410 is unregistered, and its other pending rows die with it.
 """
@@ -28,7 +28,8 @@ import orjson
 from gateway.core.events import OrderEvent, OrderEventType
 from gateway.core.models import Order
 from gateway.services.access.config import ConfigService
-from gateway.services.outbox.service import DEAD, GONE
+from gateway.services.outbox.http import GONE
+from gateway.services.outbox.policy import HookEvent
 from gateway.store import config as config_repo
 from gateway.store import outbox
 from gateway.store.outbox import OutboxRow
@@ -97,10 +98,10 @@ class TrackerTrackWebhooks:
                 CONTENT_TYPE, ref=str(client.id)), event.ts)
         self._enqueued_with(event.seq)
 
-    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: str,
+    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: HookEvent,
                       code: str | None, message: str | None) -> None:
         """Writer thread: a client that answered 410 is unregistered with its pending rows."""
-        if event != DEAD or code != GONE:
+        if event != HookEvent.DEAD or code != GONE:
             return
         if config_repo.remove_client(conn, row.url):
             killed = outbox.kill_pending(conn, row.endpoint, KIND, row.url, row.finished or 0.0,

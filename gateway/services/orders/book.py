@@ -12,39 +12,32 @@ import sqlite3
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from typing import TypeVar
 
 from gateway.core.errors import Code, NotFound, Unavailable
 from gateway.core.events import Bus, OrderEvent, OrderEventType
 from gateway.core.models import (
     DUMMY_TRACKER_PREFIX,
-    ITEM_FINAL,
     ClearReason,
     HistoryQuery,
-    ItemStatus,
     Order,
     OrderState,
     same_order_type,
 )
 from gateway.core.ports import Clock, Pager
+from gateway.services.orders.unit import Change, OrderUnit, StartOutcome, cleared
 from gateway.store import orders as repo
 from gateway.store.reader import Reader
 from gateway.store.writer import Writer
 
 log = logging.getLogger(__name__)
 TxHook = Callable[[sqlite3.Connection, OrderEvent], None]
-
-
-class Outcome(Enum):
-    CREATED = "created"
-    MODIFIED = "modified"
-    ALREADY_STARTED = "already_started"
-    ALREADY_LOCATED = "already_located"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class StartResult:
-    outcome: Outcome
+    outcome: StartOutcome
     order: Order
 
 
@@ -54,14 +47,6 @@ class OrderRef:
 
     name: str | None = None
     uuid: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    order: Order
-    event: OrderEvent | None
-    outcome: Outcome | None = None
-    before: tuple[Change, ...] = ()  # changes committed with this one, applied first
 
 
 class NoRadio:
@@ -143,7 +128,7 @@ class OrderService:
                 )
                 repo.save(conn, order)
                 event = self._journal(conn, OrderEventType.NEW_ORDER, now, order)
-                return Change(order, event, Outcome.CREATED)
+                return Change(order, event, StartOutcome.CREATED)
             changes: dict[str, object] = {}
             if not same_order_type(existing.order_type, order_type):
                 changes["order_type"] = order_type
@@ -159,24 +144,26 @@ class OrderService:
                 changes["tracker"] = DUMMY_TRACKER_PREFIX + name
             if not changes:
                 same = (
-                    Outcome.ALREADY_LOCATED
+                    StartOutcome.ALREADY_LOCATED
                     if existing.state is OrderState.LOCATED
-                    else Outcome.ALREADY_STARTED
+                    else StartOutcome.ALREADY_STARTED
                 )
                 return Change(existing, None, same)
             order = existing.evolve(**changes)
             repo.save(conn, order)
             event = self._journal(conn, OrderEventType.ORDER_MODIFIED, now, order)
-            return Change(order, event, Outcome.MODIFIED)
+            return Change(order, event, StartOutcome.MODIFIED)
 
         change = await self._writer.run(job, self._apply)
         assert change.outcome is not None
         return StartResult(change.outcome, change.order)
 
     async def clear(self, ref: OrderRef, reason: ClearReason) -> Order:
+        def job(conn: sqlite3.Connection) -> Change:
+            return self._clear_one(conn, self._locked(conn, target), reason)
+
         target = self.find(ref).uuid
-        change = await self._writer.run(self._clear_job(target, reason), self._apply)
-        return change.order
+        return (await self._writer.run(job, self._apply)).order
 
     async def clear_all(self, reason: ClearReason) -> list[Order]:
         def job(conn: sqlite3.Connection) -> list[Change]:
@@ -242,13 +229,13 @@ class OrderService:
                               number=repo.next_number(conn), source="tracker")
                 repo.save(conn, order)
                 event = self._journal(conn, OrderEventType.NEW_ORDER, now, order)
-                return Change(order, event, Outcome.CREATED, tuple(changes))
+                return Change(order, event, StartOutcome.CREATED, tuple(changes))
             if existing.tracker == address:
-                return Change(existing, None, Outcome.ALREADY_STARTED, tuple(changes))
+                return Change(existing, None, StartOutcome.ALREADY_STARTED, tuple(changes))
             order = existing.evolve(tracker=address)
             repo.save(conn, order)
             event = self._journal(conn, OrderEventType.ORDER_MODIFIED, now, order)
-            return Change(order, event, Outcome.MODIFIED, tuple(changes))
+            return Change(order, event, StartOutcome.MODIFIED, tuple(changes))
 
         change = await self._writer.run(job, self._apply)
         assert change.outcome is not None
@@ -332,30 +319,10 @@ class OrderService:
             raise NotFound(Code.ORDER_NOT_FOUND)
         return existing
 
-    def _clear_job(self, uuid: str, reason: ClearReason) -> Callable[[sqlite3.Connection], Change]:
-        def job(conn: sqlite3.Connection) -> Change:
-            return self._clear_one(conn, self._locked(conn, uuid), reason)
-
-        return job
-
     def _clear_one(self, conn: sqlite3.Connection, existing: Order, reason: ClearReason,
                    *, cancelled: bool = False) -> Change:
         now = self._clock.now()
-        # Handed over: every dish not yet done is shipped with it (or cancelled with it).
-        done = ItemStatus.CANCELED if cancelled else ItemStatus.SHIPPED
-        order = existing.evolve(
-            state=OrderState.CLEARED,
-            state_changed=now,
-            cleared_at=now,
-            clear_reason=reason,
-            paged=False,
-            tracking=False,
-            cancelled=cancelled,
-            items=tuple(i if i.status in ITEM_FINAL else
-                        i.evolve(status=done, status_changed=now,
-                                 cause="order-cancelled" if cancelled else i.cause)
-                        for i in existing.items),
-        )
+        order = cleared(existing, reason, now, cancelled=cancelled)
         repo.save(conn, order)
         return Change(order, self._journal(conn, OrderEventType.ORDER_CLEARED, now, order))
 
@@ -363,17 +330,18 @@ class OrderService:
         repo.save(conn, order)
         return Change(order, self._journal(conn, OrderEventType.ORDER_MODIFIED, now, order))
 
-    async def run_change(self, job: Callable[[sqlite3.Connection], list[Change]]) -> list[Order]:
-        """For sibling services (intake): a write job whose changes land like ours do."""
-        return [c.order for c in await self._writer.run(job, self._apply_all)]
+    async def transact(self, work: Callable[[OrderUnit], T]) -> T:
+        """For the services beside the book (intake): `work` runs on the writer thread with a
+        unit of work whose changes land like the book's own (journal, hooks, then the book and
+        the bus after COMMIT). Returns what `work` returned."""
 
-    def journal(self, conn: sqlite3.Connection, kind: OrderEventType, now: float,
-                order: Order) -> OrderEvent:
-        return self._journal(conn, kind, now, order)
+        def job(conn: sqlite3.Connection) -> tuple[list[Change], T]:
+            unit = OrderUnit(conn, self._clock, self._journal)
+            result = work(unit)
+            return unit.changes, result
 
-    def clear_one(self, conn: sqlite3.Connection, existing: Order, reason: ClearReason, *,
-                  cancelled: bool = False) -> Change:
-        return self._clear_one(conn, existing, reason, cancelled=cancelled)
+        _, result = await self._writer.run(job, lambda done: self._apply_all(done[0]))
+        return result
 
     def add_tx_hook(self, hook: TxHook) -> None:
         """Run `hook(conn, event)` inside the transaction of every journaled change, so what

@@ -1,7 +1,8 @@
 """Orders with items from integrations, and item progress from the kitchen.
 
-The writes go through OrderService (`run_change`, `journal`), so an order created here is in
-the same book, journal, feeds and hooks as a POS order: one model, five dialects.
+The writes go through an OrderService unit of work (`OrderService.transact`), so an order
+created here is in the same book, journal, feeds and hooks as a POS order: one model, five
+dialects.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from gateway.core.models import (
     OrderState,
 )
 from gateway.core.ports import Clock
-from gateway.services.orders.book import Change, OrderService
+from gateway.services.orders.book import OrderService
+from gateway.services.orders.unit import OrderUnit
 from gateway.store import orders as repo
 from gateway.store.reader import Reader
 
@@ -59,12 +61,11 @@ class OrderIntake:
         integrator retrying after a lost answer gets the first order back, not a second."""
         if not items or len(items) > MAX_ITEMS:
             raise ValidationFailed(Code.BAD_ORDER, f"An order needs 1 to {MAX_ITEMS} items.")
-        found: list[bool] = []
 
-        def job(conn: sqlite3.Connection) -> list[Change]:
+        def work(unit: OrderUnit) -> Created:
+            conn = unit.conn
             if external_id and (same := repo.by_external_id(conn, source, external_id)):
-                found.append(True)
-                return [Change(same, None)]
+                return Created(unit.unchanged(same), False)
             now = self._clock.now()
             number = repo.next_number(conn)
             wanted = name or str(number)
@@ -85,20 +86,17 @@ class OrderIntake:
                          i.notes, i.station, ItemStatus.REGISTERED, now, extra=i.extra)
                     for pos, i in enumerate(items, 1)),
             )
-            repo.save(conn, order)
-            return [Change(order, self._orders.journal(conn, OrderEventType.NEW_ORDER, now,
-                                                       order))]
+            return Created(unit.save(order, OrderEventType.NEW_ORDER, now), True)
 
-        (order,) = await self._orders.run_change(job)
-        return Created(order, not found)
+        return await self._orders.transact(work)
 
     async def set_item_status(self, order_ref: str, item_ref: str, status: ItemStatus, *,
                               cause: str = "", delay: int | None = None,
                               message: str = "") -> Order:
         """Move one item; when every item is done the order is handed over (cleared)."""
 
-        def job(conn: sqlite3.Connection) -> list[Change]:
-            order = _lookup(conn, order_ref)
+        def work(unit: OrderUnit) -> Order:
+            order = _lookup(unit.conn, order_ref)
             if order is None:
                 raise NotFound(Code.ORDER_NOT_FOUND, f"Order {order_ref[:40]!r} not found.")
             index = _find_item(order, item_ref)
@@ -106,7 +104,7 @@ class OrderIntake:
             repeated = item.status is status and (
                 status is not ItemStatus.ERROR or (item.cause, item.delay) == (cause, delay))
             if repeated:
-                return [Change(order, None)]  # a repeated signal changes nothing
+                return unit.unchanged(order)  # a repeated signal changes nothing
             if not order.active:
                 raise _closed(order)
             if not item.can_move_to(status):
@@ -117,30 +115,24 @@ class OrderIntake:
             moved = item.evolve(status=status, status_changed=now, cause=cause, delay=delay,
                                 message=message)
             items = (*order.items[:index], moved, *order.items[index + 1:])
-            changed = order.evolve(items=items)
-            repo.save(conn, changed)
-            change = Change(changed, self._orders.journal(conn, OrderEventType.ITEM_STATUS, now,
-                                                          changed))
+            changed = unit.save(order.evolve(items=items), OrderEventType.ITEM_STATUS, now)
             if all(i.status in ITEM_FINAL for i in items):
                 everything_cancelled = all(i.status is ItemStatus.CANCELED for i in items)
-                last = self._orders.clear_one(conn, changed, ClearReason.AUTOMATIC,
-                                              cancelled=everything_cancelled)
-                return [change, last]
-            return [change]
+                return unit.clear(changed, ClearReason.AUTOMATIC, cancelled=everything_cancelled)
+            return changed
 
-        return (await self._orders.run_change(job))[-1]
+        return await self._orders.transact(work)
 
     async def cancel(self, order_ref: str) -> Order:
         """Cancel an unpaid order (Imprinted DELETE): cleared, cancelled, items cancelled."""
 
-        def job(conn: sqlite3.Connection) -> list[Change]:
-            order = self._active(conn, order_ref)
+        def work(unit: OrderUnit) -> Order:
+            order = self._active(unit.conn, order_ref)
             if (order.extra.get("payment") or {}).get("paid_at"):
                 raise Conflict(Code.ORDER_PAID, "A paid order cannot be deleted.")
-            return [self._orders.clear_one(conn, order, ClearReason.MANAGER_OVERRIDE,
-                                           cancelled=True)]
+            return unit.clear(order, ClearReason.MANAGER_OVERRIDE, cancelled=True)
 
-        return (await self._orders.run_change(job))[-1]
+        return await self._orders.transact(work)
 
     async def get(self, order_ref: str) -> Order:
         """Any order, active or not, by number or uuid."""

@@ -9,33 +9,40 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from gateway.core.netguard import forbidden_reason
 from gateway.core.ports import Clock
 from gateway.services.outbox.http import safe_url
+from gateway.services.outbox.policy import HookEvent
 from gateway.store import outbox
 from gateway.store.outbox import OutboxRow
 from gateway.store.writer import Writer
 
 log = logging.getLogger("gateway.services.outbox.service")  # one logger for the outbox
 
-# Hook events.
-SENDING = "sending"
-DELIVERED = "delivered"
-RETRY = "retry"
-DEAD = "dead"
-NOT_DUE = "not-due"  # internal: nothing changed, hooks are not called
-REFUND = "refund"  # internal outcome: the attempt is given back (offline); hooks see `retry`
+
+
+class Internal(StrEnum):
+    """Steps and outcomes the hooks never hear as such."""
+
+    NOT_DUE = "not-due"  # nothing changed, hooks are not called
+    REFUND = "refund"  # the attempt is given back (offline); hooks see `retry`
+
+
+Event = HookEvent | Internal
 
 # Error codes passed to hooks and stored (as "code: message") in outbox.last_error; those of
 # an HTTP answer (gone, network-timeout, network-error, http-status, redirect) are in
-# deliveries_http.
+# outbox.http.
 INVALID_URL = "invalid-url"
 MAX_RETRIES = "max-retries"
 OFFLINE = "offline"  # the gateway's own uplink was down: the attempt was given back
 UNSENT = "unsent"  # internal: a batch stopped before this row; hooks see `retry`, no code
-Hook = Callable[[sqlite3.Connection, OutboxRow, str, str | None, str | None], None]
+Hook = Callable[[sqlite3.Connection, OutboxRow, HookEvent, str | None, str | None], None]
 CommitHook = Callable[[], None]
+
+
 @dataclass(slots=True)
 class DeliveryStats:
     sent: int = 0  # requests started
@@ -53,17 +60,17 @@ class Step:
     """One committed change of an outbox row, as the hooks saw it."""
 
     row: OutboxRow
-    event: str
+    event: Event
     code: str | None = None
     message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class DeliveryOutcome:
     """What one answer means for its row, to be committed with the rest of its batch."""
 
     row: OutboxRow
-    event: str  # DELIVERED | RETRY | DEAD | REFUND
+    event: Event  # delivered | retry | dead | refund
     status: int | None
     code: str | None = None
     message: str | None = None
@@ -97,13 +104,13 @@ class Ledger:
             return None
         if row.next_at > self._clock.now():
             # The dispatcher looked at an older snapshot; this retry is not due yet.
-            return Step(row, NOT_DUE)
+            return Step(row, Internal.NOT_DUE)
         if row.attempts >= self.max_attempts:
             # Only after a crash between the last attempt's commit and its outcome.
-            return self.finish(conn, row_id, DEAD, row.last_status, MAX_RETRIES,
+            return self.finish(conn, row_id, HookEvent.DEAD, row.last_status, MAX_RETRIES,
                                 "attempts spent before a restart", 0.0)
         row = outbox.mark_attempt(conn, row_id)
-        return None if row is None else self.fire(conn, Step(row, SENDING))
+        return None if row is None else self.fire(conn, Step(row, HookEvent.SENDING))
 
     def begin_batch(self, conn: sqlite3.Connection, endpoint: str, limit: int
                     ) -> list[Step]:
@@ -120,39 +127,39 @@ class Ledger:
                 break
             if row.attempts >= self.max_attempts:
                 # Only after a crash between the last attempt's commit and its outcome.
-                dead = self.finish(conn, row.id, DEAD, row.last_status, MAX_RETRIES,
+                dead = self.finish(conn, row.id, HookEvent.DEAD, row.last_status, MAX_RETRIES,
                                    "attempts spent before a restart", 0.0)
                 if dead is not None:
                     steps.append(dead)
                 continue
             ready.append(row.id)
         for row in outbox.mark_attempts(conn, ready):
-            steps.append(self.fire(conn, Step(row, SENDING)))
+            steps.append(self.fire(conn, Step(row, HookEvent.SENDING)))
         return steps
 
-    def settle(self, conn: sqlite3.Connection, endpoint: str, outcomes: list[Outcome],
+    def settle(self, conn: sqlite3.Connection, endpoint: str, outcomes: list[DeliveryOutcome],
                unsent: list[int], chain: bool) -> tuple[list[Step], list[Step]]:
         """The outcomes of a batch, the attempts of its rows that were not sent given back,
         and (`chain`) the next batch begun: one commit."""
         done: list[Step | None] = []
         delivered: dict[int, list[int]] = {}  # status -> rows: one UPDATE per status
         for o in outcomes:
-            if o.event == DELIVERED and o.status is not None:
+            if o.event == HookEvent.DELIVERED and o.status is not None:
                 delivered.setdefault(o.status, []).append(o.row.id)
         now = self._clock.now()
         for status, ids in delivered.items():
-            done += [self.fire(conn, Step(row, DELIVERED))
+            done += [self.fire(conn, Step(row, HookEvent.DELIVERED))
                      for row in outbox.mark_delivered_many(conn, ids, now, status)]
         for o in outcomes:
-            if o.event == REFUND:
+            if o.event == Internal.REFUND:
                 done.append(self.refund(conn, o.row.id, o.message))
-            elif o.event != DELIVERED:
+            elif o.event != HookEvent.DELIVERED:
                 done.append(self.finish(conn, o.row.id, o.event, o.status, o.code, o.message,
                                         o.next_at))
         for row_id in unsent:
             row = outbox.refund_attempt(conn, row_id, None)
             if row is not None:
-                done.append(self.fire(conn, Step(row, RETRY, UNSENT)))
+                done.append(self.fire(conn, Step(row, HookEvent.RETRY, UNSENT)))
         begun = self.begin_batch(conn, endpoint, self._batch if chain else 0)
         return [s for s in done if s is not None], begun
 
@@ -172,16 +179,17 @@ class Ledger:
                 ) -> Step | None:
         error = f"{OFFLINE}: uplink down ({message or 'no answer'}); attempt not counted"
         row = outbox.refund_attempt(conn, row_id, error)
-        return None if row is None else self.fire(conn, Step(row, RETRY, OFFLINE, message))
+        return None if row is None else self.fire(conn, Step(row, HookEvent.RETRY, OFFLINE,
+                                                             message))
 
-    def finish(self, conn: sqlite3.Connection, row_id: int, event: str, status: int | None,
+    def finish(self, conn: sqlite3.Connection, row_id: int, event: Event, status: int | None,
                 code: str | None, message: str | None, next_at: float) -> Step | None:
         now = self._clock.now()
         error = f"{code}: {message}" if code else ""
-        if event == DELIVERED:
+        if event == HookEvent.DELIVERED:
             assert status is not None
             row = outbox.mark_delivered(conn, row_id, now, status)
-        elif event == RETRY:
+        elif event == HookEvent.RETRY:
             row = outbox.mark_retry(conn, row_id, next_at, status, error)
         else:
             row = outbox.mark_dead(conn, row_id, now, status, error)
@@ -191,6 +199,7 @@ class Ledger:
         entry = self._hooks.get(step.row.kind)
         if entry is None:
             return step
+        assert isinstance(step.event, HookEvent)  # internal steps are never fired
         # Its own savepoint: a failing hook loses its writes, never the outbox change.
         conn.execute("SAVEPOINT outbox_hook")
         try:
@@ -213,10 +222,10 @@ class Ledger:
     # -- after commit (event loop) ------------------------------------------------------------
 
     def committed(self, step: Step | None) -> None:
-        if step is None or step.event == NOT_DUE:
+        if step is None or step.event == Internal.NOT_DUE:
             return
         row, event = step.row, step.event
-        if event == DELIVERED:
+        if event == HookEvent.DELIVERED:
             self.stats.delivered += 1
             if row.endpoint in self._down:
                 self._down.discard(row.endpoint)
@@ -225,10 +234,10 @@ class Ledger:
             self.stats.offline += 1
         elif step.code == UNSENT:
             pass
-        elif event in (RETRY, DEAD):
+        elif event in (HookEvent.RETRY, HookEvent.DEAD):
             if step.code != INVALID_URL:
                 self.stats.failed += 1
-            if event == DEAD:
+            if event == HookEvent.DEAD:
                 self.stats.dead += 1
                 log.warning("delivery %d (%s) to %s is dead: %s %s", row.id, row.kind,
                             safe_url(row.url), step.code, step.message or "")

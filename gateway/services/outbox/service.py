@@ -1,50 +1,5 @@
-"""Sends the outbox: print reports, order-status webhooks, table-tracker webhooks, signals.
-
-Guarantees, and what they cost:
-
-- **At-least-once.** A row is written in the transaction of the change it reports
-  (`store.outbox.enqueue`) and stays pending until a receiver answered 2xx or it is dead. The
-  attempt counter is committed *before* each request leaves, so a crash (kill -9) between that
-  commit and the answer never loses the count (attempts never exceed the schedule's 10) and,
-  on restart, the row is sent again. A row can therefore arrive twice: every attempt carries the
-  same `webhook-id` header (the row's event id) so receivers can drop duplicates.
-- **FIFO per endpoint** (`scheme://host:port`): an endpoint's next row is not sent before the
-  previous one is delivered or dead. Different endpoints proceed concurrently, at most
-  `max_inflight_endpoints` at once, served round-robin so a long backlog cannot starve others.
-- **Schedule** (seed 003): after a failed attempt n, the next one follows `schedule[n-1]`
-  seconds later, ±`jitter`; after the last one the row is dead ("max-retries"). 410 kills the
-  row at once ("gone"); 429/503 with Retry-After delay the next attempt to at least that time;
-  redirects are not followed (a 3xx is a failure); URLs that `core.netguard` refuses are never
-  contacted ("invalid-url"), and host names resolving only to loopback/link-local addresses are
-  refused at connect time.
-- **Offline is not the receiver's fault** (`services.uplink`). When a request to an endpoint
-  that needs the internet gets no HTTP answer, the uplink is checked; if the gateway itself is
-  offline the attempt is given back (`outbox.refund_attempt`, hook event `retry` with code
-  `offline`) and such endpoints are held (not tried, no attempt spent, schedule unchanged)
-  until the uplink answers again. A weekend offline therefore costs no attempts; the backlog
-  then drains in order.
-- **Batches; live traffic first.** A backlog goes in batches: one commit counts the attempts
-  of an endpoint's next `batch` rows (the first row of a drain goes alone, so a receiver that
-  fails costs one request), they are sent one at a time, and one commit settles them and begins
-  the next batch: about 1/`batch` commit per delivery. A batch stops at its first failure and
-  gives the rows it did not send their attempts back (hook event `retry`, no code). A crash
-  mid-batch can thus charge the rows behind the one on the wire one attempt they never used
-  (at most one per crash; never the reverse). While order changes are being made (one in the
-  last `quiet` seconds) all endpoints together send at most `busy_rate` requests/s, so a
-  backlog does not take the CPU from live orders; when the gateway is quiet it drains at full
-  speed.
-- **Signatures.** `register_signer(kind, signer)` adds headers to each attempt of a kind's rows
-  (Standard Webhooks: `webhook-timestamp`, `webhook-signature`, see `webhook_signing`).
-- **Hooks.** A service that owns the changes behind a row kind (printing: the request's
-  `report` block; a subscription that answered 410) registers a hook that runs on the writer
-  thread inside the transaction that updates the outbox row, so its own state can never
-  disagree with the outbox.
-- **Pruning.** Delivered rows are deleted after `keep_delivered` seconds, dead ones after
-  `keep_dead`, in short chunks that never hold the writer for long.
-
-Time comes from the injected Clock; waiting goes through the injected `sleep`, so tests run
-the whole ten-attempt schedule in milliseconds.
-"""
+"""Sends the outbox: decides which endpoint's rows go when, sends them, and has the ledger
+record each answer. The guarantees are in the package docstring (`gateway.services.outbox`)."""
 
 from __future__ import annotations
 
@@ -53,12 +8,8 @@ import contextlib
 import logging
 import random
 import sqlite3
-import time
-from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any
 
-import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from gateway.core.errors import Unavailable
@@ -67,35 +18,27 @@ from gateway.core.netguard import forbidden_reason
 from gateway.core.ports import Clock
 from gateway.services.outbox.http import (
     GONE,
-    HTTP_STATUS,
-    NETWORK,
-    REDIRECT,
     RETRY_AFTER_CAP,
-    TIMEOUT,
     Answer,
     GuardedResolver,
-    post,
     retry_after_at,
     safe_url,
 )
 from gateway.services.outbox.ledger import (
-    DEAD,
-    DELIVERED,
     INVALID_URL,
     MAX_RETRIES,
     OFFLINE,
-    REFUND,
-    RETRY,
-    SENDING,
-    UNSENT,
     CommitHook,
-    DeliveryStats,
+    DeliveryOutcome,
     Hook,
+    Internal,
     Ledger,
-    Outcome,
     Step,
 )
-from gateway.services.outbox.prune import prune_outbox
+from gateway.services.outbox.pacing import Pacer
+from gateway.services.outbox.policy import SCHEDULE, HookEvent, OutboxPolicy
+from gateway.services.outbox.prune import Pruner
+from gateway.services.outbox.sender import Sender, Signer
 from gateway.services.outbox.uplink import Uplink
 from gateway.store import outbox
 from gateway.store.outbox import OutboxRow
@@ -104,69 +47,33 @@ from gateway.store.writer import Writer
 
 log = logging.getLogger(__name__)
 
-# Seed 003: "after ± 2 minutes, after ± 5 minutes, then after ± 60 minutes, up to 7 times".
-SCHEDULE: tuple[float, ...] = (120.0, 300.0) + (3600.0,) * 7
-POLL_SECONDS = 30.0  # safety net for rows enqueued without wake() and for clock jumps
-
-BATCH = 32  # rows whose attempts one commit counts (a backlog costs ~1/BATCH commit per row)
-BUSY_RATE = 50.0  # requests/s while order changes are being made (None: no limit)
-QUIET = 0.5  # seconds without an order change before a backlog drains at full speed
-
-__all__ = [  # re-exported: hooks and tests name them from here
-    "DEAD", "DELIVERED", "GONE", "HTTP_STATUS", "INVALID_URL", "MAX_RETRIES", "NETWORK",
-    "OFFLINE", "REDIRECT", "RETRY", "RETRY_AFTER_CAP", "SENDING", "TIMEOUT", "UNSENT",
-    "CommitHook", "DeliveryStats", "GuardedResolver", "Hook", "OutboxRow", "retry_after_at",
-    "safe_url"]
-
-# The seam for Standard Webhooks signatures: (row, unix timestamp) -> extra headers, e.g.
-# webhook-timestamp and webhook-signature over f"{row.event_id}.{timestamp}.{row.body}".
-Signer = Callable[[OutboxRow, int], Mapping[str, str]]
-Sleep = Callable[[float], Awaitable[None]]
+__all__ = [  # re-exported: callers and tests name them from here
+    "OFFLINE", "RETRY_AFTER_CAP", "SCHEDULE", "GuardedResolver", "HookEvent", "OutboxPolicy",
+    "OutboxRow", "retry_after_at", "safe_url"]
 
 
 class DeliveryService:
-    """The outbox worker. `sleep` is how it waits for the next due retry and `clock` what it
-    computes due times from (tests pass a fake pair); `poll` is a real-time safety net for rows
-    enqueued without `wake()`. `signer` adds headers to every attempt (signatures). One-shot:
-    start once, close once; close it before the reader and the writer."""
+    """The outbox worker. `clock` is what it computes due times from and how it waits (tests
+    pass a fake); `policy.poll` is a safety net for rows enqueued without `wake()`. `signer`
+    adds headers to every attempt (signatures); `uplink` checks connectivity before attempts
+    are spent (see `outbox.uplink`); `resolver` is DNS under the guard (tests pass a stub: no
+    traffic). One-shot: start once, close once; close it before the reader and the writer."""
 
-    def __init__(
-        self,
-        writer: Writer,
-        reader: Reader,
-        clock: Clock,
-        *,
-        allow: frozenset[str] = frozenset(),
-        schedule: tuple[float, ...] = SCHEDULE,
-        jitter: float = 0.2,
-        timeout: float = 10.0,
-        max_inflight_endpoints: int = 8,
-        signer: Signer | None = None,
-        sleep: Sleep = asyncio.sleep,
-        poll: float = POLL_SECONDS,
-        rng: random.Random | None = None,
-        batch: int = BATCH,
-        busy_rate: float | None = BUSY_RATE,
-        quiet: float = QUIET,
-        resolver: AbstractResolver | None = None,
-    ) -> None:
-        if not 0.0 <= jitter < 1.0:
-            raise ValueError("jitter must be in [0, 1)")
+    def __init__(self, writer: Writer, reader: Reader, clock: Clock,
+                 policy: OutboxPolicy | None = None, *, signer: Signer | None = None,
+                 uplink: Uplink | None = None, rng: random.Random | None = None,
+                 resolver: AbstractResolver | None = None) -> None:
+        self.policy = policy = policy or OutboxPolicy()
         self._writer = writer
         self._reader = reader
         self._clock = clock
-        self._allow = allow
-        self._resolver = resolver  # DNS under the guard (tests pass a stub: no traffic)
-        self._schedule = schedule
-        self._jitter = jitter
-        self._timeout = timeout
-        self._max_inflight = max(1, max_inflight_endpoints)
-        self._signer = signer
-        self._sleep = sleep
-        self._poll = poll
+        self._sender = Sender(clock, policy.allow, policy.timeout, signer, resolver)
+        self._max_inflight = max(1, policy.max_inflight_endpoints)
         self._rng = rng or random.Random()
-        self._ledger = Ledger(writer, clock, allow, len(schedule) + 1, max(1, batch))
+        self._batch = max(1, policy.batch)  # rows per commit in a backlog
+        self._ledger = Ledger(writer, clock, policy.allow, policy.max_attempts, self._batch)
         self.stats = self._ledger.stats
+        self._pacer = Pacer(clock, policy.busy_rate, policy.quiet)
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -175,25 +82,19 @@ class DeliveryService:
         self._turn = 0
         self._slot_wanted = False  # due endpoints are waiting for a free slot
         self._held: dict[str, float] = {}  # endpoint -> not before (after an unexpected error)
-        self._session: aiohttp.ClientSession | None = None
-        # Drain tasks inside a request -> whether close() cancelled that request.
-        self._requests: dict[asyncio.Task[Any], bool] = {}
         self._closing = False
-        self._signers: dict[str, Signer] = {}
-        self._uplink: Uplink | None = None
+        self._uplink = uplink
+        if uplink is not None:
+            uplink.on_change(lambda _up: self.wake())
         self._wake_seqs: set[int] = set()  # journal seqs whose transaction enqueued rows
-        self._pruner: asyncio.Task[None] | None = None
-        self._prune_every: float | None = None
-        self._keep = (7 * 86_400.0, 30 * 86_400.0)
-        self._batch = max(1, batch)
-        self._busy_rate = busy_rate
-        self._quiet = quiet
-        self._busy_until = 0.0  # time.monotonic() until which order changes count as recent
-        self._next_slot = 0.0  # the pacer's next free send time while busy
+        self._pruner = Pruner(writer, reader, clock, self.stats,
+                              keep_delivered=policy.keep_delivered, keep_dead=policy.keep_dead,
+                              stop=lambda: self._closing)
+        self._pruning: asyncio.Task[None] | None = None
 
     @property
     def max_attempts(self) -> int:
-        return len(self._schedule) + 1
+        return self.policy.max_attempts
 
     def register_hook(self, kind: str, hook: Hook, on_commit: CommitHook | None = None) -> None:
         """`hook(conn, row, event, error_code, message)` runs on the writer thread inside the
@@ -207,14 +108,7 @@ class DeliveryService:
     def register_signer(self, kind: str, signer: Signer) -> None:
         """`signer(row, unix_time)` -> headers added to every attempt of a `kind` row (it runs
         on the loop, per attempt: the timestamp is the attempt's)."""
-        if kind in self._signers:
-            raise ValueError(f"a signer for {kind!r} is already registered")
-        self._signers[kind] = signer
-
-    def set_uplink(self, uplink: Uplink) -> None:
-        """Check connectivity before spending attempts (see `services.uplink`); before start."""
-        self._uplink = uplink
-        uplink.on_change(lambda _up: self.wake())
+        self._sender.register_signer(kind, signer)
 
     @property
     def uplink(self) -> Uplink | None:
@@ -224,18 +118,6 @@ class DeliveryService:
     def busy(self) -> bool:
         """Whether an endpoint is being served right now (requests or commits in progress)."""
         return bool(self._inflight)
-
-    def set_pacing(self, busy_rate: float | None, quiet: float = QUIET) -> None:
-        """Live traffic first (see `_pace`): at most `busy_rate` requests/s while order
-        changes were made in the last `quiet` seconds; None: no limit."""
-        self._busy_rate = busy_rate if busy_rate is None or busy_rate > 0 else None
-        self._quiet = quiet
-
-    def set_pruning(self, every: float | None, keep_delivered: float,
-                    keep_dead: float) -> None:
-        """Prune finished rows every `every` seconds (None: never); before start."""
-        self._prune_every = every
-        self._keep = (keep_delivered, keep_dead)
 
     # -- waking after an order change ------------------------------------------------------
 
@@ -247,7 +129,7 @@ class DeliveryService:
 
     def on_event(self, event: Event) -> None:
         """Bus listener: wake for the committed events whose transaction enqueued rows; and
-        note that live traffic is flowing (see `_pace`)."""
+        note that live traffic is flowing (see `outbox.pacing`)."""
         if isinstance(event, OrderEvent):
             self.note_activity()
             if self._wake_seqs and event.seq in self._wake_seqs:
@@ -256,7 +138,7 @@ class DeliveryService:
 
     def note_activity(self) -> None:
         """Live traffic now: a backlog yields to it for the next `quiet` seconds."""
-        self._busy_until = time.monotonic() + self._quiet
+        self._pacer.note_activity()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -265,16 +147,11 @@ class DeliveryService:
         (including a crash) are picked up at once."""
         if self._worker is not None:
             return
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(resolver=GuardedResolver(self._allow,
-                                                                     self._resolver)),
-            cookie_jar=aiohttp.DummyCookieJar(),  # receivers must not steer later requests
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-        )
+        self._sender.open()
         self._worker = asyncio.create_task(self._run(), name="deliveries")
-        if self._prune_every:
-            self._pruner = asyncio.create_task(self._prune_forever(self._prune_every),
-                                               name="deliveries-prune")
+        if self.policy.prune_every:
+            self._pruning = asyncio.create_task(self._pruner.run(self.policy.prune_every),
+                                                name="deliveries-prune")
 
     def wake(self) -> None:
         """Look at the outbox now: call after committing a job that enqueued rows."""
@@ -289,20 +166,16 @@ class DeliveryService:
         self.wake()
         if self._timer is not None:
             self._timer.cancel()
-        if self._pruner is not None:
-            self._pruner.cancel()
-        for task in list(self._requests):
-            self._requests[task] = True
-            task.cancel()
+        if self._pruning is not None:
+            self._pruning.cancel()
+        self._sender.abandon_all()
         if self._uplink is not None:
             await self._uplink.close()
-        tasks = [t for t in (self._worker, self._timer, self._pruner, *self._inflight.values())
+        tasks = [t for t in (self._worker, self._timer, self._pruning, *self._inflight.values())
                  if t]
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._worker = self._timer = self._pruner = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._worker = self._timer = self._pruning = None
+        await self._sender.close()
 
     # -- queries and operator actions -----------------------------------------------------
 
@@ -327,27 +200,9 @@ class DeliveryService:
     async def prune(self, keep_delivered: float | None = None,
                     keep_dead: float | None = None) -> int:
         """Delete delivered rows finished more than `keep_delivered` seconds ago and dead ones
-        more than `keep_dead` ago; returns how many. Each chunk is its own short write job."""
-        now = self._clock.now()
-        deleted = await prune_outbox(
-            self._writer, self._reader,
-            delivered_before=now - (self._keep[0] if keep_delivered is None else keep_delivered),
-            dead_before=now - (self._keep[1] if keep_dead is None else keep_dead),
-            stop=lambda: self._closing)
-        self.stats.pruned += deleted
-        if deleted:
-            log.info("pruned %d finished deliveries", deleted)
-        return deleted
-
-    async def _prune_forever(self, every: float) -> None:
-        while not self._closing:
-            try:
-                await self.prune()
-            except Unavailable:
-                return
-            except Exception:
-                log.exception("pruning the outbox failed")
-            await asyncio.sleep(every)  # real time: pruning is housekeeping, not schedule
+        more than `keep_dead` ago (the policy's by default); returns how many. Each chunk is
+        its own short write job."""
+        return await self._pruner.prune(keep_delivered, keep_dead)
 
     # -- the worker: decides which endpoint heads to send -----------------------------------
 
@@ -361,7 +216,7 @@ class DeliveryService:
             except Exception:
                 log.exception("delivery worker: looking at the outbox failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                await asyncio.wait_for(self._wake.wait(), self.policy.poll)
 
     async def _dispatch(self) -> None:
         heads, self.stats.pending = await self._reader.run(_heads_and_count)
@@ -405,7 +260,7 @@ class DeliveryService:
             self._timer = asyncio.create_task(self._ring(delay), name="deliveries-timer")
 
     async def _ring(self, delay: float) -> None:
-        await self._sleep(delay)
+        await self._clock.sleep(delay)
         self.wake()
 
     async def _drain(self, head: OutboxRow) -> None:
@@ -422,17 +277,17 @@ class DeliveryService:
                         break  # a retry is not due yet: the dispatcher's timer brings it back
                     if self._held_offline(endpoint) and row is not head:
                         break  # the uplink went down meanwhile: the dispatcher decides
-                    reason = forbidden_reason(row.url, self._allow)
+                    reason = forbidden_reason(row.url, self.policy.allow)
                     if reason is not None:
                         await self._ledger.commit(partial(
-                            self._ledger.finish, row_id=row.id, event=DEAD, status=None,
+                            self._ledger.finish, row_id=row.id, event=HookEvent.DEAD, status=None,
                             code=INVALID_URL, message=reason, next_at=0.0))
                     else:
                         # One row first (a receiver that fails costs one request); its
                         # success begins full batches.
                         batch = [s for s in await self._ledger.commit_steps(partial(
                             self._ledger.begin_batch, endpoint=endpoint, limit=1))
-                            if s.event == SENDING]
+                            if s.event is HookEvent.SENDING]
                     if not batch:
                         row = await self._reader.run(partial(outbox.next_pending,
                                                              endpoint=endpoint))
@@ -450,8 +305,8 @@ class DeliveryService:
         except Exception:
             # A bug or a storage error: hold the endpoint for a poll interval rather than spin.
             log.exception("delivery to %s failed unexpectedly; holding it for %.0f s",
-                          endpoint, self._poll)
-            self._held[endpoint] = self._clock.now() + self._poll
+                          endpoint, self.policy.poll)
+            self._held[endpoint] = self._clock.now() + self.policy.poll
         finally:
             self._inflight.pop(endpoint, None)
             self._turn += 1
@@ -465,28 +320,28 @@ class DeliveryService:
         """Send the begun rows in order, stopping at the first that is not delivered; settle
         them in one commit that, when the endpoint may go on, begins its next batch. Returns
         that batch and whether the endpoint may go on."""
-        outcomes: list[Outcome] = []
+        outcomes: list[DeliveryOutcome] = []
         abandoned = False
         for step in batch:
             if self._closing:
                 break
-            if self._busy_rate is not None and time.monotonic() < self._busy_until:
-                await self._pace()
+            if self._pacer.busy:
+                await self._pacer.pace()
             answer = await self._send(step.row)
             if answer is None:
                 abandoned = True  # by close(): counted, maybe received; sent again next start
                 break
             if answer.code is None and answer.status is not None and (
                     self._uplink is None or not self._uplink.covers(endpoint)):
-                outcome = Outcome(step.row, DELIVERED, answer.status)  # the common case
+                outcome = DeliveryOutcome(step.row, HookEvent.DELIVERED, answer.status)  # common
             else:
                 outcome = await self._judge(step.row, answer)
             outcomes.append(outcome)
-            if outcome.event != DELIVERED:
+            if outcome.event is not HookEvent.DELIVERED:
                 break
         done = len(outcomes) + (1 if abandoned else 0)
         unsent = [s.row.id for s in batch[done:]]
-        going_on = bool(outcomes) and outcomes[-1].event in (DELIVERED, DEAD) \
+        going_on = bool(outcomes) and outcomes[-1].event in (HookEvent.DELIVERED, HookEvent.DEAD) \
             and not abandoned and not self._closing
         chain = going_on and not (self._slot_wanted or self._held_offline(endpoint))
         if not outcomes and not unsent:
@@ -494,72 +349,37 @@ class DeliveryService:
         _, begun = await self._writer.run(partial(
             self._ledger.settle, endpoint=endpoint, outcomes=outcomes, unsent=unsent, chain=chain),
             self._ledger.committed_batch)
-        return [s for s in begun if s.event == SENDING], going_on
+        return [s for s in begun if s.event is HookEvent.SENDING], going_on
 
     async def _send(self, row: OutboxRow) -> Answer | None:
         """One request; None if close() abandoned it."""
         self.stats.sent += 1
-        headers = {"Content-Type": row.content_type, "webhook-id": row.event_id}
-        signer = self._signers.get(row.kind, self._signer)
-        try:
-            if signer is not None:
-                headers.update(signer(row, int(self._clock.now())))
-        except Exception as exc:  # a signer bug: a failed attempt, not a dead worker
-            return Answer(None, code=NETWORK, message=f"signing failed: {type(exc).__name__}")
-        assert self._session is not None
-        # Awaited in the drain's own task (a task per request costs a third of the loop's
-        # time per delivery); close() cancels the drains that are inside a request, and only
-        # those cancellations are swallowed here.
-        task = asyncio.current_task()
-        assert task is not None
-        self._requests[task] = False
-        try:
-            return await post(self._session, row.url, row.body, headers, self._clock.now(),
-                              self._timeout)
-        except asyncio.CancelledError:
-            if self._requests.get(task):  # cancelled by close(): the row stays pending
-                task.uncancel()
-                return None
-            raise
-        finally:
-            self._requests.pop(task, None)
+        return await self._sender.send(row)
 
-    async def _judge(self, row: OutboxRow, answer: Answer) -> Outcome:
+    async def _judge(self, row: OutboxRow, answer: Answer) -> DeliveryOutcome:
         """What an answer means for the row: delivered, retry (when), dead, or given back."""
         uplink = self._uplink
         if uplink is not None and uplink.covers(row.endpoint):
             if answer.status is None and not await uplink.confirm():
                 # No answer because the gateway itself is offline: not the receiver's failure.
-                return Outcome(row, REFUND, None, OFFLINE, answer.message)
+                return DeliveryOutcome(row, Internal.REFUND, None, OFFLINE, answer.message)
             if answer.status is not None:
                 uplink.alive()
         if answer.code is None:
-            return Outcome(row, DELIVERED, answer.status)
+            return DeliveryOutcome(row, HookEvent.DELIVERED, answer.status)
         if answer.code == GONE or row.attempts >= self.max_attempts:
             code = GONE if answer.code == GONE else MAX_RETRIES
-            return Outcome(row, DEAD, answer.status, code, answer.message)
+            return DeliveryOutcome(row, HookEvent.DEAD, answer.status, code, answer.message)
         next_at = self._clock.now() + self._delay(row.attempts)
         if answer.retry_at is not None:  # Retry-After: not before that, nor before the schedule
             next_at = max(next_at, answer.retry_at)
-        return Outcome(row, RETRY, answer.status, answer.code, answer.message, next_at)
-
-    async def _pace(self) -> None:
-        """Live traffic first: while order changes are being made (one in the last `quiet`
-        seconds), all endpoints together send at most `busy_rate` requests per second; when
-        the gateway is quiet a backlog drains at full speed. Real time: this shares the CPU."""
-        if self._busy_rate is None:
-            return
-        now = time.monotonic()
-        if now >= self._busy_until:
-            return
-        slot = max(self._next_slot, now)
-        self._next_slot = slot + 1.0 / self._busy_rate
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        return DeliveryOutcome(row, HookEvent.RETRY, answer.status, answer.code, answer.message,
+                               next_at)
 
     def _delay(self, attempts: int) -> float:
-        base = self._schedule[attempts - 1]
-        return base * self._rng.uniform(1.0 - self._jitter, 1.0 + self._jitter)
+        base, jitter = self.policy.schedule[attempts - 1], self.policy.jitter
+        return base * self._rng.uniform(1.0 - jitter, 1.0 + jitter)
+
 
 def _heads_and_count(conn: sqlite3.Connection) -> tuple[list[OutboxRow], int]:
     return outbox.pending_heads(conn), outbox.count_pending(conn)

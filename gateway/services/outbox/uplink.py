@@ -128,7 +128,7 @@ class Uplink:
         probe: Probe | None,
         clock: Clock,
         *,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep | None = None,
         interval: float = 30.0,
         fresh: float = 0.0,
         covers: Callable[[str], bool] = needs_uplink,
@@ -136,7 +136,7 @@ class Uplink:
     ) -> None:
         self._probe = probe
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep or clock.sleep  # tests may pace the monitor apart from time
         self.interval = interval
         # A probe that said "up" this recently is trusted (0: every failure is checked, which
         # is what "no attempt spent while offline" needs from the first second of an outage).

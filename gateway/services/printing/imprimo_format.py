@@ -1,4 +1,4 @@
-"""Devices and print requests as seed 000 spells them (Unix seconds, `attemps`).
+"""Devices and print requests as seed 000 (Imprimo) spells them (Unix seconds, `attemps`).
 
 Shared by the API responses and the automatic reports, which the printing service writes in
 the transaction of the change they report, so both always say the same thing.
@@ -25,7 +25,7 @@ def device_json(d: Device) -> dict[str, Any]:
         "dateLastSeen": _ts(d.date_last_seen),
         "password": d.password,
         "phoneNumber": d.phone_number,
-        # Extensions (not in seed 000): what a manager needs to tell printers apart.
+        # Extensions (not in seed 000, Imprimo): what a manager needs to tell printers apart.
         "name": d.name,
         "station": d.station,
         "statusDetail": d.status_detail or None,

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from gateway.core.errors import Code, Unavailable
 from gateway.core.printing import (
@@ -22,16 +22,14 @@ from gateway.core.printing import (
     DeviceStatus,
     ErrorCode,
     Health,
-    Outcome,
     Paper,
     PendingJob,
     PrinterLink,
     PrintRequest,
     ProcessStatus,
+    SendOutcome,
 )
-
-if TYPE_CHECKING:
-    from gateway.services.printing.service import PrintService
+from gateway.services.printing.queue import PrintQueue, usable
 
 log = logging.getLogger(__name__)
 UNREACHABLE = Health(known=True, online=False)
@@ -55,10 +53,17 @@ def device_state(health: Health, reachable: bool) -> tuple[DeviceStatus, bool, s
 
 
 class DeviceWorker:
-    def __init__(self, svc: PrintService, device_id: str, link: PrinterLink) -> None:
-        self.svc = svc
+    """Drives one printer from the shared queue. `render` turns a request into the printer's
+    bytes; `wake(device_id)` nudges another device's worker (after a reroute)."""
+
+    def __init__(self, queue: PrintQueue, device_id: str, link: PrinterLink, *,
+                 render: Callable[[PrintRequest, Device], bytes],
+                 wake: Callable[[str], None]) -> None:
+        self.queue = queue
         self.device_id = device_id
         self.link = link
+        self._render = render
+        self._wake_device = wake
         self.current: str | None = None  # the request being sent or held
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -97,16 +102,17 @@ class DeviceWorker:
                 if exc.code is Code.API_UNAVAILABLE:  # the store is closing: so are we
                     return
                 log.warning("printer %s: %s; retrying in 1 s", self.device_id, exc)
-                await asyncio.sleep(1.0)
+                await self.queue.clock.sleep(1.0)
             except Exception:
                 log.exception("printer %s: worker step failed; retrying in 1 s", self.device_id)
-                await asyncio.sleep(1.0)
+                await self.queue.clock.sleep(1.0)
             # A floor under every path: whatever a step did (or failed to do), the loop gets
             # the CPU back before the next one, so one printer can never starve the gateway.
+            # (A yield to the event loop, not a wait: not the Clock's business.)
             await asyncio.sleep(0)
 
     async def _step(self) -> None:
-        now = self.svc.clock.now()
+        now = self.queue.clock.now()
         if now >= self._next_poll:
             await self.poll()
         if self._blocked:
@@ -114,7 +120,7 @@ class DeviceWorker:
             return
         expired, request = self._next(now)
         if expired:
-            await self.svc.expire(expired, now)
+            await self.queue.expire(expired, now)
         if request is not None:
             await self._process(request)
         elif not expired:
@@ -123,13 +129,13 @@ class DeviceWorker:
     def _next(self, now: float) -> tuple[list[PrintRequest], PrintRequest | None]:
         """Earliest deadline first among this device's queued requests that are due; those
         whose deadline has passed are taken off the queue and returned to be archived."""
-        heap = self.svc.queues.get(self.device_id, [])
+        heap = self.queue.heaps.get(self.device_id, [])
         deferred: list[tuple[float, float, str]] = []
         expired: list[PrintRequest] = []
         best: PrintRequest | None = None
         while heap:
             deadline, created, rid = heap[0]
-            r = self.svc.open.get(rid)
+            r = self.queue.open.get(rid)
             if (r is None or r.device_id != self.device_id
                     or r.process_status is not ProcessStatus.QUEUEING
                     or (r.deadline, r.date_created) != (deadline, created)):
@@ -149,7 +155,7 @@ class DeviceWorker:
         return expired, best
 
     async def _idle(self) -> None:
-        now = self.svc.clock.now()
+        now = self.queue.clock.now()
         wait = self._next_poll - now
         # Forget back-offs of requests that left this queue (archived, moved to a fallback):
         # a stale one in the past would wake this loop every few ms for nothing.
@@ -162,13 +168,13 @@ class DeviceWorker:
             await asyncio.wait_for(self._wake.wait(), max(wait, 0.01))
 
     def _queued_here(self, rid: str) -> bool:
-        r = self.svc.open.get(rid)
+        r = self.queue.open.get(rid)
         return (r is not None and r.device_id == self.device_id
                 and r.process_status is ProcessStatus.QUEUEING)
 
     async def poll(self) -> None:
         """Ask the printer how it is (not while a job is on it: one connection at a time)."""
-        policy = self.svc.policy
+        policy = self.queue.policy
         try:
             health = await self.link.health()
         except (ConnectionError, OSError, TimeoutError):
@@ -176,21 +182,20 @@ class DeviceWorker:
         else:
             await self._observe(health, reachable=True)
         interval = policy.hold_poll if self._blocked else policy.status_interval
-        self._next_poll = self.svc.clock.now() + interval
+        self._next_poll = self.queue.clock.now() + interval
 
     # -- one request -----------------------------------------------------------------------
 
     async def _process(self, request: PrintRequest) -> None:
-        svc, now = self.svc, self.svc.clock.now()
+        q, now = self.queue, self.queue.clock.now()
         if request.deadline <= now:
-            await svc.expire([request], now)
+            await q.expire([request], now)
             return
-        device = svc.devices[self.device_id]
+        device = q.devices[self.device_id]
         self.current = request.id
         try:
             try:
-                order = svc.find_order(request.order_uuid) if request.order_uuid else None
-                payload = svc.renderer.render(request, device, order, request.delivered_once)
+                payload = self._render(request, device)
             except Exception as exc:  # a bad ticket must not stop the printer
                 log.warning("printer %s: cannot render request %s: %s", self.device_id,
                             request.id, exc)
@@ -199,10 +204,10 @@ class DeviceWorker:
             sending = request.evolve(process_status=ProcessStatus.SENDING_INPUT,
                                      process_status_date=now, date_sent=now,
                                      attempts=request.attempts + 1)
-            await svc._commit([sending], [], report=False)
+            await q.commit([sending], [], report=False)
             self._retry_at.pop(request.id, None)
             self._show(DeviceStatus.PRINTING)
-            timeout = max(min(svc.policy.ack_timeout, sending.deadline - svc.clock.now()), 0.1)
+            timeout = max(min(q.policy.ack_timeout, sending.deadline - q.clock.now()), 0.1)
             attempt = await self.link.print_job(payload, timeout)
             await self._settle(sending, attempt)
         finally:
@@ -211,49 +216,49 @@ class DeviceWorker:
 
     async def _settle(self, request: PrintRequest, attempt: Attempt) -> None:
         match attempt.outcome:
-            case Outcome.PRINTED:
+            case SendOutcome.PRINTED:
                 await self._observe(attempt.health, reachable=True)
                 await self._printed(request)
-            case Outcome.HELD | Outcome.UNCONFIRMED:
+            case SendOutcome.HELD | SendOutcome.UNCONFIRMED:
                 await self._wait_held(request, attempt)
-            case Outcome.INTERRUPTED:
+            case SendOutcome.INTERRUPTED:
                 await self._retry(request, attempt)
-            case Outcome.UNREACHABLE:
+            case SendOutcome.UNREACHABLE:
                 await self._observe(UNREACHABLE, reachable=False)
                 # Nothing was sent: the attempt does not count, and only the deadline bounds it.
                 await self._requeue(request.evolve(attempts=request.attempts - 1))
 
     async def _wait_held(self, request: PrintRequest, attempt: Attempt) -> None:
         """The printer has the data: wait for it, never resend (paper-out holds the job)."""
-        svc = self.svc
+        q = self.queue
         pending: PendingJob | None = attempt.pending
         held = request.evolve(process_status=ProcessStatus.WAITING_ACK,
-                              process_status_date=svc.clock.now(), delivered_once=True)
-        await svc._commit([held], [], report=False)
-        if attempt.outcome is Outcome.HELD:
+                              process_status_date=q.clock.now(), delivered_once=True)
+        await q.commit([held], [], report=False)
+        if attempt.outcome is SendOutcome.HELD:
             await self._observe(attempt.health, reachable=True)
-        silent_until = svc.clock.now() + svc.policy.ack_timeout
+        silent_until = q.clock.now() + q.policy.ack_timeout
         try:
             while pending is not None:
-                now = svc.clock.now()
+                now = q.clock.now()
                 if now >= held.deadline:
                     await self._archive(held, error=(
                         ErrorCode.INCOMPATIBLE_DEVICE_STATE,
                         "The printer held the job past its deadline (paper out or cover open); "
                         "it may still print it when the fault is cleared."))
                     return
-                if attempt.outcome is Outcome.UNCONFIRMED and now >= silent_until:
+                if attempt.outcome is SendOutcome.UNCONFIRMED and now >= silent_until:
                     await self._archive(held, error=(
                         ErrorCode.UNKNOWN,
                         "Delivered, but the printer never confirmed printing it; not resent, "
                         "so it is not printed twice."))
                     return
-                attempt = await pending.wait(min(svc.policy.hold_poll, held.deadline - now))
-                if attempt.outcome is Outcome.PRINTED:
+                attempt = await pending.wait(min(q.policy.hold_poll, held.deadline - now))
+                if attempt.outcome is SendOutcome.PRINTED:
                     await self._observe(attempt.health, reachable=True)
                     await self._printed(held)
                     pending = None
-                elif attempt.outcome is Outcome.INTERRUPTED:
+                elif attempt.outcome is SendOutcome.INTERRUPTED:
                     pending = None
                     await self._retry(held, attempt)
                 else:
@@ -263,64 +268,58 @@ class DeviceWorker:
                 await pending.close()
 
     async def _printed(self, request: PrintRequest) -> None:
-        svc, now = self.svc, self.svc.clock.now()
+        q, now = self.queue, self.queue.clock.now()
         if request.needs_answer:
             waiting = request.evolve(process_status=ProcessStatus.WAITING_OUTPUT,
                                      process_status_date=now, delivered_once=True)
-            await svc._commit([waiting], svc._device_after([waiting]), report=True)
+            await q.commit([waiting], q.device_after([waiting]), report=True)
             return
         output = {"opened": True} if request.command is Command.OPEN_DRAWER else {"printed": True}
         await self._archive(request, output=output)
 
     async def _retry(self, request: PrintRequest, attempt: Attempt) -> None:
-        svc = self.svc
+        policy = self.queue.policy
         delivered = request.delivered_once or attempt.bytes_delivered > 0
         log.info("printer %s: link broke during request %s (%s); send %d of %d",
                  self.device_id, request.id, attempt.detail, request.attempts,
-                 svc.policy.max_retries)
-        if request.attempts >= svc.policy.max_retries:
+                 policy.max_retries)
+        if request.attempts >= policy.max_retries:
             await self._archive(request.evolve(delivered_once=delivered), error=(
                 ErrorCode.MAX_RETRIES, f"The link to the printer broke {request.attempts} times."))
             return
-        backoff = svc.policy.backoff[min(request.attempts, len(svc.policy.backoff)) - 1]
-        self._retry_at[request.id] = svc.clock.now() + backoff
+        backoff = policy.backoff[min(request.attempts, len(policy.backoff)) - 1]
+        self._retry_at[request.id] = self.queue.clock.now() + backoff
         self._next_poll = 0.0  # look at the printer before the resend
         await self._requeue(request.evolve(delivered_once=delivered))
 
     async def _requeue(self, request: PrintRequest) -> None:
         if request.id not in self._retry_at:
-            self._retry_at[request.id] = self.svc.clock.now() + self.svc.policy.backoff[0]
+            self._retry_at[request.id] = self.queue.clock.now() + self.queue.policy.backoff[0]
         queued = request.evolve(process_status=ProcessStatus.QUEUEING,
-                                process_status_date=self.svc.clock.now())
-        await self.svc._commit([queued], [], report=False)
+                                process_status_date=self.queue.clock.now())
+        await self.queue.commit([queued], [], report=False)
 
     async def _archive(self, request: PrintRequest, *, output: object = None,
                        error: tuple[ErrorCode, str] | None = None) -> None:
-        svc, now = self.svc, self.svc.clock.now()
-        if error is not None:
-            done = svc._fail(request, error[0], error[1], now)
-        else:
-            done = request.evolve(process_status=ProcessStatus.ARCHIVED, process_status_date=now,
-                                  output_data=output, date_received=now)
         self._retry_at.pop(request.id, None)
-        await svc._commit([done], svc._device_after([done]), report=True)
+        await self.queue.archive(request, output=output, error=error)
 
     # -- the device's own state ------------------------------------------------------------
 
     def _show(self, status: DeviceStatus) -> None:
         """printing <-> idle flips stay in memory: a report per ticket would be noise."""
-        d = self.svc.devices.get(self.device_id)
+        d = self.queue.devices.get(self.device_id)
         if d is not None and d.status in (DeviceStatus.IDLE, DeviceStatus.PRINTING) \
                 and d.status is not status:
-            self.svc.devices[self.device_id] = d.evolve(status=status)
+            self.queue.devices[self.device_id] = d.evolve(status=status)
 
     async def _observe(self, health: Health, *, reachable: bool) -> None:
-        svc, now = self.svc, self.svc.clock.now()
-        d = svc.devices.get(self.device_id)
+        q, now = self.queue, self.queue.clock.now()
+        d = q.devices.get(self.device_id)
         if d is None:
             return
         status, online, detail = device_state(health, reachable)
-        if status is DeviceStatus.IDLE and svc.awaiting_answer(d.id):
+        if status is DeviceStatus.IDLE and q.awaiting_answer(d.id):
             status = DeviceStatus.WAITING_ORDER_RESPONSE
         seen = now if reachable else d.date_last_seen
         self._blocked = reachable and health.blocking
@@ -328,34 +327,32 @@ class DeviceWorker:
         same = (d.is_online, d.status_detail) == (online, detail) and (
             d.status is status or {d.status, status} <= quiet)
         if same:
-            svc.devices[self.device_id] = d.evolve(date_last_seen=seen)
+            q.devices[self.device_id] = d.evolve(date_last_seen=seen)
             return
         changed = d.evolve(status=status, status_detail=detail, is_online=online,
                            status_date=now, date_last_seen=seen)
         _log_transition(d, changed)
-        await svc._commit([], [changed], report=True)
+        await q.commit([], [changed], report=True)
         if not online or self._blocked:
             await self._reroute()
 
     async def _reroute(self) -> None:
         """Station tickets waiting here move to a working printer of the same station."""
-        from gateway.services.printing.service import usable
-
-        svc = self.svc
+        q = self.queue
         moved: list[PrintRequest] = []
-        for r in list(svc.open.values()):
+        for r in list(q.open.values()):
             if (r.device_id != self.device_id or not r.station or r.id == self.current
                     or r.process_status is not ProcessStatus.QUEUEING):
                 continue
-            alt = svc.pick(r.station, exclude=self.device_id)
-            if alt != self.device_id and usable(svc.devices[alt]):
-                moved.append(r.evolve(device_id=alt, process_status_date=svc.clock.now()))
+            alt = q.pick(r.station, exclude=self.device_id)
+            if alt != self.device_id and usable(q.devices[alt]):
+                moved.append(r.evolve(device_id=alt, process_status_date=q.clock.now()))
         if moved:
             log.warning("printer %s unavailable: %d station tickets moved to a fallback",
                         self.device_id, len(moved))
-            await svc._commit(moved, [], report=True)
+            await q.commit(moved, [], report=True)
             for did in {r.device_id for r in moved}:
-                svc.wake(did)
+                self._wake_device(did)
 
 
 def _log_transition(old: Device, new: Device) -> None:

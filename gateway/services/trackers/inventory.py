@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -153,7 +152,7 @@ class TrackerService:
 
     def begin_pairing(self, seconds: float) -> None:
         """Open the window (0 = until end_pairing)."""
-        self._pairing_until = float("inf") if seconds == 0 else time.monotonic() + seconds
+        self._pairing_until = float("inf") if seconds == 0 else self._clock.monotonic() + seconds
         self._publish(TrackerEventType.PAIRING_STARTED, None, f"{seconds:g} s")
 
     def end_pairing(self) -> None:
@@ -165,7 +164,7 @@ class TrackerService:
 
     @property
     def pairing_open(self) -> bool:
-        return bool(self._pads_pairing) or time.monotonic() < self._pairing_until
+        return bool(self._pads_pairing) or self._clock.monotonic() < self._pairing_until
 
     # -- the radio's entry points -----------------------------------------------------------
 
@@ -175,7 +174,7 @@ class TrackerService:
         if tracker is None:
             self._reject("unknown tracker", reading.address)
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         live = self._live.setdefault(reading.address, _Live())
         live.last_seen = now
         if not live.online:
@@ -234,7 +233,7 @@ class TrackerService:
 
     async def check_health(self) -> None:
         """Called every few seconds: offline trackers, over-age orders, battery flush."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for address, live in self._live.items():
             if live.online and live.last_seen and now - live.last_seen > self.policy.offline_after:
                 live.online = False
@@ -257,7 +256,7 @@ class TrackerService:
 
     async def run_health_forever(self, every: float = 5.0) -> None:
         while True:
-            await asyncio.sleep(every)
+            await self._clock.sleep(every)
             try:
                 await self.check_health()
             except Exception:

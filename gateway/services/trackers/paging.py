@@ -10,15 +10,16 @@ import logging
 
 from gateway.core.events import Bus, Event, OrderEvent, OrderEventType
 from gateway.core.models import DUMMY_TRACKER_PREFIX
-from gateway.core.ports import Pager
+from gateway.core.ports import Clock, Pager, SystemClock
 
 log = logging.getLogger(__name__)
 
 
 class PagingDriver:
     def __init__(self, bus: Bus, pager: Pager, *, duration_s: int = 60,
-                 retry_after: float = 5.0) -> None:
+                 retry_after: float = 5.0, clock: Clock | None = None) -> None:
         self._pager = pager
+        self._clock = clock or SystemClock()
         self._duration = duration_s
         self._retry_after = retry_after
         self._jobs: dict[str, asyncio.Task[None]] = {}
@@ -52,12 +53,12 @@ class PagingDriver:
                 if address not in self._failing:  # once per episode, not every retry
                     self._failing.add(address)
                     log.warning("paging %s failed: %s (retrying while it is paged)", address, exc)
-                await asyncio.sleep(self._retry_after)
+                await self._clock.sleep(self._retry_after)
                 continue
             self._failing.discard(address)
             if not tracking:
                 return
-            await asyncio.sleep(self._duration)
+            await self._clock.sleep(self._duration)
 
     async def _stop(self, address: str) -> None:
         try:

@@ -434,8 +434,8 @@ async def test_answer_an_order_waiting_for_it(client: Client, auth: dict[str, st
     for _ in range(2):
         _, made = await submit(client, auth, did, {"command": "print-order", "data": "x"})
         r = svc.open[made["request"]["id"]]
-        await svc._commit([r.evolve(process_status=ProcessStatus.WAITING_OUTPUT,
-                                    date_sent=time.time())], [], report=False)
+        await svc.queue.commit([r.evolve(process_status=ProcessStatus.WAITING_OUTPUT,
+                                         date_sent=time.time())], [], report=False)
         rids.append(r.id)
     resp = await client.post(f"{requests_url(did)}{rids[0]}/response/", headers=auth,
                              json={"accepted": True, "time": 15})

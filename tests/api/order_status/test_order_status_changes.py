@@ -3,7 +3,6 @@ restart and a rolled-back change."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,7 +15,8 @@ from gateway.app import Gateway, build
 from gateway.core.events import OrderEventType
 from gateway.core.models import ClearReason, Item, ItemStatus, Order, OrderState
 from gateway.services.integrations.order_status import PrintStatus, print_status
-from gateway.services.orders.book import Change, OrderRef
+from gateway.services.orders.book import OrderRef
+from gateway.services.orders.unit import OrderUnit
 from gateway.store import orders as repo
 from tests.conftest import make_settings
 from tests.support.deliveries import Receiver, eventually
@@ -98,17 +98,16 @@ async def test_a_rolled_back_change_is_not_taken_for_announced(tmp_path: Path) -
             await orders.start_or_locate("8", "TO_GO", None)  # Created
             await webhooks(r, 1)
 
-            def located_then_failed(conn: sqlite3.Connection) -> list[Change]:
-                existing = repo.active_by_name(conn, "8")
+            def located_then_failed(unit: OrderUnit) -> None:
+                existing = repo.active_by_name(unit.conn, "8")
                 assert existing is not None
                 moved = existing.evolve(state=OrderState.LOCATED, location="1",
                                         state_changed=1.0, located_at=1.0)
-                repo.save(conn, moved)
-                orders.journal(conn, OrderEventType.ORDER_MODIFIED, 1.0, moved)  # hooks run
+                unit.save(moved, OrderEventType.ORDER_MODIFIED, 1.0)  # hooks run
                 raise RuntimeError("the change fails after its hooks ran")
 
             with pytest.raises(RuntimeError):
-                await orders.run_change(located_then_failed)
+                await orders.transact(located_then_failed)
             assert await gw.deliveries.pending() == 0  # its webhook rolled back with it
             # The same move, for real, reuses the rolled-back seq: it must still be announced.
             await orders.start_or_locate("8", "TO_GO", "1")

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from gateway.core.errors import Code, ValidationFailed
 from gateway.core.models import ORDER_TYPES, ClearReason, HistoryQuery
-from gateway.services.orders.book import Outcome
 from gateway.services.orders.stats import day_bounds, summarize
+from gateway.services.orders.unit import StartOutcome
 from web.api.common import parse_bool, parse_ident, positive_number, read_json
 from web.api.render import history_dict, local_time, order_dict
 from web.context import CTX, Context
@@ -100,11 +100,11 @@ async def start_or_locate(request: web.Request) -> web.Response:
         request.query["dummy_tracker_address"]
     )
     result = await _ctx(request).orders.start_or_locate(name, order_type, location, dummy)
-    if result.outcome is Outcome.ALREADY_STARTED:
+    if result.outcome is StartOutcome.ALREADY_STARTED:
         return reply(200, 1009, message="Order already started.")
-    if result.outcome is Outcome.ALREADY_LOCATED:
+    if result.outcome is StartOutcome.ALREADY_LOCATED:
         return reply(200, 1010, message="Order already located.")
-    status = 201 if result.outcome is Outcome.CREATED else 200
+    status = 201 if result.outcome is StartOutcome.CREATED else 200
     extra = {} if result.order.tracker else {"warning": WARNING_NO_TRACKER}
     return reply(status, 5, **extra, activeorder=_render(request, result.order))
 
