@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gateway.app import Gateway
 from gateway.core.models import ItemStatus, Order
 from gateway.services.orders.intake import NewItem
-from web import schemas as sc
+from web.api.trackertrack import schemas as sc
 
 Client = TestClient[web.Request, web.Application]
 PATH = "/cloudsignal/1.1/status/"

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 
 from gateway.app import Gateway
 from tests.support import GatewayProcess, free_port, http
-from web import schemas as sc
-from web.api.cloudsignal import routes as rc
+from web.api.cloudsignal import schemas as rc
+from web.api.trackertrack import schemas as sc
 
 Client = TestClient[web.Request, web.Application]
 KEYS = "/api/integrations/cloudsignal/keys"

@@ -27,7 +27,9 @@ from gateway.core.printing import ProcessStatus
 from gateway.settings import Settings
 from tests.conftest import make_settings
 from web.api.imprimo import schemas as si
+from web.dialect import DIALECTS_KEY, Dialects
 from web.envelope import ERRORS, IMPRIMO_ERRORS, envelope_middleware
+from web.server import DIALECTS
 
 Client = TestClient[web.Request, web.Application]
 DEV = "/api/dev/devices/"
@@ -586,6 +588,7 @@ async def test_every_code_in_the_table_answers_its_status(aiohttp_client: Any,
         raise GatewayError(code)
 
     app = web.Application(middlewares=[envelope_middleware])
+    app[DIALECTS_KEY] = Dialects(DIALECTS)
     app.router.add_get("/api/dev/boom", boom)
     app.router.add_get("/api/v2/boom", boom)
     client = await aiohttp_client(app)

@@ -37,7 +37,6 @@ from gateway.services.integrations.imprinted.auth import (
 )
 from gateway.services.integrations.imprinted.orders import ImprintedOrders, paid_at
 from gateway.services.orders.intake import OrderIntake
-from web import schemas as sc
 from web.api.common import read_json
 from web.api.imprinted import xml as ix
 from web.api.imprinted.parse import (
@@ -51,10 +50,9 @@ from web.api.imprinted.parse import (
     response_format,
 )
 from web.api.imprinted.render import order_dict
-from web.api.imprinted.schemas import AppIdParam
 from web.api.render import local_time
 from web.context import CTX
-from web.envelope import register_dialect, reply
+from web.envelope import ERRORS, IMPRINTED_ERRORS, reply
 
 ORDERS = "/api/orders.php"
 ORDER = "/api/order.php"
@@ -63,39 +61,6 @@ APPS = "/api/integrations/imprinted"
 PATHS = frozenset({ORDERS, ORDER, COUNT})
 JSON_TYPES = frozenset({"application/json", "text/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
-
-# The dialect's errors: code -> (HTTP status, default message). Others keep their class status.
-ERRORS: dict[Code, tuple[int, str]] = {
-    Code.AUTH_MALFORMED: (401, "Missing AppId or Signature."),
-    Code.AUTH_INVALID: (403, "Invalid AppId or Signature."),
-    Code.STALE_TIMESTAMP: (403, "X-Imprinted-Timestamp is outside the allowed window."),
-    Code.REPLAYED: (403, "This signed request was already received."),
-    Code.TOO_MANY_FAILURES: (429, "Too many failed authentications; retry later."),
-    Code.BAD_JSON: (400, "Invalid JSON body."),
-    Code.BAD_XML: (400, "Invalid XML body."),
-    Code.BAD_ORDER: (400, "Invalid order."),
-    Code.BAD_PARAMETER: (400, "Invalid parameter."),
-    Code.BAD_LIMIT: (400, "limit must be an integer from 1 to 250."),
-    Code.BAD_DATE: (400, "Invalid date."),
-    Code.BAD_ORDER_ID: (400, "Invalid order id."),
-    Code.BAD_STATUS_FILTER: (400, "Unknown status."),
-    Code.ORDER_NOT_FOUND: (404, "Order not found."),
-    Code.NOT_FOUND: (404, "Not found."),
-    Code.METHOD_NOT_ALLOWED: (405, "Method not allowed on this path."),
-    Code.HOST_REFUSED: (421, "Unknown Host: not this gateway's name or address."),
-    Code.ORDER_PAID: (409, "A paid order cannot be deleted."),
-    Code.ORDER_CLOSED: (409, "The order is already closed."),
-    Code.ORDER_NAME_TAKEN: (409, "Order number taken."),
-    Code.BODY_TOO_LARGE: (413, "Request body too large."),
-    Code.BODY_TIMEOUT: (408, "Request body not received in time."),
-    Code.MALFORMED_REQUEST: (400, "Malformed HTTP request."),
-    Code.UNSUPPORTED_MEDIA_TYPE: (415, "Content-Type must be application/json or "
-                                       "application/xml."),
-    Code.API_UNAVAILABLE: (503, "Unavailable right now; retry shortly."),
-    Code.STORAGE_FAILED: (503, "Storage failed; nothing was written. Retry shortly."),
-    Code.INTERNAL: (500, "Internal error."),
-}
-
 
 @dataclass(slots=True)
 class Imprinted:
@@ -107,14 +72,11 @@ class Imprinted:
 
 IMPRINTED = web.AppKey("imprinted", Imprinted)
 
-# The admin route's path parameter, for the OpenAPI document (web.openapi reads this table).
-sc.PATH_PARAMS.setdefault("app_id", AppIdParam)
-
 
 # -- formats and the error envelope ----------------------------------------------------------
 
 
-def body_format(request: web.Request) -> str | None:
+def body_format(request: web.BaseRequest) -> str | None:
     ctype = request.content_type.lower()
     if ctype in JSON_TYPES or ctype.endswith("+json"):
         return "json"
@@ -123,7 +85,7 @@ def body_format(request: web.Request) -> str | None:
     return None
 
 
-def _error_format(request: web.Request) -> str:
+def _error_format(request: web.BaseRequest) -> str:
     try:
         if request.method == "POST":
             return body_format(request) or "json"
@@ -142,8 +104,9 @@ def answer(fmt: str, status: int, root: str, value: Any,
                         content_type="application/json")
 
 
-def fail(request: web.Request, code: Code, detail: str | None, status: int) -> web.Response:
-    status, default = ERRORS.get(code, (status, code.value))
+def fail(request: web.BaseRequest, code: Code, detail: str | None, status: int) -> web.Response:
+    # A code outside the dialect's table keeps its table-tracker status, else its class's.
+    status, default = IMPRINTED_ERRORS.get(code, (ERRORS.get(code, (status,))[0], code.value))
     headers: dict[str, str] = {}
     if status in (429, 503):
         headers["Retry-After"] = "60" if status == 429 else "2"
@@ -151,7 +114,8 @@ def fail(request: web.Request, code: Code, detail: str | None, status: int) -> w
                   {"code": code.value, "message": detail or default}, headers)
 
 
-register_dialect(lambda path: path in PATHS, fail)
+def fail_status(request: web.BaseRequest, status: int, reason: str, code: Code) -> web.Response:
+    return fail(request, code, reason, status)
 
 
 # -- the signed request ----------------------------------------------------------------------

@@ -1,17 +1,15 @@
-"""Access tokens: the button window, minting, listing and revoking (table-tracker dialect),
-and the box-local admin call that opens the window."""
+"""Access tokens: the button window, minting, listing and revoking (table-tracker dialect)."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from aiohttp import web
 
-from gateway.core.errors import AuthFailed, Code, ValidationFailed
+from gateway.core.errors import Code, ValidationFailed
 from gateway.core.models import TokenInfo
 from gateway.services.access.tokens import Issued
-from web.api.common import bearer_secret, read_json
+from web.api.common import read_json
 from web.api.render import local_time
 from web.context import CTX, Context
 from web.envelope import reply
@@ -83,16 +81,3 @@ async def revoke_token(request: web.Request) -> web.Response:
         raise ValidationFailed(Code.BAD_ORDER_ID, "Invalid token id.")
     await request.app[CTX].tokens.revoke(int(raw))
     return reply(200, 1001, message="Token deleted.")
-
-
-async def open_window(request: web.Request) -> web.Response:
-    """POST /api/admin/token-window: the software button. Only a caller that can read the
-    box's admin cookie file (someone on the box) may press it."""
-    ctx = request.app[CTX]
-    secret = bearer_secret(request.headers.get("Authorization", ""))
-    # The cookie is checked first: failures from the same address never refuse the right one.
-    if not hmac.compare_digest(secret.encode(), ctx.admin_cookie.encode()):
-        ctx.tokens.throttle.failed(request.remote)  # 429 once the address is blocked
-        raise AuthFailed(Code.AUTH_INVALID)
-    seconds = ctx.tokens.open_window()
-    return reply(200, 1015, message="Token window open.", seconds=int(seconds))
