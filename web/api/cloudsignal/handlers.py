@@ -2,9 +2,9 @@
 management of its apikeys and of the receivers the gateway signals.
 
 `POST /cloudsignal/1.1/status/` (and `/1.1/status/`) takes the seed's JSON signal; the apikey
-travels in the body, so the route has no Bearer auth and this handler checks it: no apikey →
-401, a wrong one → 403, both before any parameter is looked at; the request was invalid or a
-parameter is missing → 400 with a message; else 200. Every answer is the gateway's JSON
+travels in the body, so the route has no Bearer auth and this handler checks it. The request
+was invalid or a parameter is missing → 400 with a message (checked first: it reads nothing);
+then no apikey → 401, a wrong one → 403; an unknown order or item → 400; else 200. Every answer is the gateway's JSON
 envelope `{status, returnCode, message}` (the seed defines no body; it only says a 400 "can
 contain an error message"). Nothing here logs a body: the apikey never reaches a log line.
 """
@@ -61,15 +61,17 @@ async def cloudsignal_status(request: web.Request) -> web.Response:
     """POST …/1.1/status/: one signal from a kitchen display."""
     svc = request.app[CLOUDSIGNAL]
     body = await read_json(request)  # not a JSON object: 400 (-31)
+    try:
+        # Seed 002's 400 ("invalid or parameters are missing") comes first: checking a body's
+        # shape reads nothing, and tells a misconfigured display what it sends wrong.
+        signal = parse_signal(body)
+    except BadSignal as exc:
+        return reply(400, BAD_PARAMETER, message=str(exc))
     apikey = body.get("apikey")
     if not isinstance(apikey, str) or not apikey:
         return reply(401, MISSING_APIKEY, message="Authentication failed: missing apikey.")
     if len(apikey) > APIKEY_MAX or svc.authenticate(apikey) is None:
         return reply(403, WRONG_APIKEY, message="Authentication failed: invalid apikey.")
-    try:
-        signal = parse_signal(body)
-    except BadSignal as exc:
-        return reply(400, BAD_PARAMETER, message=str(exc))
     try:
         changed = await svc.apply(signal)
     except NotFound as exc:

@@ -27,8 +27,9 @@ Ref = Annotated[str, Field(min_length=1, max_length=cs.MAX_REF)]
 
 
 class CloudSignal(BaseModel):
-    """A CloudSignal v1.1 signal (seed 002). `apikey` is required: without it the answer is
-    401, with a wrong one 403, before anything else is checked. Other keys are ignored."""
+    """A CloudSignal v1.1 signal (seed 002). A missing or invalid parameter is 400, checked
+    first; then `apikey`: without it the answer is 401, with a wrong one 403. Other keys are
+    ignored."""
 
     apikey: str = Field(min_length=1, max_length=256, description="The api access key.",
                         examples=["13b37bb1ed6d3403e158abe719b4f6d0"])
