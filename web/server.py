@@ -10,11 +10,11 @@ from aiohttp.typedefs import Middleware
 from web.access_log import DISCONNECTS, MALFORMED_COUNT, install_malformed_request_filter
 from web.api import admin, cloudsignal, imprimo, imprinted, order_status, trackertrack
 from web.body import body_guard
-from web.context import CTX, Context
 from web.dialect import DIALECTS_KEY, Dialect, Dialects
 from web.envelope import envelope_middleware
 from web.hostcheck import HOST_CHECK, HostCheck, host_middleware, own_names
 from web.routing import add_routes
+from web.services import SERVICES, Services
 from web.ws.compat import FRAMES, FrameCache
 from web.ws.native import LAST_FRAME, LastFrame
 from web.ws.session import CLIENTS, close_all
@@ -37,7 +37,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def build_web_app(
-    ctx: Context, dialects: tuple[Dialect, ...] = DIALECTS, *, max_body_bytes: int = 64 * 1024,
+    ctx: Services, dialects: tuple[Dialect, ...] = DIALECTS, *, max_body_bytes: int = 64 * 1024,
     body_read_timeout: float = 30.0,
 ) -> web.Application:
     speaks = Dialects(dialects)
@@ -52,7 +52,7 @@ def build_web_app(
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     if host_check is not None:
         app[HOST_CHECK] = host_check
-    app[CTX] = ctx
+    app[SERVICES] = ctx
     app[DIALECTS_KEY] = speaks
     app[FRAMES] = FrameCache(ctx)
     app[LAST_FRAME] = LastFrame(ctx)

@@ -20,22 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.core.errors import Code, Conflict, GatewayError, Unavailable, ValidationFailed
+from gateway.core.errors import Code, Conflict, GatewayError, ValidationFailed
 from gateway.services.integrations.imprinted.auth import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     App,
-    ImprintedAuth,
     SignedRequest,
     split_query,
 )
-from gateway.services.integrations.imprinted.orders import ImprintedOrders, paid_at
+from gateway.services.integrations.imprinted.orders import paid_at
 from gateway.services.orders.intake import OrderIntake
 from web.api.common import read_json
 from web.api.imprinted import xml as ix
@@ -51,8 +49,8 @@ from web.api.imprinted.parse import (
 )
 from web.api.imprinted.render import order_dict
 from web.api.render import local_time
-from web.context import CTX
 from web.envelope import ERRORS, IMPRINTED_ERRORS, reply
+from web.services import SERVICES, Imprinted
 
 ORDERS = "/api/orders.php"
 ORDER = "/api/order.php"
@@ -62,15 +60,6 @@ PATHS = frozenset({ORDERS, ORDER, COUNT})
 JSON_TYPES = frozenset({"application/json", "text/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 
-@dataclass(slots=True)
-class Imprinted:
-    """What the composition root hands these handlers (gateway/wiring/imprinted.py)."""
-
-    auth: ImprintedAuth
-    orders: ImprintedOrders
-
-
-IMPRINTED = web.AppKey("imprinted", Imprinted)
 
 
 # -- formats and the error envelope ----------------------------------------------------------
@@ -122,17 +111,11 @@ def fail_status(request: web.BaseRequest, status: int, reason: str, code: Code) 
 
 
 def _service(request: web.Request) -> Imprinted:
-    try:
-        return request.app[IMPRINTED]
-    except KeyError:
-        raise Unavailable(Code.API_UNAVAILABLE, "The Imprinted API is not wired.") from None
+    return request.app[SERVICES].imprinted
 
 
 def _intake(request: web.Request) -> OrderIntake:
-    intake = request.app[CTX].intake
-    if intake is None:
-        raise Unavailable(Code.API_UNAVAILABLE, "Order intake is not available.")
-    return intake
+    return request.app[SERVICES].intake
 
 
 def _verify(request: web.Request, svc: Imprinted, body: bytes) -> tuple[SignedRequest, str]:
@@ -154,7 +137,7 @@ async def list_orders(request: web.Request) -> web.Response:
     signed, query = _verify(request, svc, b"")
     params = query_params(query, LIST_PARAMS)
     fmt = response_format(params.get("format"))
-    tz = request.app[CTX].config.tz
+    tz = request.app[SERVICES].config.tz
     found = listing(params, signed.source, tz)
     orders = await svc.orders.list(found.filters, limit=found.limit, offset=found.offset)
     return answer(fmt, 200, "orders", [order_dict(o, tz) for o in orders])
@@ -165,7 +148,7 @@ async def count_orders(request: web.Request) -> web.Response:
     signed, query = _verify(request, svc, b"")
     params = query_params(query, LIST_PARAMS)  # limit and page are checked, and do not count
     fmt = response_format(params.get("format"))
-    found = listing(params, signed.source, request.app[CTX].config.tz)
+    found = listing(params, signed.source, request.app[SERVICES].config.tz)
     return answer(fmt, 200, "count", await svc.orders.count(found.filters))
 
 
@@ -175,7 +158,7 @@ async def get_order(request: web.Request) -> web.Response:
     params = query_params(query, ONE_PARAMS)
     fmt = response_format(params.get("format"))
     order = await svc.orders.get(signed.source, order_id(params))
-    return answer(fmt, 200, "order", order_dict(order, request.app[CTX].config.tz))
+    return answer(fmt, 200, "order", order_dict(order, request.app[SERVICES].config.tz))
 
 
 async def create_order(request: web.Request) -> web.Response:
@@ -198,7 +181,7 @@ async def create_order(request: web.Request) -> web.Response:
         with contextlib.suppress(Exception):
             await svc.auth.release(claim)
         raise
-    order = order_dict(created.order, request.app[CTX].config.tz)
+    order = order_dict(created.order, request.app[SERVICES].config.tz)
     return answer(fmt, 201 if created.created else 200, "order", order)
 
 
@@ -225,7 +208,7 @@ async def delete_order(request: web.Request) -> web.Response:
     if paid_at(order):
         raise Conflict(Code.ORDER_PAID, f"Order {order.number} is paid; it cannot be deleted.")
     cancelled = await _intake(request).cancel(order.uuid)
-    return answer(fmt, 200, "order", order_dict(cancelled, request.app[CTX].config.tz))
+    return answer(fmt, 200, "order", order_dict(cancelled, request.app[SERVICES].config.tz))
 
 
 # -- app management (Bearer token; the table-tracker envelope) -------------------------------
@@ -233,7 +216,7 @@ async def delete_order(request: web.Request) -> web.Response:
 
 def _app_dict(request: web.Request, app: App) -> dict[str, Any]:
     return {"appId": app.app_id, "name": app.name,
-            "created": local_time(app.created, request.app[CTX].config.tz)}
+            "created": local_time(app.created, request.app[SERVICES].config.tz)}
 
 
 async def create_app(request: web.Request) -> web.Response:
