@@ -6,8 +6,8 @@ path no other dialect owns (unknown paths, the gateway's own admin and integrati
 
 from web import envelope as ev
 from web import wire
+from web.api.trackertrack.requests import PATH_PARAMS
 from web.api.trackertrack.routes import ROUTES
-from web.api.trackertrack.schemas import PATH_PARAMS
 from web.dialect import Dialect, Envelope, ErrorDocs
 
 TAGS = {
