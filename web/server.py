@@ -37,13 +37,13 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def build_web_app(
-    ctx: Services, dialects: tuple[Dialect, ...] = DIALECTS, *, max_body_bytes: int = 64 * 1024,
+    services: Services, dialects: tuple[Dialect, ...] = DIALECTS, *, max_body_bytes: int = 64 * 1024,
     body_read_timeout: float = 30.0,
 ) -> web.Application:
     speaks = Dialects(dialects)
     install_malformed_request_filter()
     middlewares: list[Middleware] = [envelope_middleware]
-    host_check = None if "*" in ctx.allowed_hosts else HostCheck(own_names(ctx.allowed_hosts))
+    host_check = None if "*" in services.allowed_hosts else HostCheck(own_names(services.allowed_hosts))
     if host_check is not None:
         # Inside the envelope middleware, so a refusal is rendered in the path's dialect; before
         # the body guard, so a foreign Host's body is never read.
@@ -52,10 +52,10 @@ def build_web_app(
     app = web.Application(client_max_size=max_body_bytes, middlewares=middlewares)
     if host_check is not None:
         app[HOST_CHECK] = host_check
-    app[SERVICES] = ctx
+    app[SERVICES] = services
     app[DIALECTS_KEY] = speaks
-    app[FRAMES] = FrameCache(ctx)
-    app[LAST_FRAME] = LastFrame(ctx)
+    app[FRAMES] = FrameCache(services)
+    app[LAST_FRAME] = LastFrame(services)
     app[CLIENTS] = set()
     add_routes(app, speaks.routes())
     app.router.add_get("/api/openapi.json", openapi)
