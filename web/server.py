@@ -37,13 +37,18 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def build_web_app(
-    services: Services, dialects: tuple[Dialect, ...] = DIALECTS, *, max_body_bytes: int = 64 * 1024,
+    services: Services,
+    dialects: tuple[Dialect, ...] = DIALECTS,
+    *,
+    max_body_bytes: int = 64 * 1024,
     body_read_timeout: float = 30.0,
 ) -> web.Application:
     speaks = Dialects(dialects)
     install_malformed_request_filter()
     middlewares: list[Middleware] = [envelope_middleware]
-    host_check = None if "*" in services.allowed_hosts else HostCheck(own_names(services.allowed_hosts))
+    host_check = (
+        None if "*" in services.allowed_hosts else HostCheck(own_names(services.allowed_hosts))
+    )
     if host_check is not None:
         # Inside the envelope middleware, so a refusal is rendered in the path's dialect; before
         # the body guard, so a foreign Host's body is never read.
