@@ -53,9 +53,9 @@ from radio.scanner import TrackerScanner
 from radio.serial_link import PadLink
 from radio.simulator import Simulator
 from web.access_log import RedactingAccessLogger
-from web.context import Context, WsLimits
 from web.protocol import GatewayRunner
 from web.server import build_web_app
+from web.services import Services, WsLimits
 
 if TYPE_CHECKING:  # zeroconf is imported only when mDNS is enabled (start time, memory)
     from gateway.discovery import Advertiser
@@ -77,7 +77,7 @@ def write_admin_cookie(path: Path) -> str:
 class Gateway:
     settings: Settings
     app: web.Application
-    ctx: Context
+    ctx: Services
     writer: Writer
     reader: Reader
     tokens: TokenService
@@ -179,15 +179,33 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     await printing.load(DeviceSpec(p.name, p.address, p.station, p.paper, p.id)
                         for p in settings.printers)
     box_id = gateway_id(settings.data_dir)
-    ctx = Context(
+    admin_cookie = write_admin_cookie(settings.admin_cookie_path)
+    intake = OrderIntake(orders, reader, clock)
+    guard = _guard(settings, writer, reader, alarms, box_id, admin_cookie)
+    # The integration dialects' services, in the order their tx hooks run.
+    imprinted = await wire_imprinted(writer, reader, clock)
+    cloudsignal = await wire_cloudsignal(settings, writer, reader, clock, orders, intake,
+                                         deliveries)
+    order_status = await wire_printapi(settings, writer, reader, clock, orders, config,
+                                       deliveries)
+    ctx = Services(
         orders=orders,
         tokens=tokens,
         config=config,
         bus=bus,
         clock=clock,
-        admin_cookie=write_admin_cookie(settings.admin_cookie_path),
+        trackers=trackers,
+        printing=printing,
+        intake=intake,
+        alarms=alarms,
+        deliveries=deliveries,
+        cloudsignal=cloudsignal,
+        order_status=order_status,
+        imprinted=imprinted,
+        admin_cookie=admin_cookie,
         gateway_id=box_id,
         version=__version__,
+        storage_check=guard.check,
         demo=settings.demo,
         started=started,
         ws=WsLimits(
@@ -201,19 +219,11 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
         ),
         allowed_origins=frozenset(settings.allowed_origins),
         allowed_hosts=frozenset(settings.allowed_hosts) | {mdns_host_name(box_id)},
-        trackers=trackers,
-        printing=printing,
-        intake=OrderIntake(orders, reader, clock),
-        alarms=alarms,
     )
-    guard = _guard(settings, writer, reader, ctx)
-    ctx.storage_check = guard.check
     app = build_web_app(ctx, max_body_bytes=settings.max_body_bytes,
                         body_read_timeout=settings.body_read_timeout)
     gw = Gateway(settings, app, ctx, writer, reader, tokens, trackers, paging, pager, printing,
                  deliveries, guard, virtual)
-    for wiring in (wire_imprinted, wire_cloudsignal, wire_printapi):
-        await wiring(gw)
     gw.base_listeners = bus.listener_count
     app.on_startup.append(lambda _app: _start_printing(gw))
     app.on_shutdown.append(lambda _app: _stop_printing(gw))
@@ -223,9 +233,8 @@ async def build(settings: Settings, *, pager: Pager | None = None) -> Gateway:
     return gw
 
 
-def _guard(settings: Settings, writer: Writer, reader: Reader, ctx: Context) -> DatabaseGuard:
-    assert ctx.alarms is not None
-    alarms = ctx.alarms
+def _guard(settings: Settings, writer: Writer, reader: Reader, alarms: Alarms, box_id: str,
+           admin_cookie: str) -> DatabaseGuard:
 
     def on_alarm(problem: str | None) -> None:
         if problem is None:
@@ -237,9 +246,9 @@ def _guard(settings: Settings, writer: Writer, reader: Reader, ctx: Context) -> 
         # Files that went with the database (rm -r of the data dir): the next start needs
         # the id to know this box had data, and the CLI needs the cookie.
         if not (settings.data_dir / "gateway-id").exists():
-            write_durably(settings.data_dir / "gateway-id", ctx.gateway_id + "\n", 0o644)
+            write_durably(settings.data_dir / "gateway-id", box_id + "\n", 0o644)
         if not settings.admin_cookie_path.exists():
-            write_durably(settings.admin_cookie_path, ctx.admin_cookie, 0o600)
+            write_durably(settings.admin_cookie_path, admin_cookie, 0o600)
 
     return DatabaseGuard(writer, reader, interval=settings.db_check_interval,
                          on_alarm=on_alarm, on_restored=restored)
@@ -441,7 +450,7 @@ async def start_radio(settings: Settings, gw: Gateway) -> Radio:
         link = PadLink(port, on_message)
         await link.start()
         radio.links.append(link)
-    gw.ctx.receivers = radio.receivers
+    gw.ctx.receivers.attach(radio.receivers)
     return radio
 
 

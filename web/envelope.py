@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from gateway.core.errors import (
     Unavailable,
     ValidationFailed,
 )
+from web.dialect import DIALECTS_KEY, Dialects
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,6 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.STORAGE_FAILED: (503, -5, "Storage failed; nothing was written. Retry shortly."),
 }
 
-IMPRIMO_PREFIX = "/api/dev/"
 IMPRIMO_ERRORS: dict[Code, tuple[int, str]] = {
     # Seed 000 names only "a status of 400 or more"; the statuses are ours (docs/api.md).
     Code.AUTH_MALFORMED: (401, "Missing or malformed Authorization header: send "
@@ -125,6 +126,45 @@ IMPRIMO_ERRORS: dict[Code, tuple[int, str]] = {
     Code.API_UNAVAILABLE: (503, "Printing is unavailable right now; retry shortly."),
     Code.STORAGE_FAILED: (503, "Storage failed; nothing was written. Retry shortly."),
 }
+# Imprinted (seed 001): code -> (HTTP status, default message). Others keep their class status.
+IMPRINTED_ERRORS: dict[Code, tuple[int, str]] = {
+    Code.AUTH_MALFORMED: (401, "Missing AppId or Signature."),
+    Code.AUTH_INVALID: (403, "Invalid AppId or Signature."),
+    Code.STALE_TIMESTAMP: (403, "X-Imprinted-Timestamp is outside the allowed window."),
+    Code.REPLAYED: (403, "This signed request was already received."),
+    Code.TOO_MANY_FAILURES: (429, "Too many failed authentications; retry later."),
+    Code.BAD_JSON: (400, "Invalid JSON body."),
+    Code.BAD_XML: (400, "Invalid XML body."),
+    Code.BAD_ORDER: (400, "Invalid order."),
+    Code.BAD_PARAMETER: (400, "Invalid parameter."),
+    Code.BAD_LIMIT: (400, "limit must be an integer from 1 to 250."),
+    Code.BAD_DATE: (400, "Invalid date."),
+    Code.BAD_ORDER_ID: (400, "Invalid order id."),
+    Code.BAD_STATUS_FILTER: (400, "Unknown status."),
+    Code.ORDER_NOT_FOUND: (404, "Order not found."),
+    Code.NOT_FOUND: (404, "Not found."),
+    Code.METHOD_NOT_ALLOWED: (405, "Method not allowed on this path."),
+    Code.HOST_REFUSED: (421, "Unknown Host: not this gateway's name or address."),
+    Code.ORDER_PAID: (409, "A paid order cannot be deleted."),
+    Code.ORDER_CLOSED: (409, "The order is already closed."),
+    Code.ORDER_NAME_TAKEN: (409, "Order number taken."),
+    Code.BODY_TOO_LARGE: (413, "Request body too large."),
+    Code.BODY_TIMEOUT: (408, "Request body not received in time."),
+    Code.MALFORMED_REQUEST: (400, "Malformed HTTP request."),
+    Code.UNSUPPORTED_MEDIA_TYPE: (415, "Content-Type must be application/json or "
+                                       "application/xml."),
+    Code.API_UNAVAILABLE: (503, "Unavailable right now; retry shortly."),
+    Code.STORAGE_FAILED: (503, "Storage failed; nothing was written. Retry shortly."),
+    Code.INTERNAL: (500, "Internal error."),
+}
+
+# Print API (seed 003) answers in the table-tracker envelope, but a missing or malformed
+# Authorization is 401 with `WWW-Authenticate: Bearer` (RFC 6750), not the vendor's 400.
+PRINTAPI_ERRORS: dict[Code, tuple[int, int, str]] = {
+    **ERRORS,
+    Code.AUTH_MALFORMED: (401, -1, "Missing or malformed Authorization header: send "
+                                   "Authorization: Bearer <token>."),
+}
 RETRY_SOON = (Code.API_UNAVAILABLE, Code.STORAGE_FAILED)
 
 
@@ -135,13 +175,15 @@ def reply(status: int, return_code: int, **payload: Any) -> web.Response:
     )
 
 
-def error_body(code: Code, detail: str | None = None) -> dict[str, Any]:
-    status, rc, message = ERRORS[code]
+def error_body(code: Code, detail: str | None = None,
+               table: Mapping[Code, tuple[int, int, str]] = ERRORS) -> dict[str, Any]:
+    status, rc, message = table[code]
     return {"status": status, "returnCode": rc, "message": detail or message}
 
 
-def error_reply(code: Code, detail: str | None = None) -> web.Response:
-    body = error_body(code, detail)
+def error_reply(code: Code, detail: str | None = None,
+                table: Mapping[Code, tuple[int, int, str]] = ERRORS) -> web.Response:
+    body = error_body(code, detail, table)
     resp = reply(body["status"], body["returnCode"], message=body["message"])
     return _retry_after(resp, code)
 
@@ -157,10 +199,6 @@ def _retry_after(resp: web.Response, code: Code) -> web.Response:
 
 
 # -- Imprimo (seed 000) ---------------------------------------------------------------------
-
-
-def is_imprimo(path: str) -> bool:
-    return path.startswith(IMPRIMO_PREFIX) or path == IMPRIMO_PREFIX[:-1]
 
 
 def imprimo_reply(status: int, error: str) -> web.Response:
@@ -184,15 +222,71 @@ def imprimo_error_reply(code: Code, detail: str | None = None) -> web.Response:
     return _retry_after(resp, code)
 
 
+# -- the renderers the dialects name ----------------------------------------------------------
+
+
+def table_fail(request: web.BaseRequest, code: Code, detail: str | None,
+               status: int) -> web.Response:
+    """Table-tracker: `{status, returnCode, message}`."""
+    if code not in ERRORS:  # a code of another dialect's service: its class decides
+        return reply(status, -status, message=detail or code.value)
+    return error_reply(code, detail)
+
+
+def table_fail_status(request: web.BaseRequest, status: int, reason: str,
+                      code: Code) -> web.Response:
+    return reply(status, -5 if code is Code.INTERNAL else -status, message=reason)
+
+
+def printapi_fail(request: web.BaseRequest, code: Code, detail: str | None,
+                  status: int) -> web.Response:
+    """Print API: the table-tracker envelope; every 401 says how to authenticate."""
+    if code not in PRINTAPI_ERRORS:
+        resp = reply(status, -status, message=detail or code.value)
+    else:
+        resp = error_reply(code, detail, PRINTAPI_ERRORS)
+    if resp.status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="tablegate"'
+    return resp
+
+
+def imprimo_fail(request: web.BaseRequest, code: Code, detail: str | None,
+                 status: int) -> web.Response:
+    return imprimo_error_reply(code, detail)
+
+
+def imprimo_fail_status(request: web.BaseRequest, status: int, reason: str,
+                        code: Code) -> web.Response:
+    return imprimo_reply(status, reason)
+
+
+# -- the causes each error response documents (web.openapi) ----------------------------------
+
+
+def return_code_causes(table: Mapping[Code, tuple[int, int, str]]) -> dict[int, tuple[str, ...]]:
+    by_status: dict[int, list[str]] = defaultdict(list)
+    for status, rc, message in sorted(table.values(), key=lambda e: (e[0], -e[1])):
+        line = f"- `{rc}`: {message}"
+        if line not in by_status[status]:
+            by_status[status].append(line)
+    return {status: tuple(lines) for status, lines in by_status.items()}
+
+
+def message_causes(table: Mapping[Code, tuple[int, str]]) -> dict[int, tuple[str, ...]]:
+    by_status: dict[int, list[str]] = defaultdict(list)
+    for status, message in sorted(table.values()):
+        by_status[status].append(f"- {message}")
+    return {status: tuple(lines) for status, lines in by_status.items()}
+
+
+def code_causes(table: Mapping[Code, tuple[int, str]]) -> dict[int, tuple[str, ...]]:
+    by_status: dict[int, list[str]] = defaultdict(list)
+    for code, (status, message) in sorted(table.items(), key=lambda e: e[1]):
+        by_status[status].append(f"- `{code.value}`: {message}")
+    return {status: tuple(lines) for status, lines in by_status.items()}
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# A dialect's error renderer: (request, code, detail, http status of the error class) -> reply.
-Fail = Callable[[web.Request, Code, str | None, int], web.Response]
-_DIALECTS: list[tuple[Callable[[str], bool], Fail]] = []
-
-
-def register_dialect(matches: Callable[[str], bool], fail: Fail) -> None:
-    """Errors on paths that `matches` are answered by `fail` in that dialect's own envelope."""
-    _DIALECTS.append((matches, fail))
 
 
 _CLASS_STATUS: tuple[tuple[type[GatewayError], int], ...] = (
@@ -209,20 +303,13 @@ def class_status(exc: GatewayError | None) -> int:
 
 def fail_reply(
     request: web.BaseRequest, code: Code, detail: str | None = None, status: int = 400,
-    *, path: str | None = None,
+    *, path: str | None = None, dialects: Dialects | None = None,
 ) -> web.Response:
-    """The error `code` in the envelope of the dialect its path (by default the request's)
-    belongs to."""
-    path = request.path if path is None else path
-    dialect = next((f for matches, f in _DIALECTS if matches(path)), None)
-    if dialect is not None:
-        # A parser-level error has a bare BaseRequest: the renderers only read its headers.
-        return dialect(request, code, detail, ERRORS.get(code, (status,))[0])  # type: ignore[arg-type]
-    if is_imprimo(path):
-        return imprimo_error_reply(code, detail)
-    if code not in ERRORS:  # a code of another dialect's service: its class decides
-        return reply(status, -status, message=detail or code.value)
-    return error_reply(code, detail)
+    """The error `code` in the envelope of the dialect that owns its path (by default the
+    request's); `dialects` by default the application's."""
+    if dialects is None:
+        dialects = request.app[DIALECTS_KEY]  # type: ignore[attr-defined]
+    return dialects.fail(request, code, detail, status, path=path)
 
 
 @web.middleware
@@ -251,15 +338,10 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         return fail_reply(request, Code.STORAGE_FAILED)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _status_reply(request, 500, "Internal error.", Code.INTERNAL, -5)
+        return _status_reply(request, 500, "Internal error.", Code.INTERNAL)
 
 
-def _status_reply(request: web.Request, status: int, reason: str, code: Code = Code.NOT_FOUND,
-                  return_code: int | None = None) -> web.Response:
+def _status_reply(request: web.Request, status: int, reason: str,
+                  code: Code = Code.NOT_FOUND) -> web.Response:
     """An HTTP status with no gateway code of its own (aiohttp's 4xx, an unexpected 500)."""
-    dialect = next((f for matches, f in _DIALECTS if matches(request.path)), None)
-    if dialect is not None:
-        return dialect(request, code, reason, status)
-    if is_imprimo(request.path):
-        return imprimo_reply(status, reason)
-    return reply(status, -status if return_code is None else return_code, message=reason)
+    return request.app[DIALECTS_KEY].fail_status(request, status, reason, code)

@@ -1,7 +1,8 @@
-"""The OpenAPI 3.1 document, generated from the route table and the pydantic models.
+"""The OpenAPI 3.1 document, generated from the dialects and their pydantic models.
 
-`web.routes.ROUTES` says which operations exist, who may call them and which models describe
-their parameters, bodies and answers (`web.schemas`); this module only walks it. The gateway
+Each dialect (web.server.DIALECTS) says which operations exist, who may call them, which models
+describe their parameters, bodies and answers, and how its error envelope is documented; this
+module only walks them, with no case for any one dialect. The gateway
 serves the committed copy, `web/openapi.json`; a test keeps it equal to `build_openapi()`.
 Regenerate it with:
 
@@ -14,27 +15,20 @@ import json
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
 from gateway import __version__
-from gateway.core.errors import Code
-from web import schemas as sc
-from web.api.imprimo import schemas as si
-from web.api.imprinted import handlers as imprinted
-from web.api.imprinted import schemas as isc
-from web.envelope import ERRORS, IMPRIMO_ERRORS, is_imprimo
-from web.routes import ROUTES, Auth, Route
+from web.dialect import Dialect, Dialects, Envelope
+from web.routing import Auth, ResponseModels, Route
+from web.server import DIALECTS
 
 REF = "#/components/schemas/{model}"
 OPENAPI_PATH = "/api/openapi.json"  # served by web.server, outside the route table
 JSON = "application/json"
 PATH_PARAM = re.compile(r"\{([^{}]+)\}")
-PATH_PARAMS: dict[str, Any] = {**sc.PATH_PARAMS, **si.PATH_PARAMS}
 
 DESCRIPTION = """\
 Tablegate speaks the table-tracker LAN API: `/api/v2` and the legacy `/api/v1`.
@@ -55,16 +49,6 @@ its errors `{"success": false, "error": "..."}` with an HTTP status of 400 or mo
 `ImprimoError` responses); times are Unix seconds. Imprimo paths also answer with the \
 trailing slash added or removed (each operation says where).
 """
-
-TAGS = {
-    "orders": "Active orders: start, locate, page, clear.",
-    "history": "Orders including cleared ones, and today's statistics.",
-    "gateway": "Liveness and runtime settings.",
-    "webhooks": "Clients the gateway calls on every order change.",
-    "tokens": "Access tokens and the button window.",
-    "feed": "The WebSocket order feed.",
-    "printing": "Imprimo (seed 000) under /api/dev/: printers and print requests.",
-}
 
 SECURITY_SCHEMES = {
     "bearerAuth": {
@@ -145,9 +129,11 @@ def _parameter(name: str, where: str, schema: dict[str, Any], required: bool) ->
     return param
 
 
-def _parameters(route: Route, comp: _Components) -> list[dict[str, Any]]:
+def _parameters(
+    route: Route, comp: _Components, path_params: dict[str, Any]
+) -> list[dict[str, Any]]:
     params = [
-        _parameter(name, "path", comp.adapter(PATH_PARAMS[name]), True)
+        _parameter(name, "path", comp.adapter(path_params[name]), True)
         for name in PATH_PARAM.findall(route.path)
     ]
     if route.query is not None:
@@ -158,7 +144,7 @@ def _parameters(route: Route, comp: _Components) -> list[dict[str, Any]]:
     return params
 
 
-def _content(models: sc.ResponseModels, comp: _Components) -> dict[str, Any] | None:
+def _content(models: ResponseModels, comp: _Components) -> dict[str, Any] | None:
     if models is None:
         return None
     if isinstance(models, tuple):
@@ -168,82 +154,30 @@ def _content(models: sc.ResponseModels, comp: _Components) -> dict[str, Any] | N
     return {JSON: {"schema": schema}}
 
 
-def _error_statuses(route: Route) -> set[int]:
-    statuses = set(route.errors)
+def _error_statuses(route: Route, env: Envelope) -> set[int]:
+    statuses = set(route.errors) | env.always
     statuses.add(421)  # a Host that is not the box's own name or address (DNS rebinding)
-    imprimo = is_imprimo(route.path)
     if route.auth in (Auth.TOKEN, Auth.ADMIN):
-        # Missing/malformed (-1: 400; Imprimo 401), invalid (401), too many failures (429).
-        statuses |= {401, 429} if imprimo else {400, 401, 429}
+        statuses |= env.auth_statuses
     if route.body is not None:
         statuses |= {400, 413}  # not a JSON object; the body size limit
-    if route.query is not None or (PATH_PARAM.search(route.path) and not imprimo):
-        statuses.add(400)  # parameters are validated (an Imprimo id that names nothing: 404)
-    if imprimo:
-        statuses.add(503)  # printing not running, storage failed
+    if route.query is not None or (PATH_PARAM.search(route.path) and env.path_param_errors):
+        statuses.add(400)  # parameters are validated
     return statuses
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorDialect:
-    """A dialect whose errors have their own envelope: its paths, model and code table."""
-
-    name: str
-    matches: Callable[[str], bool]
-    model: type[BaseModel]
-    table: Mapping[Code, tuple[int, str]]
-    also: str | None = None  # a second media type the errors come in (the request's format)
-
-
-ERROR_DIALECTS: tuple[ErrorDialect, ...] = (
-    ErrorDialect("ImprintedError", lambda p: p in imprinted.PATHS, isc.ImprintedError,
-                 imprinted.ERRORS, "application/xml"),
-)
-
-
-def _error_name(route: Route, status: int) -> str:
-    for d in ERROR_DIALECTS:
-        if d.matches(route.path):
-            return f"{d.name}{status}"
-    return f"{'ImprimoError' if is_imprimo(route.path) else 'Error'}{status}"
-
-
-def _error_responses(comp: _Components) -> dict[str, Any]:
-    """One shared response per error status and dialect; its description lists the causes."""
-    by_status: dict[int, list[str]] = defaultdict(list)
-    for status, rc, message in sorted(ERRORS.values(), key=lambda e: (e[0], -e[1])):
-        line = f"- `{rc}`: {message}"
-        if line not in by_status[status]:
-            by_status[status].append(line)
-    ref = comp.model(sc.Message)
-    responses = {
-        f"Error{status}": {
-            "description": f"{HTTPStatus(status).phrase}. returnCode:\n" + "\n".join(lines),
-            "content": {JSON: {"schema": ref}},
-        }
-        for status, lines in by_status.items()
-    }
-    imprimo: dict[int, list[str]] = defaultdict(list)
-    for status, message in sorted(IMPRIMO_ERRORS.values()):
-        imprimo[status].append(f"- {message}")
-    ref = comp.model(si.ImprimoError)
-    for status, lines in imprimo.items():
-        responses[f"ImprimoError{status}"] = {
-            "description": f"{HTTPStatus(status).phrase}. `error`, for example:\n"
-            + "\n".join(lines),
-            "content": {JSON: {"schema": ref}},
-        }
-    for d in ERROR_DIALECTS:
-        causes: dict[int, list[str]] = defaultdict(list)
-        for code, (status, message) in sorted(d.table.items(), key=lambda e: e[1]):
-            causes[status].append(f"- `{code.value}`: {message}")
-        ref = comp.model(d.model)
-        for status, lines in causes.items():
+def _error_responses(comp: _Components, dialects: Dialects) -> dict[str, Any]:
+    """One shared response per error status and envelope; its description lists the causes."""
+    responses: dict[str, Any] = {}
+    for env in dialects.envelopes:
+        docs = env.docs
+        ref = comp.model(docs.model)
+        for status, lines in docs.causes.items():
             content: dict[str, Any] = {JSON: {"schema": ref}}
-            if d.also:
-                content[d.also] = {"schema": {"type": "string", "contentMediaType": d.also}}
-            responses[f"{d.name}{status}"] = {
-                "description": f"{HTTPStatus(status).phrase}. For example:\n" + "\n".join(lines),
+            if docs.also:
+                content[docs.also] = {"schema": {"type": "string", "contentMediaType": docs.also}}
+            responses[f"{docs.name}{status}"] = {
+                "description": f"{HTTPStatus(status).phrase}. {docs.intro}\n" + "\n".join(lines),
                 "content": content,
             }
     return responses
@@ -252,7 +186,7 @@ def _error_responses(comp: _Components) -> dict[str, Any]:
 def _security(route: Route) -> list[dict[str, list[str]]]:
     if route.auth is Auth.TOKEN:
         schemes: list[dict[str, list[str]]] = [{"bearerAuth": []}]
-        if route.path.startswith("/api/v1"):
+        if route.basic:
             schemes.append({"basicAuth": []})
         return schemes
     if route.auth is Auth.ADMIN:
@@ -267,7 +201,9 @@ def _operation_id(route: Route) -> str:
     return f"{area}_{getattr(route.handler, '__name__', 'handler')}"
 
 
-def _operation(route: Route, comp: _Components, errors: dict[str, Any]) -> dict[str, Any]:
+def _operation(
+    route: Route, comp: _Components, errors: dict[str, Any], dialects: Dialects
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "operationId": _operation_id(route),
         "summary": route.summary,
@@ -276,7 +212,7 @@ def _operation(route: Route, comp: _Components, errors: dict[str, Any]) -> dict[
     }
     if route.aliases:
         op["description"] = "Also answers at " + ", ".join(f"`{a}`" for a in route.aliases) + "."
-    params = _parameters(route, comp)
+    params = _parameters(route, comp, dialects.path_params())
     if params:
         op["parameters"] = params
     if route.body is not None:
@@ -297,8 +233,9 @@ def _operation(route: Route, comp: _Components, errors: dict[str, Any]) -> dict[
         if content is not None:
             response["content"] = content
         responses[str(status)] = response
-    for status in sorted(_error_statuses(route)):
-        name = _error_name(route, status)
+    env = dialects.envelope(route.path)
+    for status in sorted(_error_statuses(route, env)):
+        name = f"{env.docs.name}{status}"
         if name not in errors:
             raise ValueError(f"{route.method} {route.path}: no error code answers {status}")
         responses[str(status)] = {"$ref": f"#/components/responses/{name}"}
@@ -307,13 +244,16 @@ def _operation(route: Route, comp: _Components, errors: dict[str, Any]) -> dict[
     return op | {"responses": responses}
 
 
-def build_openapi() -> dict[str, Any]:
+def build_openapi(dialects: tuple[Dialect, ...] = DIALECTS) -> dict[str, Any]:
+    spoken = Dialects(dialects)
+    routes = spoken.routes()
+    tags = spoken.tags()
     comp = _Components()
-    errors = _error_responses(comp)
+    errors = _error_responses(comp, spoken)
     paths: dict[str, dict[str, Any]] = defaultdict(dict)
     ids: set[str] = set()
-    for route in ROUTES:
-        op = _operation(route, comp, errors)
+    for route in routes:
+        op = _operation(route, comp, errors, spoken)
         if op["operationId"] in ids or route.method.lower() in paths[route.path]:
             raise ValueError(f"{route.method} {route.path} is in the route table twice")
         ids.add(op["operationId"])
@@ -326,7 +266,7 @@ def build_openapi() -> dict[str, Any]:
         "responses": {"200": {"description": "OK", "content": {JSON: {"schema": {
             "type": "object"}}}}},
     }
-    used_tags = {r.tag for r in ROUTES}
+    used_tags = {r.tag for r in routes}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -336,7 +276,7 @@ def build_openapi() -> dict[str, Any]:
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "tags": [
-            {"name": t, "description": TAGS[t]} if t in TAGS else {"name": t}
+            {"name": t, "description": tags[t]} if t in tags else {"name": t}
             for t in sorted(used_tags)
         ],
         "paths": dict(paths),

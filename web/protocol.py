@@ -19,6 +19,7 @@ from aiohttp.web_request import BaseRequest
 
 from gateway.core.errors import Code
 from web.access_log import MALFORMED_COUNT
+from web.dialect import DIALECTS_KEY, Dialects
 from web.envelope import fail_reply
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,18 @@ class GatewayRequestHandler(RequestHandler):
             return super().handle_error(request, status, exc, message)
         MALFORMED_COUNT.note()
         log.debug("malformed request from %s refused: %s", request.remote, type(exc).__name__)
-        resp = fail_reply(request, Code.MALFORMED_REQUEST, path=self._refused_path)
+        # A refused request has no application yet: the server knows the app's dialects.
+        assert isinstance(self._manager, GatewayServer)
+        dialects = self._manager.dialects
+        resp = fail_reply(request, Code.MALFORMED_REQUEST, path=self._refused_path,
+                          dialects=dialects)
         resp.force_close()
         return resp
 
 
 class GatewayServer(web.Server):
+    dialects: Dialects
+
     def __call__(self) -> RequestHandler:
         return GatewayRequestHandler(self, loop=self._loop, **self._kwargs)
 
@@ -81,4 +88,5 @@ class GatewayRunner(web.AppRunner):
         server = await super()._make_server()
         # The same object with our protocol factory: the subclass adds no state to copy.
         server.__class__ = GatewayServer
+        server.dialects = self.app[DIALECTS_KEY]  # type: ignore[attr-defined]
         return server

@@ -1,21 +1,19 @@
-"""Part of the composition root: wires the imprinted dialect (services, hooks, app keys)."""
+"""Part of the composition root: the imprinted dialect's services."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from gateway.core.ports import Clock
 from gateway.services.integrations.imprinted.auth import ImprintedAuth
 from gateway.services.integrations.imprinted.orders import ImprintedOrders
-from web.api.imprinted.handlers import IMPRINTED, Imprinted
+from gateway.store.reader import Reader
+from gateway.store.writer import Writer
+from web.services import Imprinted
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
-
-async def wire(gw: Gateway) -> None:
+async def wire(writer: Writer, reader: Reader, clock: Clock) -> Imprinted:
     """Called by gateway.app.build once the core services are loaded."""
     # Its own failed-auth throttle (S5): an integration with a wrong secret behind the same
     # address (a NAT, a proxy) must not lock the POS terminals out of the table-tracker API.
-    auth = ImprintedAuth(gw.writer, gw.ctx.clock)
+    auth = ImprintedAuth(writer, clock)
     await auth.load()
-    gw.app[IMPRINTED] = Imprinted(auth, ImprintedOrders(gw.reader))
+    return Imprinted(auth, ImprintedOrders(reader))

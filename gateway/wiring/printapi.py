@@ -9,21 +9,20 @@ off), `uplink_probe_interval`, `deliveries_keep_days`, `deliveries_dead_keep_day
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from gateway.core.ports import Clock
+from gateway.services.access.config import ConfigService
 from gateway.services.integrations import order_status as printapi
 from gateway.services.integrations import trackertrack_hooks as trackertrack_webhooks
 from gateway.services.integrations.order_status import PrintApiService
 from gateway.services.integrations.trackertrack_hooks import TrackerTrackWebhooks
+from gateway.services.orders.book import OrderService
 from gateway.services.outbox.policy import DAY, OutboxPolicy
+from gateway.services.outbox.service import DeliveryService
 from gateway.services.outbox.uplink import TcpProbe, Uplink
 from gateway.settings import Settings
-from web.api.admin.deliveries import DELIVERIES
-from web.api.order_status.handlers import PRINTAPI
+from gateway.store.reader import Reader
+from gateway.store.writer import Writer
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 def outbox_policy(settings: Settings) -> OutboxPolicy:
     return OutboxPolicy(
@@ -43,23 +42,21 @@ def outbox_uplink(settings: Settings, clock: Clock) -> Uplink | None:
                   describe=", ".join(targets))
 
 
-async def wire(gw: Gateway) -> None:
+async def wire(settings: Settings, writer: Writer, reader: Reader, clock: Clock,
+               orders: OrderService, config: ConfigService,
+               deliveries: DeliveryService) -> PrintApiService:
     """Called by gateway.app.build once the core services are loaded (before the outbox
     starts)."""
-    settings, deliveries, ctx = gw.settings, gw.deliveries, gw.ctx
-
-    status = PrintApiService(gw.writer, gw.reader, ctx.clock,
+    status = PrintApiService(writer, reader, clock,
                              allow=frozenset(settings.outbound_allow),
                              enqueued_with=deliveries.enqueued_with)
-    await status.load(ctx.orders.active())
-    ctx.orders.add_tx_hook(status.order_hook)
+    await status.load(orders.active())
+    orders.add_tx_hook(status.order_hook)
     deliveries.register_hook(printapi.KIND, status.delivery_hook)
     deliveries.register_signer(printapi.KIND, status.sign)
 
-    clients = TrackerTrackWebhooks(ctx.config, enqueued_with=deliveries.enqueued_with)
-    ctx.orders.add_tx_hook(clients.order_hook)
+    clients = TrackerTrackWebhooks(config, enqueued_with=deliveries.enqueued_with)
+    orders.add_tx_hook(clients.order_hook)
     deliveries.register_hook(trackertrack_webhooks.KIND, clients.delivery_hook,
                              on_commit=clients.after_delivery)
-
-    gw.app[PRINTAPI] = status
-    gw.app[DELIVERIES] = deliveries
+    return status

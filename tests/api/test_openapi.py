@@ -15,13 +15,16 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.app import Gateway
 from gateway.core.models import ORDER_TYPES
-from web import schemas as sc
+from web.api.admin.schemas import TokenWindow
 from web.api.imprimo import schemas as si
+from web.api.trackertrack import schemas as sc
+from web.dialect import Dialects
 from web.envelope import ERRORS, IMPRIMO_ERRORS
 from web.openapi import OPENAPI_PATH, build_openapi, render
-from web.routes import ROUTES, Route
-from web.server import OPENAPI_FILE
+from web.routing import Route
+from web.server import DIALECTS, OPENAPI_FILE
 
+ROUTES = Dialects(DIALECTS).routes()
 REGENERATE = ".venv/bin/python -m web.openapi > web/openapi.json"
 Client = TestClient[web.Request, web.Application]
 
@@ -289,7 +292,7 @@ async def test_gateway_and_token_answers_match_the_models(
     assert isinstance(closed, sc.Message) and closed.returnCode == -3
     admin = {"Authorization": f"Bearer {gateway.ctx.admin_cookie}"}
     window = await call(client, "POST", "/api/admin/token-window", 200, headers=admin)
-    assert isinstance(window, sc.TokenWindow)
+    assert isinstance(window, TokenWindow)
     in_window = await call(client, "GET", f"{at}/generate", 201, path=f"{at}/generate?name=x")
     assert isinstance(in_window, sc.TokenCreated)
 

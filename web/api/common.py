@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.core.errors import AuthFailed, Code, ValidationFailed
 from gateway.core.models import TokenInfo
 from gateway.services.orders.book import OrderRef
-from web.context import CTX
+from web.services import SERVICES
 
 DIGITS = re.compile(r"[0-9]{1,12}")
 UUIDISH = re.compile(r"[0-9A-Fa-f-]{8,}")
@@ -111,4 +111,4 @@ def authenticate(request: web.Request, *, allow_basic: bool = False) -> TokenInf
         secret = basic_secret(header)
     else:
         secret = bearer_secret(header)
-    return request.app[CTX].tokens.authenticate(secret, request.remote)
+    return request.app[SERVICES].tokens.authenticate(secret, request.remote)

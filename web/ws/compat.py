@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway.core.events import Event, OrderEvent, OrderEventType
 from web.api.render import order_dict
-from web.context import Context
+from web.services import Services
 from web.ws.session import Client, Socket, cut_off, drain_incoming, open_feed, pump, send
 
 _dumps = orjson.dumps
@@ -27,7 +27,7 @@ REPLAY_PAGE = 1000
 class FrameCache:
     """Serializes each event once, whatever the number of clients."""
 
-    def __init__(self, ctx: Context, size: int = 4096) -> None:
+    def __init__(self, ctx: Services, size: int = 4096) -> None:
         self._ctx = ctx
         self._frames: OrderedDict[tuple[int, str], bytes] = OrderedDict()
         self._size = size
@@ -80,11 +80,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return await open_feed(request, lambda ctx, sock, since: _serve(ctx, frames, sock, since))
 
 
-def _snapshot(ctx: Context, frames: FrameCache) -> tuple[bytes, int]:
+def _snapshot(ctx: Services, frames: FrameCache) -> tuple[bytes, int]:
     return frames.snapshot(), ctx.bus.last_seq
 
 
-async def _serve(ctx: Context, frames: FrameCache, sock: Socket, since: int | None) -> None:
+async def _serve(ctx: Services, frames: FrameCache, sock: Socket, since: int | None) -> None:
     ws = sock.ws
     # No await from here to the subscription: the snapshot (or replay bound) and the
     # subscription describe the same instant, so nothing falls between them.

@@ -19,38 +19,37 @@ from aiohttp import web
 from gateway.core.events import AlarmEvent, Event, OrderEvent
 from web.api.render import history_dict, local_time
 from web.api.trackertrack.radio import tracker_dict
-from web.context import Context
+from web.services import Services
 from web.ws.session import Client, Socket, cut_off, drain_incoming, open_feed, pump, send
 
 
-def _order_body(ctx: Context, event: OrderEvent) -> dict[str, Any]:
+def _order_body(ctx: Services, event: OrderEvent) -> dict[str, Any]:
     order = history_dict(event.order, ctx.config.tz, event.ts)
     order["tracker"] = event.order.tracker
     return {"type": event.type.value, "seq": event.seq, "order": order}
 
 
-def render(ctx: Context, event: Event) -> bytes:
+def render(ctx: Services, event: Event) -> bytes:
     if isinstance(event, OrderEvent):
         return orjson.dumps(_order_body(ctx, event))
     if isinstance(event, AlarmEvent):
         return orjson.dumps({"type": event.type.value, "ts": local_time(event.ts, ctx.config.tz),
                              "alarm": event.alarm, "detail": event.detail})
     tracker = None
-    if event.tracker is not None and ctx.trackers is not None:
+    if event.tracker is not None:
         tracker = tracker_dict(ctx, ctx.trackers, event.tracker)
     return orjson.dumps({"type": event.type.value, "ts": local_time(event.ts, ctx.config.tz),
                          "tracker": tracker, "detail": event.detail})
 
 
-def snapshot(ctx: Context) -> bytes:
+def snapshot(ctx: Services) -> bytes:
     now, tz = ctx.clock.now(), ctx.config.tz
     orders = []
     for o in ctx.orders.active():
         body = history_dict(o, tz, now)
         body["tracker"] = o.tracker
         orders.append(body)
-    trackers = ([] if ctx.trackers is None
-                else [tracker_dict(ctx, ctx.trackers, t) for t in ctx.trackers.list()])
+    trackers = [tracker_dict(ctx, ctx.trackers, t) for t in ctx.trackers.list()]
     return orjson.dumps({"type": "SNAPSHOT", "seq": ctx.bus.last_seq, "orders": orders,
                          "trackers": trackers})
 
@@ -59,7 +58,7 @@ class LastFrame:
     """The frame of the event being published: every client renders the same event in turn
     (the bus calls them one after another), so it is serialized once, not once per client."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Services) -> None:
         self.ctx = ctx
         self.event: Event | None = None
         self.frame = b""
@@ -74,7 +73,7 @@ class LastFrame:
 LAST_FRAME = web.AppKey("native_ws_last_frame", LastFrame)
 
 
-async def _serve(ctx: Context, last: LastFrame, sock: Socket, since: int | None) -> None:
+async def _serve(ctx: Services, last: LastFrame, sock: Socket, since: int | None) -> None:
     ws = sock.ws
     client = Client(ctx.ws, last)
     # Subscribe and snapshot in one synchronous step, as on the compatible feed.

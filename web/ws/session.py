@@ -24,8 +24,8 @@ from aiohttp import WSMsgType, web
 from gateway.core.errors import AuthFailed, Code, GatewayError, ValidationFailed
 from gateway.core.events import Event
 from web.api.common import bearer_secret
-from web.context import CTX, Context, WsLimits
 from web.envelope import error_body, error_reply
+from web.services import SERVICES, Services, WsLimits
 from web.ws.origin import origin_allowed
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def parse_since(request: web.Request) -> int | None:
     return int(raw)
 
 
-Session = Callable[[Context, "Socket", int | None], Awaitable[None]]
+Session = Callable[[Services, "Socket", int | None], Awaitable[None]]
 
 
 class Socket:
@@ -124,7 +124,7 @@ class Socket:
 
 async def open_feed(request: web.Request, session: Session) -> web.StreamResponse:
     """Origin check, upgrade, authentication (three styles), then `session`."""
-    ctx = request.app[CTX]
+    ctx = request.app[SERVICES]
     if not origin_allowed(request, ctx.allowed_origins):
         return error_reply(Code.FORBIDDEN_ORIGIN)
     ws = web.WebSocketResponse(

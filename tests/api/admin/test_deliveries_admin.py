@@ -13,7 +13,7 @@ from gateway.app import Gateway
 from gateway.settings import Settings
 from tests.conftest import make_settings
 from tests.support.deliveries import Receiver, eventually, scripted
-from web.api.order_status.routes import DeadList, Overview
+from web.api.admin.schemas import DeadList, Overview
 
 Client = TestClient[web.Request, web.Application]
 

@@ -222,9 +222,7 @@ async def test_a_receiver_that_answers_410_is_unsubscribed(
 
 async def add_subscription(gateway: Gateway, url: str = "http://signals.example/1.1/status/",
                            apikey: str = SEED_APIKEY) -> None:
-    from web.api.cloudsignal.handlers import CLOUDSIGNAL
-
-    await gateway.app[CLOUDSIGNAL].subscribe(url, apikey)
+    await gateway.ctx.cloudsignal.subscribe(url, apikey)
 
 
 async def test_rows_commit_with_the_change(gateway: Gateway) -> None:

@@ -26,8 +26,11 @@ from gateway.core.errors import Code, GatewayError, Unavailable
 from gateway.core.printing import ProcessStatus
 from gateway.settings import Settings
 from tests.conftest import make_settings
+from web.api.imprimo import handlers as imprimo_handlers
 from web.api.imprimo import schemas as si
+from web.dialect import DIALECTS_KEY, Dialects
 from web.envelope import ERRORS, IMPRIMO_ERRORS, envelope_middleware
+from web.server import DIALECTS
 
 Client = TestClient[web.Request, web.Application]
 DEV = "/api/dev/devices/"
@@ -508,8 +511,13 @@ async def test_auth_throttle_is_429_in_the_envelope(client: Client, auth: dict[s
 
 
 async def test_printing_not_running_is_503(client: Client, auth: dict[str, str],
-                                           gateway: Gateway) -> None:
-    gateway.ctx.printing = None
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Services has no Optional printing any more (issue 10): the refusal a printing service
+    # that cannot serve raises is what the dialect must still answer 503 with Retry-After.
+    def refused(request: web.Request) -> Any:
+        raise Unavailable(Code.API_UNAVAILABLE, "Printing is not running on this gateway.")
+
+    monkeypatch.setattr(imprimo_handlers, "_service", refused)
     for path in (DEV, f"{DEV}x", requests_url("x")):
         resp = await client.get(path, headers=auth)
         assert_error(resp.status, await resp.json(), 503, "Printing is not running")
@@ -586,6 +594,7 @@ async def test_every_code_in_the_table_answers_its_status(aiohttp_client: Any,
         raise GatewayError(code)
 
     app = web.Application(middlewares=[envelope_middleware])
+    app[DIALECTS_KEY] = Dialects(DIALECTS)
     app.router.add_get("/api/dev/boom", boom)
     app.router.add_get("/api/v2/boom", boom)
     client = await aiohttp_client(app)

@@ -30,7 +30,6 @@ from tests.api.imprinted.test_imprinted_helpers import (
 from tests.conftest import make_settings
 from web.access_log import redact
 from web.api.imprinted import schemas as isc
-from web.api.imprinted.handlers import IMPRINTED
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ async def shop(client: Client, auth: dict[str, str]) -> Imprinted:
 
 
 def auth_of(gw: Gateway) -> ImprintedAuth:
-    return gw.app[IMPRINTED].auth
+    return gw.ctx.imprinted.auth
 
 
 async def count(gw: Gateway) -> int:

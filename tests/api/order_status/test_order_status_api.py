@@ -25,7 +25,7 @@ from gateway.services.orders.intake import NewItem, OrderIntake
 from gateway.settings import Settings
 from tests.conftest import make_settings
 from tests.support.deliveries import Receiver, Seen, eventually, scripted
-from web.api.order_status.routes import PrintApiOrder, WebhookList, WebhookSubscribed
+from web.api.order_status.schemas import PrintApiOrder, WebhookList, WebhookSubscribed
 
 Client = TestClient[web.Request, web.Application]
 FORM = "application/x-www-form-urlencoded"
@@ -139,12 +139,33 @@ async def test_get_order_bad_input(client: Client, auth: dict[str, str]) -> None
         resp = await client.get(path, headers=auth)
         body = await resp.json()
         assert (resp.status, body["returnCode"]) == (status, rc), (path, body)
-    resp = await client.get("/v1/orders/1")  # no token
-    assert resp.status == 400 and (await resp.json())["returnCode"] == -1
     resp = await client.get("/v1/orders/1", headers={"Authorization": "Bearer " + "0" * 48})
     assert resp.status == 401
-    resp = await client.get("/v1/orders/1", headers={"Authorization": "Basic eDo="})
-    assert resp.status == 400  # Bearer only: Basic is the table-tracker v1's
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer  ", "Token abc", "Basic eDo=",
+                                    "Bearer " + "x" * 300])
+async def test_missing_or_malformed_authorization_is_401_with_a_bearer_challenge(
+    client: Client, header: str | None,
+) -> None:
+    """Issue 10: the Print API answers RFC 6750's 401 + `WWW-Authenticate: Bearer` in its own
+    envelope (the table-tracker vendor's 400/-1 stays on the table-tracker paths). Basic is
+    malformed here: it is only the table-tracker v1's."""
+    headers = {} if header is None else {"Authorization": header}
+    resp = await client.get("/v1/orders/1", headers=headers)
+    body = await resp.json()
+    assert (resp.status, body["status"], body["returnCode"]) == (401, 401, -1), body
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "Authorization" in body["message"]
+    other = await client.get("/api/v2/activeorders", headers=headers)
+    assert (other.status, (await other.json())["returnCode"]) == (400, -1)
+    assert "WWW-Authenticate" not in other.headers
+
+
+async def test_an_invalid_token_is_401_with_a_bearer_challenge(client: Client) -> None:
+    resp = await client.get("/v1/orders/1", headers={"Authorization": "Bearer " + "0" * 48})
+    assert (resp.status, (await resp.json())["returnCode"]) == (401, -2)
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 # -- thin webhooks ----------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from gateway.services.orders.unit import OrderUnit
 from gateway.store import orders as repo
 from tests.conftest import make_settings
 from tests.support.deliveries import Receiver, eventually
-from web.api.order_status.handlers import PRINTAPI
 
 
 def order(state: OrderState = OrderState.STARTED, *items: ItemStatus,
@@ -53,7 +52,7 @@ async def running(data: Path, receiver: Receiver) -> AsyncIterator[Gateway]:
     client: TestClient[Any, Any] = TestClient(TestServer(gw.app))
     await client.start_server()
     try:
-        await gw.app[PRINTAPI].subscribe(receiver.url())
+        await gw.ctx.order_status.subscribe(receiver.url())
         yield gw
     finally:
         await client.close()

@@ -240,17 +240,9 @@ async def test_paging_errors(client: Any, auth: Any) -> None:
 async def test_elapsed_time_counts_whole_seconds(client: Any, auth: Any, gateway: Any) -> None:
     _, body = await post(client, auth, {"name": "3", "orderType": "TO_GO"})
     created = gateway.ctx.orders.active()[0].created
-    real = gateway.ctx.clock
-
-    class Later:
-        def now(self) -> float:
-            return created + 61.9
-
-    gateway.ctx.clock = Later()
-    try:
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(gateway.ctx.clock, "now", lambda: created + 61.9)
         body = await (await client.get(f"{V2}/3", headers=auth)).json()
-    finally:
-        gateway.ctx.clock = real
     assert body["activeorder"]["elapsedTime"] == 61
 
 

@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 
-from web.routes import ROUTES, Auth
+from web.dialect import Dialects
+from web.routing import Auth
+from web.server import DIALECTS
+
+ROUTES = Dialects(DIALECTS).routes()
 
 GEN = "/api/v2/accesstoken/generate"
 

@@ -13,12 +13,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.core.errors import Code, NotFound, ValidationFailed
-from gateway.services.outbox.service import DeliveryService, OutboxRow, safe_url
+from gateway.services.outbox.service import OutboxRow, safe_url
 from web.api.render import local_time
-from web.context import CTX
 from web.envelope import reply
-
-DELIVERIES = web.AppKey("deliveries", DeliveryService)
+from web.services import SERVICES
 
 # returnCodes (ours): 140-141 data; 1400+ action acknowledged.
 OVERVIEW, DEAD_LIST, REPLAYED = 140, 141, 1400
@@ -35,7 +33,7 @@ def _int(request: web.Request, key: str, default: int, lo: int, hi: int, code: C
 
 
 def dead_dict(request: web.Request, row: OutboxRow) -> dict[str, Any]:
-    tz = request.app[CTX].config.tz
+    tz = request.app[SERVICES].config.tz
     return {
         "id": row.id,
         "eventId": row.event_id,
@@ -50,7 +48,7 @@ def dead_dict(request: web.Request, row: OutboxRow) -> dict[str, Any]:
 
 
 async def overview(request: web.Request) -> web.Response:
-    svc = request.app[DELIVERIES]
+    svc = request.app[SERVICES].deliveries
     uplink = svc.uplink
     stats = svc.stats
     return reply(200, OVERVIEW, pending=await svc.pending(), dead=await svc.dead_count(),
@@ -62,7 +60,7 @@ async def overview(request: web.Request) -> web.Response:
 async def dead_letters(request: web.Request) -> web.Response:
     limit = _int(request, "limit", 25, 1, MAX_LIMIT, Code.BAD_LIMIT)
     offset = _int(request, "offset", 0, 0, 1_000_000_000, Code.BAD_OFFSET)
-    svc = request.app[DELIVERIES]
+    svc = request.app[SERVICES].deliveries
     rows = await svc.dead_letters(limit, offset)
     return reply(200, DEAD_LIST, total=await svc.dead_count(),
                  items=[dead_dict(request, r) for r in rows])
@@ -72,6 +70,6 @@ async def replay(request: web.Request) -> web.Response:
     raw = request.match_info["delivery_id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise ValidationFailed(Code.BAD_ORDER_ID, "Invalid delivery id.")
-    if not await request.app[DELIVERIES].replay(int(raw)):
+    if not await request.app[SERVICES].deliveries.replay(int(raw)):
         raise NotFound(Code.NOT_FOUND, f"No dead delivery {int(raw)}.")
     return reply(200, REPLAYED, message=f"Delivery {int(raw)} queued again.")

@@ -2,11 +2,12 @@
 management of its apikeys and of the receivers the gateway signals.
 
 `POST /cloudsignal/1.1/status/` (and `/1.1/status/`) takes the seed's JSON signal; the apikey
-travels in the body, so the route has no Bearer auth and this handler checks it: no apikey →
-401, a wrong one → 403, both before any parameter is looked at; the request was invalid or a
-parameter is missing → 400 with a message; else 200. Every answer is the gateway's JSON
-envelope `{status, returnCode, message}` (the seed defines no body; it only says a 400 "can
-contain an error message"). Nothing here logs a body: the apikey never reaches a log line.
+travels in the body, so the route has no Bearer auth and this handler checks it. The request
+was invalid or a parameter is missing → 400 with a message (checked first: it reads nothing);
+then no apikey → 401, a wrong one → 403; an unknown order or item → 400; else 200. Every
+answer is the gateway's JSON envelope `{status, returnCode, message}` (the seed defines no
+body; it only says a 400 "can contain an error message"). Nothing here logs a body: the
+apikey never reaches a log line.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from aiohttp import web
 from gateway.core.errors import Code, Conflict, NotFound, ValidationFailed
 from gateway.services.integrations.cloudsignal import (
     APIKEY_MAX,
-    CloudSignalService,
     Inbound,
     IntegrationKey,
     SignalType,
@@ -28,10 +28,8 @@ from gateway.services.integrations.cloudsignal import (
 )
 from web.api.common import read_json
 from web.api.render import local_time
-from web.context import CTX
 from web.envelope import reply
-
-CLOUDSIGNAL = web.AppKey("cloudsignal", CloudSignalService)
+from web.services import SERVICES
 
 # returnCodes (ours: the seed defines none). 1200+: signal acknowledged; 120-123: data.
 APPLIED, UNCHANGED, KEY_REVOKED, UNSUBSCRIBED = 1200, 1201, 1202, 1203
@@ -59,17 +57,19 @@ class BadSignal(Exception):
 
 async def cloudsignal_status(request: web.Request) -> web.Response:
     """POST …/1.1/status/: one signal from a kitchen display."""
-    svc = request.app[CLOUDSIGNAL]
+    svc = request.app[SERVICES].cloudsignal
     body = await read_json(request)  # not a JSON object: 400 (-31)
+    try:
+        # Seed 002's 400 ("invalid or parameters are missing") comes first: checking a body's
+        # shape reads nothing, and tells a misconfigured display what it sends wrong.
+        signal = parse_signal(body)
+    except BadSignal as exc:
+        return reply(400, BAD_PARAMETER, message=str(exc))
     apikey = body.get("apikey")
     if not isinstance(apikey, str) or not apikey:
         return reply(401, MISSING_APIKEY, message="Authentication failed: missing apikey.")
     if len(apikey) > APIKEY_MAX or svc.authenticate(apikey) is None:
         return reply(403, WRONG_APIKEY, message="Authentication failed: invalid apikey.")
-    try:
-        signal = parse_signal(body)
-    except BadSignal as exc:
-        return reply(400, BAD_PARAMETER, message=str(exc))
     try:
         changed = await svc.apply(signal)
     except NotFound as exc:
@@ -156,13 +156,13 @@ def _delay(body: dict[str, Any]) -> int | None:
 
 
 def _key_dict(request: web.Request, key: IntegrationKey) -> dict[str, Any]:
-    tz = request.app[CTX].config.tz
+    tz = request.app[SERVICES].config.tz
     return {"id": key.id, "name": key.name, "keyId": key.app_id,
             "creation_date": local_time(key.created, tz)}
 
 
 def _subscription_dict(request: web.Request, sub: Subscription) -> dict[str, Any]:
-    tz = request.app[CTX].config.tz
+    tz = request.app[SERVICES].config.tz
     return {"id": sub.id, "url": sub.url, "creation_date": local_time(sub.created, tz),
             "disabled": None if sub.disabled is None else local_time(sub.disabled, tz),
             "disabled_reason": sub.disabled_reason}
@@ -177,36 +177,38 @@ def _id_query(request: web.Request) -> int:
 
 async def cloudsignal_create_key(request: web.Request) -> web.Response:
     body = await read_json(request)
-    info, apikey = await request.app[CLOUDSIGNAL].create_key(body.get("name"))
+    info, apikey = await request.app[SERVICES].cloudsignal.create_key(body.get("name"))
     key = _key_dict(request, info) | {"apikey": apikey}  # shown this once; only its digest kept
     return reply(201, KEY_CREATED, message="CloudSignal apikey created; it is shown only now.",
                  key=key)
 
 
 async def cloudsignal_list_keys(request: web.Request) -> web.Response:
-    items = [_key_dict(request, k) for k in request.app[CLOUDSIGNAL].keys()]
+    items = [_key_dict(request, k) for k in request.app[SERVICES].cloudsignal.keys()]
     return reply(200, KEY_LIST, count=len(items), items=items)
 
 
 async def cloudsignal_revoke_key(request: web.Request) -> web.Response:
-    await request.app[CLOUDSIGNAL].revoke_key(_id_query(request))
+    await request.app[SERVICES].cloudsignal.revoke_key(_id_query(request))
     return reply(200, KEY_REVOKED, message="CloudSignal apikey revoked.")
 
 
 async def cloudsignal_subscribe(request: web.Request) -> web.Response:
     body = await read_json(request)
-    sub, new = await request.app[CLOUDSIGNAL].subscribe(body.get("url"), body.get("apikey"))
+    svc = request.app[SERVICES].cloudsignal
+    sub, new = await svc.subscribe(body.get("url"), body.get("apikey"))
     return reply(201 if new else 200, SUBSCRIBED,
                  message="Subscription added." if new else "Subscription updated.",
                  subscription=_subscription_dict(request, sub))
 
 
 async def cloudsignal_list_subscriptions(request: web.Request) -> web.Response:
-    items = [_subscription_dict(request, s) for s in request.app[CLOUDSIGNAL].subscriptions()]
+    subs = request.app[SERVICES].cloudsignal.subscriptions()
+    items = [_subscription_dict(request, s) for s in subs]
     return reply(200, SUBSCRIPTION_LIST, count=len(items), items=items)
 
 
 async def cloudsignal_unsubscribe(request: web.Request) -> web.Response:
-    await request.app[CLOUDSIGNAL].unsubscribe(_id_query(request))
+    await request.app[SERVICES].cloudsignal.unsubscribe(_id_query(request))
     return reply(200, UNSUBSCRIBED, message="Subscription removed.")
 

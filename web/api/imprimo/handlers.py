@@ -16,13 +16,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.core.errors import Code, NotFound, Unavailable, ValidationFailed
+from gateway.core.errors import Code, NotFound, ValidationFailed
 from gateway.core.printing import Source
 from gateway.services.printing.commands import parse_command
 from gateway.services.printing.imprimo_format import device_json, request_json
 from gateway.services.printing.service import DeviceSpec, PrintService
 from web.api.common import read_json
-from web.context import CTX, Context
+from web.services import SERVICES, Services
 
 MAX_LIMIT = 100
 MAX_OFFSET = 10**9
@@ -44,10 +44,8 @@ def ok(payload: dict[str, Any], status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def _service(request: web.Request) -> tuple[Context, PrintService]:
-    ctx = request.app[CTX]
-    if ctx.printing is None:
-        raise Unavailable(Code.API_UNAVAILABLE, "Printing is not running on this gateway.")
+def _service(request: web.Request) -> tuple[Services, PrintService]:
+    ctx = request.app[SERVICES]
     return ctx, ctx.printing
 
 

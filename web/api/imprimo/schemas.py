@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from gateway.core.printing import Command, DeviceStatus, ErrorCode, ProcessStatus, ReportStatus
-from web.schemas import Url, Wire
+from web.wire import Url, Wire
 
 UnixTime = Annotated[int, Field(description="Unix time, whole seconds.", examples=[1478979511])]
 

@@ -20,24 +20,21 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.core.errors import Code, Conflict, GatewayError, Unavailable, ValidationFailed
+from gateway.core.errors import Code, Conflict, GatewayError, ValidationFailed
 from gateway.services.integrations.imprinted.auth import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     App,
-    ImprintedAuth,
     SignedRequest,
     split_query,
 )
-from gateway.services.integrations.imprinted.orders import ImprintedOrders, paid_at
+from gateway.services.integrations.imprinted.orders import paid_at
 from gateway.services.orders.intake import OrderIntake
-from web import schemas as sc
 from web.api.common import read_json
 from web.api.imprinted import xml as ix
 from web.api.imprinted.parse import (
@@ -51,10 +48,9 @@ from web.api.imprinted.parse import (
     response_format,
 )
 from web.api.imprinted.render import order_dict
-from web.api.imprinted.schemas import AppIdParam
 from web.api.render import local_time
-from web.context import CTX
-from web.envelope import register_dialect, reply
+from web.envelope import ERRORS, IMPRINTED_ERRORS, reply
+from web.services import SERVICES, Imprinted
 
 ORDERS = "/api/orders.php"
 ORDER = "/api/order.php"
@@ -64,57 +60,12 @@ PATHS = frozenset({ORDERS, ORDER, COUNT})
 JSON_TYPES = frozenset({"application/json", "text/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 
-# The dialect's errors: code -> (HTTP status, default message). Others keep their class status.
-ERRORS: dict[Code, tuple[int, str]] = {
-    Code.AUTH_MALFORMED: (401, "Missing AppId or Signature."),
-    Code.AUTH_INVALID: (403, "Invalid AppId or Signature."),
-    Code.STALE_TIMESTAMP: (403, "X-Imprinted-Timestamp is outside the allowed window."),
-    Code.REPLAYED: (403, "This signed request was already received."),
-    Code.TOO_MANY_FAILURES: (429, "Too many failed authentications; retry later."),
-    Code.BAD_JSON: (400, "Invalid JSON body."),
-    Code.BAD_XML: (400, "Invalid XML body."),
-    Code.BAD_ORDER: (400, "Invalid order."),
-    Code.BAD_PARAMETER: (400, "Invalid parameter."),
-    Code.BAD_LIMIT: (400, "limit must be an integer from 1 to 250."),
-    Code.BAD_DATE: (400, "Invalid date."),
-    Code.BAD_ORDER_ID: (400, "Invalid order id."),
-    Code.BAD_STATUS_FILTER: (400, "Unknown status."),
-    Code.ORDER_NOT_FOUND: (404, "Order not found."),
-    Code.NOT_FOUND: (404, "Not found."),
-    Code.METHOD_NOT_ALLOWED: (405, "Method not allowed on this path."),
-    Code.HOST_REFUSED: (421, "Unknown Host: not this gateway's name or address."),
-    Code.ORDER_PAID: (409, "A paid order cannot be deleted."),
-    Code.ORDER_CLOSED: (409, "The order is already closed."),
-    Code.ORDER_NAME_TAKEN: (409, "Order number taken."),
-    Code.BODY_TOO_LARGE: (413, "Request body too large."),
-    Code.BODY_TIMEOUT: (408, "Request body not received in time."),
-    Code.MALFORMED_REQUEST: (400, "Malformed HTTP request."),
-    Code.UNSUPPORTED_MEDIA_TYPE: (415, "Content-Type must be application/json or "
-                                       "application/xml."),
-    Code.API_UNAVAILABLE: (503, "Unavailable right now; retry shortly."),
-    Code.STORAGE_FAILED: (503, "Storage failed; nothing was written. Retry shortly."),
-    Code.INTERNAL: (500, "Internal error."),
-}
-
-
-@dataclass(slots=True)
-class Imprinted:
-    """What the composition root hands these handlers (gateway/wiring/imprinted.py)."""
-
-    auth: ImprintedAuth
-    orders: ImprintedOrders
-
-
-IMPRINTED = web.AppKey("imprinted", Imprinted)
-
-# The admin route's path parameter, for the OpenAPI document (web.openapi reads this table).
-sc.PATH_PARAMS.setdefault("app_id", AppIdParam)
 
 
 # -- formats and the error envelope ----------------------------------------------------------
 
 
-def body_format(request: web.Request) -> str | None:
+def body_format(request: web.BaseRequest) -> str | None:
     ctype = request.content_type.lower()
     if ctype in JSON_TYPES or ctype.endswith("+json"):
         return "json"
@@ -123,7 +74,7 @@ def body_format(request: web.Request) -> str | None:
     return None
 
 
-def _error_format(request: web.Request) -> str:
+def _error_format(request: web.BaseRequest) -> str:
     try:
         if request.method == "POST":
             return body_format(request) or "json"
@@ -142,8 +93,9 @@ def answer(fmt: str, status: int, root: str, value: Any,
                         content_type="application/json")
 
 
-def fail(request: web.Request, code: Code, detail: str | None, status: int) -> web.Response:
-    status, default = ERRORS.get(code, (status, code.value))
+def fail(request: web.BaseRequest, code: Code, detail: str | None, status: int) -> web.Response:
+    # A code outside the dialect's table keeps its table-tracker status, else its class's.
+    status, default = IMPRINTED_ERRORS.get(code, (ERRORS.get(code, (status,))[0], code.value))
     headers: dict[str, str] = {}
     if status in (429, 503):
         headers["Retry-After"] = "60" if status == 429 else "2"
@@ -151,24 +103,19 @@ def fail(request: web.Request, code: Code, detail: str | None, status: int) -> w
                   {"code": code.value, "message": detail or default}, headers)
 
 
-register_dialect(lambda path: path in PATHS, fail)
+def fail_status(request: web.BaseRequest, status: int, reason: str, code: Code) -> web.Response:
+    return fail(request, code, reason, status)
 
 
 # -- the signed request ----------------------------------------------------------------------
 
 
 def _service(request: web.Request) -> Imprinted:
-    try:
-        return request.app[IMPRINTED]
-    except KeyError:
-        raise Unavailable(Code.API_UNAVAILABLE, "The Imprinted API is not wired.") from None
+    return request.app[SERVICES].imprinted
 
 
 def _intake(request: web.Request) -> OrderIntake:
-    intake = request.app[CTX].intake
-    if intake is None:
-        raise Unavailable(Code.API_UNAVAILABLE, "Order intake is not available.")
-    return intake
+    return request.app[SERVICES].intake
 
 
 def _verify(request: web.Request, svc: Imprinted, body: bytes) -> tuple[SignedRequest, str]:
@@ -190,7 +137,7 @@ async def list_orders(request: web.Request) -> web.Response:
     signed, query = _verify(request, svc, b"")
     params = query_params(query, LIST_PARAMS)
     fmt = response_format(params.get("format"))
-    tz = request.app[CTX].config.tz
+    tz = request.app[SERVICES].config.tz
     found = listing(params, signed.source, tz)
     orders = await svc.orders.list(found.filters, limit=found.limit, offset=found.offset)
     return answer(fmt, 200, "orders", [order_dict(o, tz) for o in orders])
@@ -201,7 +148,7 @@ async def count_orders(request: web.Request) -> web.Response:
     signed, query = _verify(request, svc, b"")
     params = query_params(query, LIST_PARAMS)  # limit and page are checked, and do not count
     fmt = response_format(params.get("format"))
-    found = listing(params, signed.source, request.app[CTX].config.tz)
+    found = listing(params, signed.source, request.app[SERVICES].config.tz)
     return answer(fmt, 200, "count", await svc.orders.count(found.filters))
 
 
@@ -211,7 +158,7 @@ async def get_order(request: web.Request) -> web.Response:
     params = query_params(query, ONE_PARAMS)
     fmt = response_format(params.get("format"))
     order = await svc.orders.get(signed.source, order_id(params))
-    return answer(fmt, 200, "order", order_dict(order, request.app[CTX].config.tz))
+    return answer(fmt, 200, "order", order_dict(order, request.app[SERVICES].config.tz))
 
 
 async def create_order(request: web.Request) -> web.Response:
@@ -234,7 +181,7 @@ async def create_order(request: web.Request) -> web.Response:
         with contextlib.suppress(Exception):
             await svc.auth.release(claim)
         raise
-    order = order_dict(created.order, request.app[CTX].config.tz)
+    order = order_dict(created.order, request.app[SERVICES].config.tz)
     return answer(fmt, 201 if created.created else 200, "order", order)
 
 
@@ -261,7 +208,7 @@ async def delete_order(request: web.Request) -> web.Response:
     if paid_at(order):
         raise Conflict(Code.ORDER_PAID, f"Order {order.number} is paid; it cannot be deleted.")
     cancelled = await _intake(request).cancel(order.uuid)
-    return answer(fmt, 200, "order", order_dict(cancelled, request.app[CTX].config.tz))
+    return answer(fmt, 200, "order", order_dict(cancelled, request.app[SERVICES].config.tz))
 
 
 # -- app management (Bearer token; the table-tracker envelope) -------------------------------
@@ -269,7 +216,7 @@ async def delete_order(request: web.Request) -> web.Response:
 
 def _app_dict(request: web.Request, app: App) -> dict[str, Any]:
     return {"appId": app.app_id, "name": app.name,
-            "created": local_time(app.created, request.app[CTX].config.tz)}
+            "created": local_time(app.created, request.app[SERVICES].config.tz)}
 
 
 async def create_app(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from web import schemas as sc
+from web import wire as sc
 
 Money = Annotated[str, Field(pattern=r"^[0-9]{1,8}\.[0-9]{2}$", examples=["20.00"])]
 IsoTime = Annotated[str, Field(

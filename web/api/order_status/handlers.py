@@ -22,16 +22,13 @@ from gateway.core.errors import Code, ValidationFailed
 from gateway.core.models import Item, Order
 from gateway.services.integrations.order_status import (
     KIND,
-    PrintApiService,
     Subscription,
     print_status,
 )
 from web.api.common import read_json
 from web.api.render import local_time
-from web.context import CTX
 from web.envelope import reply
-
-PRINTAPI = web.AppKey("printapi", PrintApiService)
+from web.services import SERVICES
 
 # returnCodes (ours): 130-131 data; 1300+ action acknowledged.
 SUBSCRIBED, SUBSCRIPTION_LIST, UNSUBSCRIBED = 130, 131, 1300
@@ -71,8 +68,8 @@ async def get_order(request: web.Request) -> web.Response:
     raw = request.match_info["order_id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 15 or not 0 < int(raw) < MAX_ID:
         raise ValidationFailed(Code.BAD_ORDER_ID, "Invalid order id: must be a positive integer.")
-    order = await request.app[PRINTAPI].order(int(raw))
-    body = orjson.dumps(order_json(order, request.app[CTX].config.tz))
+    order = await request.app[SERVICES].order_status.order(int(raw))
+    body = orjson.dumps(order_json(order, request.app[SERVICES].config.tz))
     return web.Response(body=body, content_type="application/json")
 
 
@@ -80,7 +77,7 @@ async def get_order(request: web.Request) -> web.Response:
 
 
 def subscription_dict(request: web.Request, sub: Subscription) -> dict[str, Any]:
-    tz = request.app[CTX].config.tz
+    tz = request.app[SERVICES].config.tz
     return {"id": sub.id, "kind": sub.kind, "url": sub.url,
             "signed": sub.signing_secret is not None,
             "creation_date": local_time(sub.created, tz),
@@ -95,14 +92,16 @@ async def subscribe(request: web.Request) -> web.Response:
         raise ValidationFailed(Code.BAD_SETTING_VALUE,
                                f"kind must be {KIND!r} (CloudSignal receivers are managed under "
                                "/api/integrations/cloudsignal/subscriptions).")
-    sub, new = await request.app[PRINTAPI].subscribe(body.get("url"), body.get("signingSecret"))
+    svc = request.app[SERVICES].order_status
+    sub, new = await svc.subscribe(body.get("url"), body.get("signingSecret"))
     return reply(201 if new else 200, SUBSCRIBED,
                  message="Subscription added." if new else "Subscription updated.",
                  subscription=subscription_dict(request, sub))
 
 
 async def list_subscriptions(request: web.Request) -> web.Response:
-    items = [subscription_dict(request, s) for s in await request.app[PRINTAPI].subscriptions()]
+    subs = await request.app[SERVICES].order_status.subscriptions()
+    items = [subscription_dict(request, s) for s in subs]
     return reply(200, SUBSCRIPTION_LIST, count=len(items), items=items)
 
 
@@ -110,6 +109,6 @@ async def unsubscribe(request: web.Request) -> web.Response:
     raw = request.query.get("id", "")
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise ValidationFailed(Code.BAD_ORDER_ID, "Invalid id: must be a positive integer.")
-    dropped = await request.app[PRINTAPI].unsubscribe(int(raw))
+    dropped = await request.app[SERVICES].order_status.unsubscribe(int(raw))
     return reply(200, UNSUBSCRIBED,
                  message=f"Subscription removed; {dropped} pending webhooks dropped.")

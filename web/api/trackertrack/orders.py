@@ -14,8 +14,8 @@ from gateway.services.orders.stats import day_bounds, summarize
 from gateway.services.orders.unit import StartOutcome
 from web.api.common import parse_bool, parse_ident, positive_number, read_json
 from web.api.render import history_dict, local_time, order_dict
-from web.context import CTX, Context
 from web.envelope import error_reply, reply
+from web.services import SERVICES, Services
 
 WARNING_NO_TRACKER = "Tracker not assigned with order."
 
@@ -24,8 +24,8 @@ def _v1(request: web.Request) -> bool:
     return request.path.startswith("/api/v1")
 
 
-def _ctx(request: web.Request) -> Context:
-    return request.app[CTX]
+def _ctx(request: web.Request) -> Services:
+    return request.app[SERVICES]
 
 
 def _render(request: web.Request, order: Any) -> dict[str, Any]:
@@ -39,9 +39,9 @@ def _render(request: web.Request, order: Any) -> dict[str, Any]:
 async def health(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     # Healthy means the writes land in the file the next start opens (issue 9 item 6).
-    if not ctx.storage_check() or (ctx.alarms is not None and ctx.alarms.active()):
+    if not ctx.storage_check() or ctx.alarms.active():
         # Names only: this answer needs no token; the feed /api/ws carries the details.
-        alarms = [] if ctx.alarms is None else ctx.alarms.active()
+        alarms = ctx.alarms.active()
         names = ", ".join(a.name for a in alarms) or "database-check"
         return error_reply(Code.API_UNAVAILABLE, f"Gateway not healthy (alarm: {names}).")
     now = ctx.clock.now()

@@ -6,19 +6,17 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.core.errors import Code, Unavailable, ValidationFailed
+from gateway.core.errors import Code, ValidationFailed
 from gateway.core.models import Tracker
 from gateway.services.trackers.inventory import TrackerService
 from web.api.common import read_json
 from web.api.render import local_time
-from web.context import CTX, Context
 from web.envelope import reply
+from web.services import SERVICES, Services
 
 
-def _service(request: web.Request) -> tuple[Context, TrackerService]:
-    ctx = request.app[CTX]
-    if ctx.trackers is None:
-        raise Unavailable(Code.API_UNAVAILABLE, "The radio is not running on this gateway.")
+def _service(request: web.Request) -> tuple[Services, TrackerService]:
+    ctx = request.app[SERVICES]
     return ctx, ctx.trackers
 
 
@@ -28,7 +26,7 @@ def _number(raw: str) -> int:
     return int(raw)
 
 
-def tracker_dict(ctx: Context, svc: TrackerService, t: Tracker) -> dict[str, Any]:
+def tracker_dict(ctx: Services, svc: TrackerService, t: Tracker) -> dict[str, Any]:
     order = ctx.orders.bound_to(t.address)
     tz = ctx.config.tz
     state = "idle"
@@ -88,7 +86,7 @@ async def clear_inventory(request: web.Request) -> web.Response:
     return reply(200, 1007, message="Tracker inventory cleared.", count=count)
 
 
-def _receivers(ctx: Context) -> list[dict[str, Any]]:
+def _receivers(ctx: Services) -> list[dict[str, Any]]:
     tz = ctx.config.tz
     return [
         {"id": r.id, "type": r.kind, "status": r.status, "detail": r.detail,

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from web.schemas import Envelope, Message, Wire
+from web.wire import Envelope, Message, Wire
 
 TrackerNumber = Annotated[int, Field(ge=1, le=65535, description="The number on the puck.")]
 Address = Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$",

@@ -1,23 +1,21 @@
-"""Access tokens: the button window, minting, listing and revoking (table-tracker dialect),
-and the box-local admin call that opens the window."""
+"""Access tokens: the button window, minting, listing and revoking (table-tracker dialect)."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from aiohttp import web
 
-from gateway.core.errors import AuthFailed, Code, ValidationFailed
+from gateway.core.errors import Code, ValidationFailed
 from gateway.core.models import TokenInfo
 from gateway.services.access.tokens import Issued
-from web.api.common import bearer_secret, read_json
+from web.api.common import read_json
 from web.api.render import local_time
-from web.context import CTX, Context
 from web.envelope import reply
+from web.services import SERVICES, Services
 
 
-def _info_dict(ctx: Context, t: TokenInfo) -> dict[str, Any]:
+def _info_dict(ctx: Services, t: TokenInfo) -> dict[str, Any]:
     tz = ctx.config.tz
     return {
         "id": t.id,
@@ -28,14 +26,14 @@ def _info_dict(ctx: Context, t: TokenInfo) -> dict[str, Any]:
     }
 
 
-def _created(ctx: Context, issued: Issued) -> web.Response:
+def _created(ctx: Services, issued: Issued) -> web.Response:
     token = _info_dict(ctx, issued.info)
     token["token"] = issued.secret  # shown this once; only its digest is kept
     return reply(201, 2, message="Token created.", token=token)
 
 
 async def _mint(request: web.Request, name: Any) -> web.Response:
-    ctx = request.app[CTX]
+    ctx = request.app[SERVICES]
     if not isinstance(name, str):
         raise ValidationFailed(Code.TOKEN_BAD_NAME)
     return _created(ctx, await ctx.tokens.issue(name, request.remote))
@@ -57,7 +55,7 @@ async def generate_in_window(request: web.Request) -> web.Response:
     """GET …/accesstoken/generate?name=[&timeout=]: only while the button window is open;
     with `timeout` it waits for someone to press the button (long poll). One press hands
     out a bounded number of tokens (TokenService quotas)."""
-    ctx = request.app[CTX]
+    ctx = request.app[SERVICES]
     name = ctx.tokens.check_name(request.query.get("name"))
     timeout = _timeout(request)
     issued = await ctx.tokens.issue_in_window(name, request.remote, wait=timeout)
@@ -72,7 +70,7 @@ async def generate_with_token(request: web.Request) -> web.Response:
 
 
 async def list_tokens(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
+    ctx = request.app[SERVICES]
     items = [_info_dict(ctx, t) for t in ctx.tokens.list()]
     return reply(200, 3, count=len(items), items=items)
 
@@ -81,18 +79,5 @@ async def revoke_token(request: web.Request) -> web.Response:
     raw = request.match_info["token_id"]
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise ValidationFailed(Code.BAD_ORDER_ID, "Invalid token id.")
-    await request.app[CTX].tokens.revoke(int(raw))
+    await request.app[SERVICES].tokens.revoke(int(raw))
     return reply(200, 1001, message="Token deleted.")
-
-
-async def open_window(request: web.Request) -> web.Response:
-    """POST /api/admin/token-window: the software button. Only a caller that can read the
-    box's admin cookie file (someone on the box) may press it."""
-    ctx = request.app[CTX]
-    secret = bearer_secret(request.headers.get("Authorization", ""))
-    # The cookie is checked first: failures from the same address never refuse the right one.
-    if not hmac.compare_digest(secret.encode(), ctx.admin_cookie.encode()):
-        ctx.tokens.throttle.failed(request.remote)  # 429 once the address is blocked
-        raise AuthFailed(Code.AUTH_INVALID)
-    seconds = ctx.tokens.open_window()
-    return reply(200, 1015, message="Token window open.", seconds=int(seconds))

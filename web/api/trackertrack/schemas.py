@@ -12,51 +12,22 @@ in the order model and have a named v1 and v2 variant each; `dialect(base)` pick
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from gateway.core.models import ClearReason, OrderState
-
-LOCAL_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$"
-LocalTime = Annotated[
-    str,
-    Field(
-        pattern=LOCAL_TIME,
-        description="Gateway local time (setting `timezone`), YYYY-MM-DDTHH:MM:SS.",
-        examples=["2014-08-25T08:09:42"],
-    ),
-]
-# Digits of a positive integer as the gateway renders them (no leading zeros). Requests may
-# carry leading zeros; the gateway strips them.
-NUMBER = r"^[1-9][0-9]{0,8}$"
-TOKEN_NAME = r"^[A-Za-z0-9 _.@:+-]{1,64}$"
-DATE_OR_TIME = (
-    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    r"(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])?$"
-)
-UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-URL = r"^https?://[^\s/?#@]+([/?#]\S*)?$"
-Number = Annotated[str, Field(pattern=NUMBER)]
-Url = Annotated[
-    str,
-    Field(
-        pattern=URL,
-        max_length=2048,
-        description="An http(s) URL; loopback, link-local and metadata hosts are refused "
-        "unless the operator allow-listed them.",
-        examples=["http://pos.example/tablegate-hook"],
-    ),
-]
-
-
-def _absent(schema: dict[str, Any]) -> None:
-    """For a key that is either present (never null) or left out: no `default: null`."""
-    schema.pop("default", None)
+from web.wire import NUMBER
+from web.wire import TOKEN_NAME as TOKEN_NAME  # re-exported: tests and routes read `sc.` names
+from web.wire import Envelope as Envelope
+from web.wire import LocalTime as LocalTime
+from web.wire import Message as Message
+from web.wire import Url as Url
+from web.wire import Wire as Wire
+from web.wire import absent as _absent
 
 
 class OrderType(StrEnum):
@@ -72,25 +43,6 @@ class NewOrderEventType(StrEnum):
 
     NEW_ORDER = "NEW_ORDER"
     ORDER_CREATED = "ORDER_CREATED"
-
-
-class Wire(BaseModel):
-    """A response shape: every key the gateway sends, and no other."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Envelope(Wire):
-    status: int = Field(ge=100, le=599, description="The HTTP status, repeated.")
-    returnCode: int = Field(
-        description="Below 0: error. 1 to 999: data. 1000 and up: action acknowledged."
-    )
-
-
-class Message(Envelope):
-    """An acknowledged action (returnCode 1000 and up) or an error (returnCode below 0)."""
-
-    message: str
 
 
 # -- orders -------------------------------------------------------------------------------
@@ -357,118 +309,6 @@ class TokenName(BaseModel):
     """The new token's name (the query parameter `name` wins)."""
 
     name: str = Field(pattern=TOKEN_NAME)
-
-
-class TokenWindow(Message):
-    """The button window is open (returnCode 1015)."""
-
-    seconds: int = Field(ge=0)
-
-
-# -- requests -----------------------------------------------------------------------------
-
-
-class StartOrderRequest(BaseModel):
-    """Start an order, or locate it (with `locationName`); other keys are ignored."""
-
-    name: str = Field(
-        pattern=NUMBER, description="The tracker's number: a string of digits.", examples=["66"]
-    )
-    orderType: OrderType
-    locationName: Number | SkipJsonSchema[None] = Field(
-        None,
-        description="Table number: the order starts `located`.",
-        json_schema_extra=_absent,
-    )
-
-
-class PageRequest(BaseModel):
-    """`tracking`: keep paging until cancelled (default true); the query parameter of the same
-    name is used when the body has none."""
-
-    tracking: bool = True
-
-
-# -- query parameters (each field is one parameter) -------------------------------------
-
-
-class StartOrderQuery(BaseModel):
-    dummy_tracker_address: bool = Field(
-        False, description="Testing only: bind a stand-in tracker (seed 004)."
-    )
-
-
-class PageQuery(BaseModel):
-    tracking: bool = Field(True, description="Used when the body has no `tracking`.")
-
-
-class HistoryQuery(BaseModel):
-    offset: int = Field(0, ge=0, le=10**9)
-    limit: int = Field(25, ge=1, le=100)
-    created_after: str | None = Field(
-        None, pattern=DATE_OR_TIME, description="Local time, YYYY-MM-DD[THH:MM:SS]."
-    )
-    created_before: str | None = Field(
-        None, pattern=DATE_OR_TIME, description="Local time, YYYY-MM-DD[THH:MM:SS]."
-    )
-    order_type: OrderType | None = Field(
-        None, description="ON_PREMISE and ON_PREMISES select the same orders."
-    )
-    location_name: str | None = Field(None, pattern=NUMBER)
-
-
-class StatisticsQuery(BaseModel):
-    target_time: int | None = Field(
-        None, ge=1, le=86_400, description="Seconds; default: setting `targetTimeDefault`."
-    )
-
-
-class GenerateQuery(BaseModel):
-    name: str = Field(pattern=TOKEN_NAME)
-    timeout: int | None = Field(
-        None, ge=1, le=120,
-        description="Wait up to this many seconds for the button (long poll); 408 after.",
-    )
-
-
-class MintQuery(BaseModel):
-    name: str | None = Field(None, pattern=TOKEN_NAME, description="Or `name` in the body.")
-
-
-class RegisterQuery(BaseModel):
-    http_client: Url
-
-
-class FeedQuery(BaseModel):
-    since: int | None = Field(
-        None, ge=0, description="Resume: the events after this `seq` instead of a snapshot."
-    )
-    accesstoken: str | None = Field(
-        None, description="The token, for clients that cannot set headers (or send "
-        '{"accesstoken": "..."} as the first frame).'
-    )
-
-
-# -- path parameters ----------------------------------------------------------------------
-
-OrderIdent = Annotated[
-    str,
-    Field(
-        pattern=f"^([1-9][0-9]{{0,8}}|{UUID})$",
-        description="The order number, or its uuid.",
-        examples=["66", "54ed91e6-286b-4912-b44c-7a7a3001d715"],
-    ),
-]
-TokenId = Annotated[int, Field(ge=0, le=999_999_999_999, description="The token's `id`.")]
-TrackerNo = Annotated[int, Field(ge=1, le=65535, description="The number printed on the puck.")]
-PATH_PARAMS: dict[str, Any] = {"ident": OrderIdent, "token_id": TokenId, "number": TrackerNo}
-
-
-# -- what a route answers ----------------------------------------------------------------
-
-# One model, several (the body is one of them), or None (no body, e.g. 101).
-ResponseModels = type[BaseModel] | tuple[type[BaseModel], ...] | None
-Responses = Mapping[int, ResponseModels]
 
 
 # -- the two dialects ---------------------------------------------------------------------
