@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     loop_block_threshold: float = Field(0.25, ge=0.01, le=60)
     # SIGTERM: an orderly stop longer than this ends the process anyway (exit code 70)
     stop_timeout: float = Field(20.0, gt=0, le=600)
+    # each stop stage (mDNS, radio, printers, outbox, store, ...): past this it is logged with
+    # what still runs, cancelled, and the stop goes on to the next stage
+    stop_stage_timeout: float = Field(3.0, gt=0, le=120)
     # printing (seed 000)
     printers: list[PrinterSetting] = []
     print_stations: dict[str, list[str]] = {}  # station -> printer ids, first = preferred

@@ -183,8 +183,9 @@ async def test_advertisement_locates_the_order_through_the_gateway(
     bluez: BluezMock, scanners: list[TrackerScanner], tmp_path: Path
 ) -> None:
     """The whole path on the box: bluetoothd (mocked) -> bleak -> scanner -> tracker service ->
-    order located, wired exactly as gateway.app.start_radio wires it."""
-    from gateway.app import _reading, build
+    order located, wired exactly as gateway.compose.radio.start_radio wires it."""
+    from gateway.app import build
+    from gateway.compose.radio import reading
     from tests.conftest import make_settings
 
     gw = await build(make_settings(tmp_path / "gw", debounce_seconds=0))
@@ -194,7 +195,7 @@ async def test_advertisement_locates_the_order_through_the_gateway(
         await gw.trackers.drain()
         bluez.add_adapter("hci0")
         device = bluez.add_device(TRACKER, "tracker-66")
-        scanner = TrackerScanner(_reading(gw.trackers), repeat_filter=False)
+        scanner = TrackerScanner(reading(gw.trackers), repeat_filter=False)
         scanners.append(scanner)
         async with asyncio.timeout(WAIT):
             await scanner.start()
