@@ -39,7 +39,7 @@ async def test_missing_adapter_is_a_warning(
     gw = await build(settings)
     mark = gw.supervisor.mark()
     with caplog.at_level(logging.WARNING):
-        radio = await gw.supervisor.enter("radio", radio_step(gw.core, gw.supervisor))
+        await gw.supervisor.enter("radio", radio_step(gw.core, gw.supervisor))
     try:
         assert "no Bluetooth" in caplog.text
         assert gw.ctx.receivers()[0].status == "no-adapter"
@@ -54,7 +54,7 @@ async def test_demo_pairs_the_simulated_trackers(tmp_path: Any) -> None:
     settings = make_settings(tmp_path / "d", simulator=True, simulator_seed=1)
     gw = await build(settings)
     mark = gw.supervisor.mark()
-    radio = await gw.supervisor.enter("radio", radio_step(gw.core, gw.supervisor))
+    await gw.supervisor.enter("radio", radio_step(gw.core, gw.supervisor))
     try:
         assert len(gw.trackers.list()) == 12
         kinds = sorted(r.kind for r in gw.ctx.receivers())
