@@ -2,7 +2,7 @@
 ARCHITECTURE.md §7, under a Supervisor that stops them in reverse.
 
 Start: store and services (build) -> integrations (build) -> [with the app:] store watch ->
-outbox -> printer workers -> radio (serve) -> HTTP listen -> mDNS -> ready.
+outbox -> printer workers -> radio (serve) -> HTTP listen -> ready -> mDNS.
 Stop: mDNS goodbye -> stop accepting -> close WebSockets (the web app's on_shutdown) -> radio
 -> printer workers -> outbox -> store checkpoint and close (the web app's on_cleanup).
 """
