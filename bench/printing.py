@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_line  # noqa: E402
-from gateway.app_printing import TicketRenderer, make_link  # noqa: E402
+from gateway.compose.printer_link import TicketRenderer, make_link  # noqa: E402
 from gateway.core.models import Order, OrderState  # noqa: E402
 from gateway.core.ports import SystemClock  # noqa: E402
 from gateway.core.printing import (  # noqa: E402

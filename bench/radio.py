@@ -3,7 +3,7 @@
     .venv/bin/python bench/radio.py [--quick] [--trials N] [--background RATE] [--only WHICH]
 
 1. throughput  in this process: a real gateway (`gateway.app.build`, a temporary data dir,
-               mDNS off) and `TrackerScanner(_reading(gw.trackers), repeat_filter=False)` wired
+               mDNS off) and `TrackerScanner(reading(gw.trackers), repeat_filter=False)` wired
                as `start_radio` wires it; 150 paired trackers; pre-encoded manufacturer data
                (steady at a table, on a charger, carried past tables, changing table, some
                garbled) fed to `scanner.on_advertisement` in a bounded loop. Ceilings: the same
@@ -49,7 +49,8 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from bench.machine import machine_line  # noqa: E402
-from gateway.app import Gateway, _reading, build  # noqa: E402
+from gateway.app import Gateway, build  # noqa: E402
+from gateway.compose.radio import reading  # noqa: E402
 from gateway.core.events import Event, OrderEvent, OrderEventType  # noqa: E402
 from gateway.settings import Settings, load_settings  # noqa: E402
 from radio.advert import COMPANY_ID, Flags, TrackerAdvert, decode, encode  # noqa: E402
@@ -317,7 +318,7 @@ async def figure_throughput(work: Path, per_rep: int, rep_seconds: float) -> lis
                                     time.perf_counter()))
 
         gw.ctx.bus.subscribe(count)
-        scanner = TrackerScanner(_reading(gw.trackers), repeat_filter=False)
+        scanner = TrackerScanner(reading(gw.trackers), repeat_filter=False)
         # Warm-up: one full cycle, so steady trackers are located and caches are warm.
         warm = await run_loop(scanner.on_advertisement, sched, 0, sched.total, 30)
         await gw.trackers.drain()
@@ -639,14 +640,13 @@ async def figure_latency(work: Path, trials: int, background: float) -> list[str
         await site.start()
         port = runner.addresses[0][1]
         url = f"http://127.0.0.1:{port}"
-        gw.tasks.append(asyncio.create_task(gw.trackers.run_health_forever(),
-                                            name="tracker-health"))
+        gw.supervisor.spawn("tracker-health", gw.trackers.run_health_forever)
         token = (await gw.tokens.issue("bench-kds", None)).secret
         await gw.trackers.pair(SUBJECT, SUBJECT_ADDR)
         await asyncio.gather(*(gw.trackers.pair(n, address(n)) for n in range(101, 250)))
         gw.trackers.on_pad("bench-starter", "STARTER_DINE_IN", SUBJECT, SUBJECT_ADDR)
         await gw.trackers.drain()
-        scanner = TrackerScanner(_reading(gw.trackers), repeat_filter=False)
+        scanner = TrackerScanner(reading(gw.trackers), repeat_filter=False)
         log_path = work / "ws-client.log"
         with log_path.open("ab") as log:
             proc = subprocess.Popen(

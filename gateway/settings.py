@@ -233,6 +233,11 @@ class Settings(BaseSettings):
         20.0, gt=0, le=600, json_schema_extra=S,
         description="SIGTERM: an orderly stop longer than this ends the process (exit 70)",
     )
+    stop_stage_timeout: float = Field(
+        3.0, gt=0, le=120, json_schema_extra=S,
+        description="each stop stage (mDNS, radio, printers, outbox, store): past this it is "
+        "logged with what still runs, cancelled, and the stop goes on",
+    )
     # printing (seed 000)
     printers: list[PrinterSetting] = Field(
         [],

@@ -52,7 +52,7 @@ class DatabaseGuard:
         writer.on_lost = self._lost
 
     def start(self) -> None:
-        self._watch = asyncio.create_task(self._watch_forever(), name="db-file-watch")
+        self._watch = asyncio.create_task(self.watch_forever(), name="db-file-watch")
 
     async def close(self) -> None:
         for task in (self._watch, self._healing):
@@ -73,7 +73,7 @@ class DatabaseGuard:
     def healing(self) -> bool:
         return self._healing is not None and not self._healing.done()
 
-    async def _watch_forever(self) -> None:
+    async def watch_forever(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             await asyncio.to_thread(self.writer.check)

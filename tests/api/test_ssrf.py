@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient
 
 from gateway.app import Gateway
-from gateway.app_printing import make_link
+from gateway.compose.printer_link import make_link
 from gateway.core import netguard
 from gateway.core.ports import SystemClock
 from gateway.core.printing import Device, SendOutcome, Source

@@ -126,7 +126,8 @@ async def test_the_gateway_picks_up_an_adapter_plugged_in_after_start(
     bluez: BluezMock, scanners: list[TrackerScanner], tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from gateway.app import build, start_radio
+    from gateway.app import build
+    from gateway.compose.radio import start_radio
     from tests.conftest import make_settings
 
     caplog.set_level(logging.INFO, logger="radio.scanner")
@@ -134,7 +135,7 @@ async def test_the_gateway_picks_up_an_adapter_plugged_in_after_start(
     gw = await build(settings)
     try:
         async with asyncio.timeout(WAIT):
-            radio = await start_radio(settings, gw)
+            radio = await start_radio(gw.core, gw.supervisor)
         scanners.append(radio.scanner)
         try:
             assert [r.status for r in gw.ctx.receivers()] == ["no-adapter"]
@@ -235,8 +236,9 @@ async def test_advertisement_locates_the_order_through_the_gateway(
     bluez: BluezMock, scanners: list[TrackerScanner], tmp_path: Path
 ) -> None:
     """The whole path on the box: bluetoothd (mocked) -> bleak -> scanner -> tracker service ->
-    order located, wired exactly as gateway.app.start_radio wires it."""
-    from gateway.app import _reading, build
+    order located, wired exactly as gateway.compose.radio.start_radio wires it."""
+    from gateway.app import build
+    from gateway.compose.radio import reading
     from tests.conftest import make_settings
 
     gw = await build(make_settings(tmp_path / "gw", debounce_seconds=0))
@@ -246,7 +248,7 @@ async def test_advertisement_locates_the_order_through_the_gateway(
         await gw.trackers.drain()
         bluez.add_adapter("hci0")
         device = bluez.add_device(TRACKER, "tracker-66")
-        scanner = TrackerScanner(_reading(gw.trackers), repeat_filter=False)
+        scanner = TrackerScanner(reading(gw.trackers), repeat_filter=False)
         scanners.append(scanner)
         async with asyncio.timeout(WAIT):
             await scanner.start()

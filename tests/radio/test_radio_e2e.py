@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway.app import build, start_radio
+from gateway.app import build
+from gateway.compose.radio import start_radio
 from tests.conftest import make_settings
 
 
@@ -24,7 +25,7 @@ async def test_simulated_restaurant_drives_the_feed(tmp_path: Any, aiohttp_clien
     settings = make_settings(tmp_path / "d", simulator=True, simulator_speed=8.0,
                              simulator_seed=7, debounce_seconds=0.2)
     gw = await build(settings)
-    radio = await start_radio(settings, gw)
+    radio = await start_radio(gw.core, gw.supervisor)
     client = await aiohttp_client(gw.app)
     secret = (await gw.tokens.issue("kds", None)).secret
     auth = {"Authorization": f"Bearer {secret}"}

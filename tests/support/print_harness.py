@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.app_printing import TicketRenderer, make_link
+from gateway.compose.printer_link import TicketRenderer, make_link
 from gateway.core.models import Order
 from gateway.core.netguard import ConnectGuard
 from gateway.core.ports import SystemClock

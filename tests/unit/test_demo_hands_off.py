@@ -8,7 +8,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from gateway.app import build, demo_kitchen, start_radio
+from gateway.app import build
+from gateway.compose.radio import demo_kitchen, start_radio
 from gateway.core.events import Event, OrderEvent, OrderEventType
 from gateway.core.models import ClearReason, Order
 from tests.conftest import make_settings
@@ -57,8 +58,8 @@ async def test_simulator_and_kitchen_never_touch_orders_they_did_not_start(
         ("6", "TO_GO", True),
     ]:
         await create(name, kind, dummy)
-    radio = await start_radio(settings, gw)
-    kitchen = demo_kitchen(gw, radio, delay=(0.05, 0.1))
+    radio = await start_radio(gw.core, gw.supervisor)
+    kitchen = demo_kitchen(gw.core, radio, delay=(0.05, 0.1))
     try:
         # Numbers the simulator never uses, created while the kitchen listens.
         await create("400", "TO_GO", True)

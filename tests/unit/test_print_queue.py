@@ -304,7 +304,7 @@ async def test_receipt_and_drawer_commands_print(tmp_path: Path) -> None:
 async def test_an_expired_job_is_archived_where_the_worker_finds_it(tmp_path: Path) -> None:
     """A worker that meets a job past its deadline settles it there and then (issue: a worker
     that left it to the sweeper picked it again at once and never yielded the loop)."""
-    from gateway.app_printing import make_link
+    from gateway.compose.printer_link import make_link
     from gateway.core.netguard import ConnectGuard
     from gateway.services.printing.worker import DeviceWorker
 

@@ -20,7 +20,7 @@ from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from gateway.app import build
-from gateway.app_discovery import Move, PrinterMoves
+from gateway.compose.printer_discovery import Move, PrinterMoves
 from gateway.core.printing import Device, Source
 from printers.discovery import IDENTITY_KEYS, FoundPrinter
 from tests.conftest import make_settings

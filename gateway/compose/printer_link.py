@@ -1,4 +1,4 @@
-"""Part of the composition root: plugs the `printers` library into the printing service.
+"""The printing step's adapter: plugs the `printers` library into the printing service.
 
 Addresses name the transport: tcp://host:9100, serial:///dev/ttyUSB0?baud=9600,
 usb:///dev/usb/lp0 (the kernel's usblp device; lp:// is the same), virtual://<name> (the
@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 from gateway.core.models import Order
+from gateway.core.netguard import ConnectGuard
 from gateway.core.printing import (
     Attempt,
     Command,
@@ -53,14 +54,28 @@ log = logging.getLogger(__name__)
 def to_health(status: PrinterStatus) -> Health:
     if status.state is PrinterState.UNKNOWN:
         return Health(known=False)
-    paper = Paper.OUT if status.paper_out else (
-        Paper.NEAR_END if status.paper_near_end else
-        (Paper.OK if status.paper_out is not None or status.paper_near_end is not None
-         else Paper.UNKNOWN))
+    paper = (
+        Paper.OUT
+        if status.paper_out
+        else (
+            Paper.NEAR_END
+            if status.paper_near_end
+            else (
+                Paper.OK
+                if status.paper_out is not None or status.paper_near_end is not None
+                else Paper.UNKNOWN
+            )
+        )
+    )
     if status.state is PrinterState.PAPER_OUT:
         paper = Paper.OUT
-    return Health(known=True, online=status.online is not False, paper=paper,
-                  cover_open=bool(status.cover_open), error=bool(status.error))
+    return Health(
+        known=True,
+        online=status.online is not False,
+        paper=paper,
+        cover_open=bool(status.cover_open),
+        error=bool(status.error),
+    )
 
 
 class _Pending:
@@ -79,8 +94,13 @@ class _Pending:
 
 def to_attempt(result: JobResult) -> Attempt:
     pending = _Pending(result.pending) if result.pending is not None else None
-    return Attempt(SendOutcome(result.outcome.value), result.bytes_delivered,
-                   to_health(result.status), result.detail, pending)
+    return Attempt(
+        SendOutcome(result.outcome.value),
+        result.bytes_delivered,
+        to_health(result.status),
+        result.detail,
+        pending,
+    )
 
 
 class _Printer(Protocol):
@@ -152,6 +172,18 @@ def make_link(device: Device, virtual: dict[str, tuple[str, int]], resolve: Reso
     return _Unusable(f"unsupported address {device.address!r}")
 
 
+class PrinterLinks:
+    """The printing service's `links`: a device address to a transport. The printing step
+    registers its demo printers in `virtual` (name -> host, port) before workers start."""
+
+    def __init__(self, allow: frozenset[str]) -> None:
+        self.allow = allow
+        self.virtual: dict[str, tuple[str, int]] = {}
+
+    def link(self, device: Device) -> PrinterLink:
+        return make_link(device, self.virtual, ConnectGuard(self.allow))
+
+
 class TicketRenderer:
     """Requests into ESC/POS with the printers library's layouts."""
 
@@ -159,8 +191,9 @@ class TicketRenderer:
         self.tz = tz
         self.logo = logo
 
-    def render(self, request: PrintRequest, device: Device, order: Order | None,
-               reprint: bool) -> bytes:
+    def render(
+        self, request: PrintRequest, device: Device, order: Order | None, reprint: bool
+    ) -> bytes:
         paper = PAPER_58MM if device.paper == "58mm" else PAPER_80MM
         banner = "REPRINT" if reprint else ""
         data = request.data
@@ -170,34 +203,65 @@ class TicketRenderer:
             pin = data.get("pin", 2) if isinstance(data, dict) else 2
             return open_drawer_bytes(paper, pin)
         if request.command is Command.PRINT_RECEIPT:
-            return render_receipt(Receipt(
-                order_number=data.get("number") or "",
-                lines=[ReceiptLine(x["title"], x["quantity"], x["unitPrice"])
-                       for x in data["lines"]],
-                totals=[Total(t["label"], t["amount"], t["emphasis"]) for t in data["totals"]],
-                currency=data["currency"], footer=data["footer"],
-                minor_digits=data["minorDigits"], banner=banner), paper)
+            return render_receipt(
+                Receipt(
+                    order_number=data.get("number") or "",
+                    lines=[
+                        ReceiptLine(x["title"], x["quantity"], x["unitPrice"])
+                        for x in data["lines"]
+                    ],
+                    totals=[Total(t["label"], t["amount"], t["emphasis"]) for t in data["totals"]],
+                    currency=data["currency"],
+                    footer=data["footer"],
+                    minor_digits=data["minorDigits"],
+                    banner=banner,
+                ),
+                paper,
+            )
         if isinstance(data, str):
-            ref = f"\n\nRef {request.id[-6:]}: accept or refuse on the tablet." \
-                if request.needs_answer else ""
+            ref = (
+                f"\n\nRef {request.id[-6:]}: accept or refuse on the tablet."
+                if request.needs_answer
+                else ""
+            )
             return render_text(data + ref, paper, banner)
-        created = dt.datetime.fromtimestamp(order.created if order else request.date_created,
-                                            self.tz).strftime("%H:%M")
+        created = dt.datetime.fromtimestamp(
+            order.created if order else request.date_created, self.tz
+        ).strftime("%H:%M")
         table = (order.location if order and order.location else data.get("table")) or "-"
         kind = _kind(order.order_type if order else data.get("type", ""))
         if request.needs_answer:
             kind += f"  ref {request.id[-6:]}"
-        return render_kitchen_ticket(KitchenTicket(
-            order_number=(order.name if order else data.get("number")) or "?",
-            table=table, order_type=kind, created=created,
-            items=[Item(i["title"], i["quantity"], i["notes"], i["station"])
-                   for i in data.get("items", [])],
-            order_id=data.get("orderId", ""), logo=self.logo, banner=banner), paper)
+        return render_kitchen_ticket(
+            KitchenTicket(
+                order_number=(order.name if order else data.get("number")) or "?",
+                table=table,
+                order_type=kind,
+                created=created,
+                items=[
+                    Item(i["title"], i["quantity"], i["notes"], i["station"])
+                    for i in data.get("items", [])
+                ],
+                order_id=data.get("orderId", ""),
+                logo=self.logo,
+                banner=banner,
+            ),
+            paper,
+        )
 
 
 def _kind(order_type: str) -> str:
     return {"TO_GO": "takeaway", "ON_PREMISES": "dine-in", "ON_PREMISE": "dine-in"}.get(
-        order_type, order_type.lower())
+        order_type, order_type.lower()
+    )
 
 
-__all__ = ["JobOutcome", "Link", "TicketRenderer", "make_link", "to_attempt", "to_health"]
+__all__ = [
+    "JobOutcome",
+    "Link",
+    "PrinterLinks",
+    "TicketRenderer",
+    "make_link",
+    "to_attempt",
+    "to_health",
+]

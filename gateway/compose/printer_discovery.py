@@ -1,4 +1,4 @@
-"""Part of the composition root: printers found by mDNS join the printing service.
+"""The printing step's discovery: printers found by mDNS join the printing service.
 
 Anyone on the LAN can announce a service under a printer's name. A discovered printer is
 therefore moved to a new address only when the announcement carries the printer identity
@@ -12,14 +12,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from gateway.core.errors import GatewayError
 from gateway.core.printing import Device, Source
-from gateway.services.printing.service import DeviceSpec
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.services.printing.service import DeviceSpec, PrintService
 
 log = logging.getLogger(__name__)
 
@@ -76,39 +73,46 @@ class PrinterMoves:
         return Move.HOLD
 
 
-async def discover_printers(gw: Gateway) -> None:
+async def discover_printers(
+    printing: PrintService, interfaces: list[str] | None, adding: set[asyncio.Task[None]]
+) -> Callable[[], Awaitable[None]] | None:
     """Network printers announced by mDNS join as devices; one that stops answering is marked
-    offline by its worker, and is only dropped from discovery after several missed scans."""
+    offline by its worker, and is only dropped from discovery after several missed scans.
+    Returns the browser's close (None when discovery could not start); the additions in
+    flight are kept in `adding` for the caller to cancel at stop."""
     from printers.discovery import FoundPrinter, PrinterBrowser
 
     moves = PrinterMoves()
 
     def on_change(found: dict[str, FoundPrinter]) -> None:
         for fp in found.values():
-            known = gw.printing.devices.get(fp.id)
+            known = printing.devices.get(fp.id)
             address = f"tcp://{fp.host}:{fp.port}"
             decision = moves.decide(known, fp.id, address, fp.identity)
             if decision is Move.HOLD:
-                gw.printing.hold_move(fp.id, address)
+                printing.hold_move(fp.id, address)
             elif decision is Move.SETTLED:
-                gw.printing.hold_move(fp.id, None)
+                printing.hold_move(fp.id, None)
             elif decision is Move.ADD:
                 spec = DeviceSpec(fp.label[:64] or fp.id, address, id=fp.id)
-                task = asyncio.create_task(_add_found(gw, spec), name=f"printer-found-{fp.id}")
-                gw.tasks.append(task)
+                task = asyncio.create_task(
+                    _add_found(printing, spec), name=f"printer-found-{fp.id}"
+                )
+                adding.add(task)
+                task.add_done_callback(adding.discard)
 
-    browser = PrinterBrowser(interfaces=gw.settings.mdns_interfaces, on_change=on_change)
+    browser = PrinterBrowser(interfaces=interfaces, on_change=on_change)
     try:
         await browser.start()
     except Exception as exc:  # the gateway prints without discovery
         log.warning("printer discovery disabled: %s", exc)
-        return
-    gw.closers.append(browser.close)
+        return None
+    return browser.close
 
 
-async def _add_found(gw: Gateway, spec: DeviceSpec) -> None:
+async def _add_found(printing: PrintService, spec: DeviceSpec) -> None:
     try:
-        await gw.printing.add_device(spec, Source.MDNS, replace=True)
+        await printing.add_device(spec, Source.MDNS, replace=True)
         log.info("printer %s found by mDNS at %s", spec.id, spec.address)
     except GatewayError as exc:
         log.warning("printer %s found by mDNS not added: %s", spec.id, exc)

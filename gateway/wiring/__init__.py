@@ -1,1 +1,0 @@
-"""Composition-root helpers, one module per integration dialect."""
