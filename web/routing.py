@@ -14,7 +14,7 @@ from enum import Enum
 from aiohttp import web
 from pydantic import BaseModel
 
-from web.api.common import authenticate
+from web.common import authenticate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Documentation only: a response's model, several (oneOf), or None (no JSON body).

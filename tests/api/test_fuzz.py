@@ -13,8 +13,8 @@ from gateway.core.errors import AuthFailed, Code, ValidationFailed
 from gateway.core.models import ClearReason, Order, OrderState
 from gateway.core.netguard import forbidden_reason
 from gateway.store.orders import order_from_json, order_to_json
-from web.api.common import basic_secret, bearer_secret, parse_bool, parse_ident, positive_number
 from web.api.trackertrack.orders import parse_start
+from web.common import basic_secret, bearer_secret, parse_bool, parse_ident, positive_number
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

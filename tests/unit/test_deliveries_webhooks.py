@@ -25,7 +25,7 @@ from gateway.services.orders.intake import NewItem
 from gateway.settings import Settings
 from tests.conftest import make_settings
 from tests.support.deliveries import Receiver, eventually, scripted
-from web.api.render import order_dict
+from web.render import order_dict
 
 Client = TestClient[web.Request, web.Application]
 

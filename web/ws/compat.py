@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from gateway.core.events import Event, OrderEvent, OrderEventType
-from web.api.render import order_dict
+from web.render import order_dict
 from web.services import Services
 from web.ws.session import Client, Socket, cut_off, drain_incoming, open_feed, pump, send
 

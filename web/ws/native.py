@@ -17,8 +17,7 @@ import orjson
 from aiohttp import web
 
 from gateway.core.events import AlarmEvent, Event, OrderEvent
-from web.api.render import history_dict, local_time
-from web.api.trackertrack.radio import tracker_dict
+from web.render import history_dict, local_time, tracker_dict
 from web.services import Services
 from web.ws.session import Client, Socket, cut_off, drain_incoming, open_feed, pump, send
 

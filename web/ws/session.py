@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 
 from gateway.core.errors import AuthFailed, Code, GatewayError, ValidationFailed
 from gateway.core.events import Event
-from web.api.common import bearer_secret
+from web.common import bearer_secret
 from web.envelope import error_body, error_reply
 from web.services import SERVICES, Services, WsLimits
 from web.ws.origin import origin_allowed

@@ -46,7 +46,7 @@ def _local(ts: float, tz: ZoneInfo) -> str:
 
 def order_frame(order: Order, tz: ZoneInfo, now: float, type_name: str, seq: int, *,
                 v1: bool = False) -> dict[str, Any]:
-    """The order as `web.api.render.order_dict` renders it, plus `type` and `seq` (the feed's
+    """The order as `web.render.order_dict` renders it, plus `type` and `seq` (the feed's
     frame; a test keeps the two renderings equal)."""
     created = _local(order.created, tz)
     changed = created if order.state_changed == order.created else _local(order.state_changed, tz)

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from gateway.core.errors import Code, NotFound, ValidationFailed
 from gateway.services.outbox.service import OutboxRow, safe_url
-from web.api.render import local_time
 from web.envelope import reply
+from web.render import local_time
 from web.services import SERVICES
 
 # returnCodes (ours): 140-141 data; 1400+ action acknowledged.

@@ -7,7 +7,7 @@ import hmac
 from aiohttp import web
 
 from gateway.core.errors import AuthFailed, Code
-from web.api.common import bearer_secret
+from web.common import bearer_secret
 from web.envelope import reply
 from web.services import SERVICES
 

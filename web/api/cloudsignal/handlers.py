@@ -26,9 +26,9 @@ from gateway.services.integrations.cloudsignal import (
     SignalType,
     Subscription,
 )
-from web.api.common import read_json
-from web.api.render import local_time
+from web.common import read_json
 from web.envelope import reply
+from web.render import local_time
 from web.services import SERVICES
 
 # returnCodes (ours: the seed defines none). 1200+: signal acknowledged; 120-123: data.

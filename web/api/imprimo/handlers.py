@@ -21,7 +21,7 @@ from gateway.core.printing import Source
 from gateway.services.printing.commands import parse_command
 from gateway.services.printing.imprimo_format import device_json, request_json
 from gateway.services.printing.service import DeviceSpec, PrintService
-from web.api.common import read_json
+from web.common import read_json
 from web.services import SERVICES, Services
 
 MAX_LIMIT = 100

@@ -35,7 +35,6 @@ from gateway.services.integrations.imprinted.auth import (
 )
 from gateway.services.integrations.imprinted.orders import paid_at
 from gateway.services.orders.intake import OrderIntake
-from web.api.common import read_json
 from web.api.imprinted import xml as ix
 from web.api.imprinted.parse import (
     LIST_PARAMS,
@@ -48,8 +47,9 @@ from web.api.imprinted.parse import (
     response_format,
 )
 from web.api.imprinted.render import order_dict
-from web.api.render import local_time
+from web.common import read_json
 from web.envelope import ERRORS, IMPRINTED_ERRORS, reply
+from web.render import local_time
 from web.services import SERVICES, Imprinted
 
 ORDERS = "/api/orders.php"

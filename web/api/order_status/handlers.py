@@ -25,9 +25,9 @@ from gateway.services.integrations.order_status import (
     Subscription,
     print_status,
 )
-from web.api.common import read_json
-from web.api.render import local_time
+from web.common import read_json
 from web.envelope import reply
+from web.render import local_time
 from web.services import SERVICES
 
 # returnCodes (ours): 130-131 data; 1300+ action acknowledged.

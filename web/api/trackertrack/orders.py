@@ -12,9 +12,9 @@ from gateway.core.errors import Code, ValidationFailed
 from gateway.core.models import ORDER_TYPES, ClearReason, HistoryQuery
 from gateway.services.orders.stats import day_bounds, summarize
 from gateway.services.orders.unit import StartOutcome
-from web.api.common import parse_bool, parse_ident, positive_number, read_json
-from web.api.render import history_dict, local_time, order_dict
+from web.common import parse_bool, parse_ident, positive_number, read_json
 from web.envelope import error_reply, reply
+from web.render import history_dict, local_time, order_dict
 from web.services import SERVICES, Services
 
 WARNING_NO_TRACKER = "Tracker not assigned with order."

@@ -7,11 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.core.errors import Code, ValidationFailed
-from gateway.core.models import Tracker
 from gateway.services.trackers.inventory import TrackerService
-from web.api.common import read_json
-from web.api.render import local_time
+from web.common import read_json
 from web.envelope import reply
+from web.render import local_time, tracker_dict
 from web.services import SERVICES, Services
 
 
@@ -24,25 +23,6 @@ def _number(raw: str) -> int:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 5 or not 1 <= int(raw) <= 65535:
         raise ValidationFailed(Code.BAD_TRACKER, "Tracker number must be 1 to 65535.")
     return int(raw)
-
-
-def tracker_dict(ctx: Services, svc: TrackerService, t: Tracker) -> dict[str, Any]:
-    order = ctx.orders.bound_to(t.address)
-    tz = ctx.config.tz
-    state = "idle"
-    if order is not None:
-        state = order.state.value
-    if not svc.online(t.address):
-        state = "offline" if t.last_seen else "unseen"
-    return {
-        "number": t.number,
-        "address": t.address,
-        "battery": t.battery,
-        "lastSeen": None if t.last_seen is None else local_time(t.last_seen, tz),
-        "state": state,
-        "order": None if order is None else {"name": order.name, "uuid": order.uuid,
-                                              "state": order.state.value},
-    }
 
 
 async def list_trackers(request: web.Request) -> web.Response:

@@ -9,9 +9,9 @@ from aiohttp import web
 from gateway.core.errors import Code, ValidationFailed
 from gateway.core.models import TokenInfo
 from gateway.services.access.tokens import Issued
-from web.api.common import read_json
-from web.api.render import local_time
+from web.common import read_json
 from web.envelope import reply
+from web.render import local_time
 from web.services import SERVICES, Services
 
 

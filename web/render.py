@@ -1,4 +1,6 @@
-"""The canonical order in the table-tracker vocabulary (v2, and v1's `stateStarted`)."""
+"""The canonical order and tracker in the table-tracker vocabulary (v2, and v1's
+`stateStarted`): shared by the table-tracker routes, the other dialects' order views and the
+feeds."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.core.models import Order
+from gateway.core.models import Order, Tracker
+from gateway.services.trackers.inventory import TrackerService
+from web.services import Services
 
 
 def local_time(ts: float, tz: ZoneInfo) -> str:
@@ -47,3 +51,22 @@ def history_dict(o: Order, tz: ZoneInfo, now: float, *, v1: bool = False) -> dic
     body["timeToSit"] = o.time_to_sit
     body["deliveryTime"] = o.delivery_time
     return body
+
+
+def tracker_dict(ctx: Services, svc: TrackerService, t: Tracker) -> dict[str, Any]:
+    order = ctx.orders.bound_to(t.address)
+    tz = ctx.config.tz
+    state = "idle"
+    if order is not None:
+        state = order.state.value
+    if not svc.online(t.address):
+        state = "offline" if t.last_seen else "unseen"
+    return {
+        "number": t.number,
+        "address": t.address,
+        "battery": t.battery,
+        "lastSeen": None if t.last_seen is None else local_time(t.last_seen, tz),
+        "state": state,
+        "order": None if order is None else {"name": order.name, "uuid": order.uuid,
+                                              "state": order.state.value},
+    }
