@@ -16,7 +16,8 @@ run: $(STAMP)
 	$(BIN)/tablegate serve --demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway radio printers web tests bench
+	$(BIN)/ruff format --check gateway radio printers web tests bench scripts
+	$(BIN)/ruff check gateway radio printers web tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -93,8 +93,7 @@ asyncio.run(main(int(sys.argv[1])))
 
 
 def start_receiver(ports: int) -> tuple[subprocess.Popen[bytes], list[int]]:
-    proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(ports)],
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(ports)], stdout=subprocess.PIPE)
     CHILDREN.append(proc)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode().strip()
@@ -122,15 +121,19 @@ def urls(ports: list[int]) -> list[str]:
 async def bare_rate(targets: list[str], rows: int) -> float:
     """The ceiling: aiohttp posting the same bodies, one in flight per endpoint."""
     async with aiohttp.ClientSession() as session:
+
         async def one_endpoint(k: int) -> None:
             for i in range(k, rows, len(targets)):
                 headers = {"Content-Type": FORM, "webhook-id": f"evt-{i}"}
-                async with session.post(targets[k], data=BODY % i, headers=headers,
-                                        allow_redirects=False) as resp:
+                async with session.post(
+                    targets[k], data=BODY % i, headers=headers, allow_redirects=False
+                ) as resp:
                     assert resp.status == 204
+
         t0 = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(one_endpoint(k) for k in range(len(targets)))),
-                               timeout=120)
+        await asyncio.wait_for(
+            asyncio.gather(*(one_endpoint(k) for k in range(len(targets)))), timeout=120
+        )
         return rows / (time.perf_counter() - t0)
 
 
@@ -140,11 +143,14 @@ async def outbox_rate(work: Path, targets: list[str], rows: int) -> tuple[float,
     writer, reader = Writer(db, synchronous="FULL"), Reader(db)
     await writer.open()
     await reader.open()
-    svc = DeliveryService(writer, reader, SystemClock(),
-                          OutboxPolicy(allow=frozenset({"127.0.0.1"})))
+    svc = DeliveryService(
+        writer, reader, SystemClock(), OutboxPolicy(allow=frozenset({"127.0.0.1"}))
+    )
     try:
-        batch = [Delivery(f"evt-{i}", targets[i % len(targets)], "bench", BODY % i, FORM)
-                 for i in range(rows)]
+        batch = [
+            Delivery(f"evt-{i}", targets[i % len(targets)], "bench", BODY % i, FORM)
+            for i in range(rows)
+        ]
         await writer.run(lambda c: [outbox.enqueue(c, d, 1.0) for d in batch])
         commits0 = writer.stats.transactions
         t0 = time.perf_counter()
@@ -175,10 +181,12 @@ async def figure_drain(work: Path, rows: int) -> None:
                 rate, commits = await outbox_rate(work / f"r{len(ours)}", targets, rows)
                 ours.append(rate)
             b, o = statistics.median(bare), statistics.median(ours)
-            print(f"drain ({endpoints} endpoint{'s' if endpoints > 1 else ''}): "
-                  f"{o:,.0f} deliveries/s | ceiling (bare aiohttp, 1 in flight per endpoint) "
-                  f"{b:,.0f}/s | ratio {o / b:.2f} | {rows:,} rows, median of 2, "
-                  f"synchronous=FULL, {commits / rows:.2f} commits per delivery")
+            print(
+                f"drain ({endpoints} endpoint{'s' if endpoints > 1 else ''}): "
+                f"{o:,.0f} deliveries/s | ceiling (bare aiohttp, 1 in flight per endpoint) "
+                f"{b:,.0f}/s | ratio {o / b:.2f} | {rows:,} rows, median of 2, "
+                f"synchronous=FULL, {commits / rows:.2f} commits per delivery"
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=10)
@@ -187,13 +195,31 @@ async def figure_drain(work: Path, rows: int) -> None:
 # -- figure 2: live orders while a backlog drains -------------------------------------------
 
 
-def wrk(url: str, token: str, duration: float, connections: int, offset: int,
-        work: Path) -> dict[str, float]:
+def wrk(
+    url: str, token: str, duration: float, connections: int, offset: int, work: Path
+) -> dict[str, float]:
     out = work / f"wrk-{time.monotonic_ns()}.json"
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{round(duration)}s", "--latency", "-s",
-           str(LUA), f"{url}/api/v2/activeorders", "--", token, str(offset)]
-    proc = subprocess.run(cmd, env={**os.environ, "WRK_OUT": str(out)}, capture_output=True,
-                          text=True, timeout=duration + 60, check=False)
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{round(duration)}s",
+        "--latency",
+        "-s",
+        str(LUA),
+        f"{url}/api/v2/activeorders",
+        "--",
+        token,
+        str(offset),
+    ]
+    proc = subprocess.run(
+        cmd,
+        env={**os.environ, "WRK_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=False,
+    )
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
     d = json.loads(out.read_text())
@@ -202,8 +228,13 @@ def wrk(url: str, token: str, duration: float, connections: int, offset: int,
         for k, v in t["statuses"].items():
             statuses[k] = statuses.get(k, 0) + v
     bad = sum(v for k, v in statuses.items() if not k.startswith("2"))
-    return {"rps": d["requests"] / (d["duration_us"] / 1e6), "p50": d["lat_p50_us"] / 1000,
-            "p99": d["lat_p99_us"] / 1000, "requests": d["requests"], "bad": bad}
+    return {
+        "rps": d["requests"] / (d["duration_us"] / 1e6),
+        "p50": d["lat_p50_us"] / 1000,
+        "p99": d["lat_p99_us"] / 1000,
+        "requests": d["requests"],
+        "bad": bad,
+    }
 
 
 def fill_outbox(db: Path, targets: list[str], rows: int) -> None:
@@ -214,9 +245,19 @@ def fill_outbox(db: Path, targets: list[str], rows: int) -> None:
                 "INSERT INTO outbox (event_id, endpoint, url, kind, ref, content_type, body, "
                 "created, next_at, attempts, state) VALUES (?, ?, ?, 'bench', '', ?, ?, ?, ?, 0, "
                 "'pending')",
-                [(f"backlog-{i}", outbox.endpoint_of(targets[i % len(targets)]),
-                  targets[i % len(targets)], FORM, BODY % i, time.time(), 0.0)
-                 for i in range(rows)])
+                [
+                    (
+                        f"backlog-{i}",
+                        outbox.endpoint_of(targets[i % len(targets)]),
+                        targets[i % len(targets)],
+                        FORM,
+                        BODY % i,
+                        time.time(),
+                        0.0,
+                    )
+                    for i in range(rows)
+                ],
+            )
     finally:
         conn.close()
 
@@ -227,8 +268,7 @@ def pending(gw: GatewayProcess, token: str) -> int:
     return int(body["pending"])
 
 
-def figure_backlog(work: Path, backlog: int, duration: float, connections: int,
-                   pairs: int) -> None:
+def figure_backlog(work: Path, backlog: int, duration: float, connections: int, pairs: int) -> None:
     if not shutil.which("wrk"):
         print("backlog: skipped (wrk is not installed: apt-get install -y wrk)")
         return
@@ -277,18 +317,26 @@ def figure_backlog(work: Path, backlog: int, duration: float, connections: int,
         p50 = statistics.median(r["p50"] for r in runs[with_backlog])
         p99 = statistics.median(r["p99"] for r in runs[with_backlog])
         bad = sum(r["bad"] for r in runs[with_backlog])
-        extra = (f" | the backlog drained at {statistics.median(drained):,.0f} deliveries/s "
-                 f"meanwhile") if with_backlog else ""
-        print(f"orders {label} a {backlog:,}-row backlog: {rps:,.0f} req/s | p50 {p50:.2f} ms | "
-              f"p99 {p99:.2f} ms (runs: {each}) | non-2xx {bad:.0f}{extra}")
+        extra = (
+            (f" | the backlog drained at {statistics.median(drained):,.0f} deliveries/s meanwhile")
+            if with_backlog
+            else ""
+        )
+        print(
+            f"orders {label} a {backlog:,}-row backlog: {rps:,.0f} req/s | p50 {p50:.2f} ms | "
+            f"p99 {p99:.2f} ms (runs: {each}) | non-2xx {bad:.0f}{extra}"
+        )
     p99_with = statistics.median(r["p99"] for r in runs[True])
     p99_without = statistics.median(r["p99"] for r in runs[False])
-    rps_ratio = (statistics.median(r["rps"] for r in runs[True])
-                 / statistics.median(r["rps"] for r in runs[False]))
-    print(f"backlog effect: p99 ratio {p99_with / p99_without:.2f} (target <= 1.10) | req/s "
-          f"ratio {rps_ratio:.2f} | medians of {pairs} alternating runs each, wrk -t1 "
-          f"-c{connections} -d{duration:g}s, each on a fresh gateway started on the same "
-          f"database copy, synchronous=FULL")
+    rps_ratio = statistics.median(r["rps"] for r in runs[True]) / statistics.median(
+        r["rps"] for r in runs[False]
+    )
+    print(
+        f"backlog effect: p99 ratio {p99_with / p99_without:.2f} (target <= 1.10) | req/s "
+        f"ratio {rps_ratio:.2f} | medians of {pairs} alternating runs each, wrk -t1 "
+        f"-c{connections} -d{duration:g}s, each on a fresh gateway started on the same "
+        f"database copy, synchronous=FULL"
+    )
 
 
 def main() -> None:

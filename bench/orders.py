@@ -66,8 +66,14 @@ class BareProcess(ChildServer):
     """bench/bare_server.py as a child process, started and probed exactly like the gateway."""
 
     def command(self) -> list[str]:
-        return [sys.executable, str(BENCH / "bare_server.py"), "--host", "127.0.0.1",
-                "--port", str(self.port)]
+        return [
+            sys.executable,
+            str(BENCH / "bare_server.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
 
     def start(self, timeout: float = 15, **env: str) -> float:
         took = super().start(timeout, **env)

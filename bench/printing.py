@@ -55,8 +55,15 @@ from printers.tickets import Item, KitchenTicket, render_kitchen_ticket, render_
 from printers.transport import TcpPrinter  # noqa: E402
 
 POLICY = PrintPolicy(status_interval=3600.0, allow=frozenset({"127.0.0.1"}))
-ORDER = Order("5b0c6a3e-8d0f-4c71-9f0e-2a7f1c9d4e11", "A117", "ON_PREMISES", "12",
-              OrderState.STARTED, 1_700_000_000.0, 1_700_000_000.0)
+ORDER = Order(
+    "5b0c6a3e-8d0f-4c71-9f0e-2a7f1c9d4e11",
+    "A117",
+    "ON_PREMISES",
+    "12",
+    OrderState.STARTED,
+    1_700_000_000.0,
+    1_700_000_000.0,
+)
 WAIT_LIMIT = 60.0  # seconds any one wait may take before the figure gives up
 
 
@@ -72,19 +79,39 @@ def ms(values: list[float], p: float) -> float:
 def order_data(items: int = 24) -> dict[str, Any]:
     """A print-order request as a POS sends it: 24 items, one with a note, no answer asked."""
     return {
-        "orderId": ORDER.uuid, "number": ORDER.name, "table": ORDER.location,
-        "type": ORDER.order_type, "needsAnswer": False,
-        "items": [{"title": f"Crème brûlée no. {i}" if i % 5 == 0 else f"Burger deluxe {i}",
-                   "quantity": i % 3 + 1, "notes": "sans oignons, sauce à part" if i == 11 else "",
-                   "station": "grill" if i % 4 == 1 else ""} for i in range(items)],
+        "orderId": ORDER.uuid,
+        "number": ORDER.name,
+        "table": ORDER.location,
+        "type": ORDER.order_type,
+        "needsAnswer": False,
+        "items": [
+            {
+                "title": f"Crème brûlée no. {i}" if i % 5 == 0 else f"Burger deluxe {i}",
+                "quantity": i % 3 + 1,
+                "notes": "sans oignons, sauce à part" if i == 11 else "",
+                "station": "grill" if i % 4 == 1 else "",
+            }
+            for i in range(items)
+        ],
     }
 
 
 def order_request(device_id: str = "bench") -> PrintRequest:
     data, now = check_data(Command.PRINT_ORDER, order_data(), lambda _: True), time.time()
-    return PrintRequest("0" * 26 + "abcdef", device_id, now, now + 300, None,
-                        Command.PRINT_ORDER, data, ProcessStatus.QUEUEING, now,
-                        Report(False, 0, ReportStatus.ARCHIVED, None), "", ORDER.uuid)
+    return PrintRequest(
+        "0" * 26 + "abcdef",
+        device_id,
+        now,
+        now + 300,
+        None,
+        Command.PRINT_ORDER,
+        data,
+        ProcessStatus.QUEUEING,
+        now,
+        Report(False, 0, ReportStatus.ARCHIVED, None),
+        "",
+        ORDER.uuid,
+    )
 
 
 def render_line(label: str, paper: Paper, fn: Callable[[], bytes], n: int) -> str:
@@ -112,28 +139,48 @@ def render_line(label: str, paper: Paper, fn: Callable[[], bytes], n: int) -> st
         bare.append(time.perf_counter() - mid)
     med, cmed = statistics.median(ours), statistics.median(bare)
     printed = sum(1 for x in lines if x.strip())
-    return (f"{label}: {printed} printed lines, {len(job)} bytes; median {med * 1e3:.3f} ms, "
-            f"p99 {ms(ours, 99):.3f} ms | ceiling bare Dummy (same lines) median "
-            f"{cmed * 1e3:.3f} ms, p99 {ms(bare, 99):.3f} ms | ratio ours/bare "
-            f"{med / cmed:.2f} (target median <= 2 ms)")
+    return (
+        f"{label}: {printed} printed lines, {len(job)} bytes; median {med * 1e3:.3f} ms, "
+        f"p99 {ms(ours, 99):.3f} ms | ceiling bare Dummy (same lines) median "
+        f"{cmed * 1e3:.3f} ms, p99 {ms(bare, 99):.3f} ms | ratio ours/bare "
+        f"{med / cmed:.2f} (target median <= 2 ms)"
+    )
 
 
 def figure_render(n: int) -> list[str]:
-    items = [Item(f"Crème brûlée no. {i}" if i % 4 == 0 else f"Burger deluxe {i}", i % 3 + 1,
-                  "sans oignons, sauce à part" if i % 2 else "", "grill" if i % 3 else "")
-             for i in range(17)]  # 31 printed lines
-    ticket = KitchenTicket(order_number="A117", table="12", order_type="dine-in",
-                           created="12:04", items=items, order_id=ORDER.uuid)
+    items = [
+        Item(
+            f"Crème brûlée no. {i}" if i % 4 == 0 else f"Burger deluxe {i}",
+            i % 3 + 1,
+            "sans oignons, sauce à part" if i % 2 else "",
+            "grill" if i % 3 else "",
+        )
+        for i in range(17)
+    ]  # 31 printed lines
+    ticket = KitchenTicket(
+        order_number="A117",
+        table="12",
+        order_type="dine-in",
+        created="12:04",
+        items=items,
+        order_id=ORDER.uuid,
+    )
     renderer = TicketRenderer(ZoneInfo("UTC"))
     request = order_request()
     device = Device("bench", "bench", "tcp://127.0.0.1:9100", "", "80mm", Source.API, 0.0)
     return [
-        render_line("render 80mm", PAPER_80MM,
-                    lambda: render_kitchen_ticket(ticket, PAPER_80MM), n),
-        render_line("render 58mm", PAPER_58MM,
-                    lambda: render_kitchen_ticket(ticket, PAPER_58MM), n),
-        render_line("render gateway print-order 80mm (TicketRenderer, 24 items)", PAPER_80MM,
-                    lambda: renderer.render(request, device, ORDER, False), n),
+        render_line(
+            "render 80mm", PAPER_80MM, lambda: render_kitchen_ticket(ticket, PAPER_80MM), n
+        ),
+        render_line(
+            "render 58mm", PAPER_58MM, lambda: render_kitchen_ticket(ticket, PAPER_58MM), n
+        ),
+        render_line(
+            "render gateway print-order 80mm (TicketRenderer, 24 items)",
+            PAPER_80MM,
+            lambda: renderer.render(request, device, ORDER, False),
+            n,
+        ),
     ]
 
 
@@ -198,7 +245,8 @@ async def printers(n: int) -> AsyncIterator[list[FastPrinter]]:
     try:
         for p in made:
             p.server = await asyncio.get_running_loop().create_server(
-                lambda p=p: _Conn(p), "127.0.0.1", 0)  # type: ignore[misc]
+                lambda p=p: _Conn(p), "127.0.0.1", 0
+            )  # type: ignore[misc]
             p.port = p.server.sockets[0].getsockname()[1]
         yield made
     finally:
@@ -216,9 +264,15 @@ async def service(db: Path, fakes: list[FastPrinter]) -> AsyncIterator[PrintServ
     writer, reader = Writer(db, synchronous="FULL"), Reader(db)
     await writer.open()
     await reader.open()
-    svc = PrintService(writer, reader, SystemClock(), find_order={ORDER.uuid: ORDER}.get,
-                       links=lambda device: make_link(device, {}),
-                       renderer=TicketRenderer(ZoneInfo("UTC")), policy=POLICY)
+    svc = PrintService(
+        writer,
+        reader,
+        SystemClock(),
+        find_order={ORDER.uuid: ORDER}.get,
+        links=lambda device: make_link(device, {}),
+        renderer=TicketRenderer(ZoneInfo("UTC")),
+        policy=POLICY,
+    )
     try:
         await svc.load()
         await svc.start()
@@ -243,8 +297,11 @@ async def until(check: Callable[[], bool], timeout: float, step: float = 0.001) 
 
 
 async def errors_of(svc: PrintService) -> int:
-    (n,) = await svc._reader.run(lambda c: c.execute(
-        "SELECT count(*) FROM print_requests WHERE error IS NOT NULL").fetchone())
+    (n,) = await svc._reader.run(
+        lambda c: c.execute(
+            "SELECT count(*) FROM print_requests WHERE error IS NOT NULL"
+        ).fetchone()
+    )
     return int(n)
 
 
@@ -329,8 +386,11 @@ async def figure_latency(work: Path, samples: int) -> list[str]:
 
 
 def tickets(n: int) -> list[str]:
-    return [f"Table {i % 40 + 1} - ticket {i}\n2x espresso\n1x croissant, warm\n"
-            f"1x orange juice (no ice)" for i in range(n)]
+    return [
+        f"Table {i % 40 + 1} - ticket {i}\n2x espresso\n1x croissant, warm\n"
+        f"1x orange juice (no ice)"
+        for i in range(n)
+    ]
 
 
 @dataclass
@@ -350,29 +410,40 @@ async def drain(work: Path, name: str, n_dev: int, texts: list[str]) -> Drain:
         stats = svc._writer.stats
         tx0, jobs0, acks0 = stats.transactions, stats.jobs, [len(f.acks) for f in fakes]
         cpu0, t0 = time.process_time(), time.perf_counter()
-        reqs = await asyncio.gather(*(svc.submit(f"p{i % n_dev}", Command.PRINT_TEXT, text)
-                                      for i, text in enumerate(texts)))
+        reqs = await asyncio.gather(
+            *(svc.submit(f"p{i % n_dev}", Command.PRINT_TEXT, text) for i, text in enumerate(texts))
+        )
         returned = time.perf_counter() - t0
         # Only this run's requests are open (the warm-up ones were archived first).
         await until(lambda: not svc.open, WAIT_LIMIT, 0.002)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         left = len({r.id for r in reqs} & svc.open.keys())
         acks = sorted(t for f, a0 in zip(fakes, acks0, strict=True) for t in f.acks[a0:])
-        return Drain(wall, returned, acks, (
-            f"check: not archived {left}, errors {await errors_of(svc)}, jobs acknowledged by "
-            f"the printer(s) {len(acks)} (= {len(texts)} requests: no resends) | writer "
-            f"{stats.transactions - tx0} transactions for {stats.jobs - jobs0} writes | "
-            f"process CPU {cpu / wall:.0%} of a core"))
+        return Drain(
+            wall,
+            returned,
+            acks,
+            (
+                f"check: not archived {left}, errors {await errors_of(svc)}, jobs acknowledged by "
+                f"the printer(s) {len(acks)} (= {len(texts)} requests: no resends) | writer "
+                f"{stats.transactions - tx0} transactions for {stats.jobs - jobs0} writes | "
+                f"process CPU {cpu / wall:.0%} of a core"
+            ),
+        )
 
 
 async def bare_loops(n_dev: int, payloads: list[bytes], *, raw: bool) -> float:
     """The same jobs, pre-rendered, one bare sequential loop per printer, loops in parallel."""
     async with printers(n_dev) as fakes:
+
         async def loop(i: int) -> None:
             printer = TcpPrinter("127.0.0.1", fakes[i].port)
             for payload in payloads[i::n_dev]:
-                await (raw_job(fakes[i].port, payload) if raw
-                       else printer.print_job(payload, ack_timeout=5.0))
+                await (
+                    raw_job(fakes[i].port, payload)
+                    if raw
+                    else printer.print_job(payload, ack_timeout=5.0)
+                )
 
         t0 = time.perf_counter()
         await asyncio.wait_for(asyncio.gather(*(loop(i) for i in range(n_dev))), WAIT_LIMIT)
@@ -397,7 +468,8 @@ async def figure_throughput(work: Path, jobs: int) -> tuple[list[str], float]:
             f"submit() returned after {d.returned * 1000:.0f} ms) | ceiling bare "
             f"TcpPrinter.print_job loop{'s' if n_dev > 1 else ''} {bare_rps:.0f} jobs/s | ratio "
             f"ours/bare {rps / bare_rps:.2f} | floor raw socket {jobs / floor:.0f} jobs/s (no "
-            f"target; a busy kitchen sends ~1 job/s a printer)")
+            f"target; a busy kitchen sends ~1 job/s a printer)"
+        )
         out.append(f"{label} {d.check}")
     return out, one
 
@@ -431,8 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, help="latency trials (200, quick 40)")
     parser.add_argument("--jobs", type=int, help="throughput requests (500, quick 120)")
     parser.add_argument("--backlog", type=int, help="backlog requests (2000, quick 300; 0 skips)")
-    parser.add_argument("--only", choices=("render", "latency", "throughput"),
-                        help="throughput includes the backlog")
+    parser.add_argument(
+        "--only",
+        choices=("render", "latency", "throughput"),
+        help="throughput includes the backlog",
+    )
     args = parser.parse_args(argv)
     q = args.quick
     renders = max(10, min(args.renders or (200 if q else 1000), 100_000))
@@ -459,8 +534,12 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run())
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    show([f"bench: done in {time.monotonic() - t0:.0f} s "
-          f"(load after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])})"])
+    show(
+        [
+            f"bench: done in {time.monotonic() - t0:.0f} s "
+            f"(load after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])})"
+        ]
+    )
     return 0
 
 

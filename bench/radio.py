@@ -131,8 +131,14 @@ LOG = LogCount()
 
 
 def gateway_settings(data_dir: Path, readings: int, seconds: float) -> Settings:
-    return load_settings(None, data_dir=data_dir, mdns_enabled=False, host="127.0.0.1",
-                         debounce_readings=readings, debounce_seconds=seconds)
+    return load_settings(
+        None,
+        data_dir=data_dir,
+        mdns_enabled=False,
+        host="127.0.0.1",
+        debounce_readings=readings,
+        debounce_seconds=seconds,
+    )
 
 
 async def close_gateway(runner: web.AppRunner) -> None:
@@ -200,8 +206,9 @@ def build_schedule(seed: int = 7) -> Schedule:
             if phase < CARRIED:
                 advert = TrackerAdvert(n, 0, battery[n], Flags.MOVING, r & 0xFF)
             else:
-                advert = TrackerAdvert(n, 300 + 4 * j + segment, battery[n], Flags.NONE,
-                                       (step // 10) & 0xFF)
+                advert = TrackerAdvert(
+                    n, 300 + 4 * j + segment, battery[n], Flags.NONE, (step // 10) & 0xFF
+                )
                 if phase == CARRIED:
                     moves[r] += 1
             entries.append((n, advert))
@@ -251,8 +258,14 @@ class LoopRun:
         return self.adverts / self.wall if self.wall else float("nan")
 
 
-async def run_loop(call: Call, sched: Schedule, start_round: int, max_adverts: int,
-                   max_seconds: float, stamps: dict[int, float] | None = None) -> LoopRun:
+async def run_loop(
+    call: Call,
+    sched: Schedule,
+    start_round: int,
+    max_adverts: int,
+    max_seconds: float,
+    stamps: dict[int, float] | None = None,
+) -> LoopRun:
     """Feed rounds to `call` until max_adverts or max_seconds; yield to the loop after each
     round (150 adverts), as the D-Bus reader would between batches, so order changes run.
     `stamps` gets each round's start time (perf_counter) by absolute round number."""
@@ -298,12 +311,12 @@ async def figure_throughput(work: Path, per_rep: int, rep_seconds: float) -> lis
     settings = gateway_settings(work / "throughput", 3, 0.0)
     t_build = time.perf_counter()
     gw = await build(settings)
-    runner = web.AppRunner(gw.app, handle_signals=False, shutdown_timeout=5.0,
-                           access_log_class=RedactingAccessLogger)
+    runner = web.AppRunner(
+        gw.app, handle_signals=False, shutdown_timeout=5.0, access_log_class=RedactingAccessLogger
+    )
     await runner.setup()
     try:
-        await asyncio.gather(*(gw.trackers.pair(n, address(n))
-                               for n in range(1, TRACKERS + 1)))
+        await asyncio.gather(*(gw.trackers.pair(n, address(n)) for n in range(1, TRACKERS + 1)))
         for n in sched.starters:
             gw.trackers.on_pad("bench-starter", "STARTER_DINE_IN", n, address(n))
         await gw.trackers.drain()
@@ -314,8 +327,7 @@ async def figure_throughput(work: Path, per_rep: int, rep_seconds: float) -> lis
         def count(event: Event) -> None:
             events[event.type.value] += 1
             if isinstance(event, OrderEvent) and event.type is OrderEventType.ORDER_MODIFIED:
-                modified_at.append((event.order.name, event.order.location,
-                                    time.perf_counter()))
+                modified_at.append((event.order.name, event.order.location, time.perf_counter()))
 
         gw.ctx.bus.subscribe(count)
         scanner = TrackerScanner(reading(gw.trackers), repeat_filter=False)
@@ -334,8 +346,7 @@ async def figure_throughput(work: Path, per_rep: int, rep_seconds: float) -> lis
         r = warm.rounds
         cpu_gw = wall_gw = 0.0
         for _ in range(REPS):
-            g = await run_loop(scanner.on_advertisement, sched, r, per_rep, rep_seconds,
-                               stamps)
+            g = await run_loop(scanner.on_advertisement, sched, r, per_rep, rep_seconds, stamps)
             offered += sum(sched.moves[(r + i) % len(sched.moves)] for i in range(g.rounds))
             r += g.rounds
             runs["gateway"].append(g)
@@ -343,8 +354,11 @@ async def figure_throughput(work: Path, per_rep: int, rep_seconds: float) -> lis
             wall_gw += g.wall
             # Ceilings on exactly as many adverts of the same mix, starting at the same round.
             start = r - g.rounds
-            for name, call in (("scanner", scanner_only.on_advertisement),
-                               ("decode", decode_only), ("noop", noop)):
+            for name, call in (
+                ("scanner", scanner_only.on_advertisement),
+                ("decode", decode_only),
+                ("noop", noop),
+            ):
                 runs[name].append(await run_loop(call, sched, start, g.adverts, rep_seconds))
         t_drain = time.perf_counter()
         await asyncio.wait_for(gw.trackers.drain(), timeout=30)
@@ -365,8 +379,9 @@ async def figure_throughput(work: Path, per_rep: int, rep_seconds: float) -> lis
             offset = sched.accepts.get((int(name), int(loc)))
             if offset is None:
                 continue
-            r_acc = max((k for k in stamps if k % n_rounds == offset and stamps[k] <= t_pub),
-                        default=None)
+            r_acc = max(
+                (k for k in stamps if k % n_rounds == offset and stamps[k] <= t_pub), default=None
+            )
             if r_acc is not None:
                 delays.append(t_pub - stamps[r_acc])
     finally:
@@ -429,7 +444,8 @@ class ClientProc:
         self.reader = asyncio.StreamReader()
         assert self.proc.stdout is not None
         self.transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(self.reader), self.proc.stdout  # type: ignore[arg-type]
+            lambda: asyncio.StreamReaderProtocol(self.reader),
+            self.proc.stdout,  # type: ignore[arg-type]
         )
         self.task = asyncio.create_task(self._pump())
 
@@ -604,14 +620,24 @@ def background_entries() -> list[Entry]:
     for r in range(40):
         for n in range(101, 250):
             on_charger = n % 5 == 0
-            advert = TrackerAdvert(n, 0 if on_charger else 1 + n % 90, 60,
-                                   Flags.ON_CHARGER if on_charger else Flags.NONE, r // 10)
+            advert = TrackerAdvert(
+                n,
+                0 if on_charger else 1 + n % 90,
+                60,
+                Flags.ON_CHARGER if on_charger else Flags.NONE,
+                r // 10,
+            )
             out.append((address(n), {COMPANY_ID: encode(advert)}, rng.randrange(-90, -40)))
     return out
 
 
-async def feed_background(scanner: TrackerScanner, entries: list[Entry], rate: float,
-                          stop: asyncio.Event, max_seconds: float) -> tuple[int, float]:
+async def feed_background(
+    scanner: TrackerScanner,
+    entries: list[Entry],
+    rate: float,
+    stop: asyncio.Event,
+    max_seconds: float,
+) -> tuple[int, float]:
     """Other trackers' adverts at `rate`/s, in the small batches a D-Bus reader delivers."""
     on_advert = scanner.on_advertisement
     sent, t0 = 0, mono()
@@ -629,8 +655,9 @@ async def feed_background(scanner: TrackerScanner, entries: list[Entry], rate: f
 async def figure_latency(work: Path, trials: int, background: float) -> list[str]:
     settings = gateway_settings(work / "latency", LAT_DEBOUNCE_READINGS, LAT_DEBOUNCE_SECONDS)
     gw = await build(settings)
-    runner = web.AppRunner(gw.app, handle_signals=False, shutdown_timeout=5.0,
-                           access_log_class=RedactingAccessLogger)
+    runner = web.AppRunner(
+        gw.app, handle_signals=False, shutdown_timeout=5.0, access_log_class=RedactingAccessLogger
+    )
     await runner.setup()
     client: ClientProc | None = None
     phases: list[Phase] = []
@@ -651,7 +678,10 @@ async def figure_latency(work: Path, trials: int, background: float) -> list[str
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--_wsclient", url, token],
-                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
             )
         _CHILDREN.append(proc)
         client = ClientProc(proc)
@@ -672,8 +702,9 @@ async def figure_latency(work: Path, trials: int, background: float) -> list[str
             feeder: asyncio.Task[tuple[int, float]] | None = None
             stop_bg.clear()
             if rate > 0:
-                feeder = asyncio.create_task(feed_background(
-                    scanner, entries, rate, stop_bg, max_seconds=trials * 1.0 + 60))
+                feeder = asyncio.create_task(
+                    feed_background(scanner, entries, rate, stop_bg, max_seconds=trials * 1.0 + 60)
+                )
                 await asyncio.sleep(0.5)  # other trackers settle (their first debounce)
                 await gw.trackers.drain()
             cpu0, t0 = time.process_time(), time.perf_counter()
@@ -704,8 +735,11 @@ async def figure_latency(work: Path, trials: int, background: float) -> list[str
 
     lines: list[str] = []
     for ph in phases:
-        label = ("latency" if ph.name == "idle"
-                 else f"latency with {ph.background_rate:,.0f} adverts/s of 149 other trackers")
+        label = (
+            "latency"
+            if ph.name == "idle"
+            else f"latency with {ph.background_rate:,.0f} adverts/s of 149 other trackers"
+        )
         ratio = ms(ph.radio, 99) / ms(ph.post, 99) if ph.post else float("nan")
         lines.append(
             f"{label}: accepted advert -> ORDER_MODIFIED frame p50 {ms(ph.radio, 50):.2f} ms "
@@ -762,8 +796,12 @@ async def ws_client(url: str, token: str, max_seconds: float = 900.0) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
     deadline = mono() + max_seconds
     async with aiohttp.ClientSession() as session:
-        ws = await session.ws_connect(f"{url.replace('http://', 'ws://')}/api/v2/websocket",
-                                      headers=headers, heartbeat=None, max_msg_size=0)
+        ws = await session.ws_connect(
+            f"{url.replace('http://', 'ws://')}/api/v2/websocket",
+            headers=headers,
+            heartbeat=None,
+            max_msg_size=0,
+        )
         first = await ws.receive(timeout=30)
         emit(f"READY {mono()!r} {json.loads(first.data)['type']}")
 
@@ -773,8 +811,10 @@ async def ws_client(url: str, token: str, max_seconds: float = 900.0) -> None:
                 if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     continue
                 d = json.loads(msg.data)
-                emit(f"FRAME {t!r} {d.get('seq', -1)} {d.get('type')} {d.get('name')} "
-                     f"{d.get('locationName') or '-'}")
+                emit(
+                    f"FRAME {t!r} {d.get('seq', -1)} {d.get('type')} {d.get('name')} "
+                    f"{d.get('locationName') or '-'}"
+                )
 
         reader = asyncio.create_task(frames())
         try:
@@ -787,11 +827,11 @@ async def ws_client(url: str, token: str, max_seconds: float = 900.0) -> None:
                 if not parts or parts[0] == "QUIT":
                     break
                 if parts[0] == "POST":
-                    body = {"name": parts[1], "orderType": "ON_PREMISES",
-                            "locationName": parts[2]}
+                    body = {"name": parts[1], "orderType": "ON_PREMISES", "locationName": parts[2]}
                     t0 = mono()
-                    async with session.post(f"{url}/api/v2/activeorders", json=body,
-                                            headers=headers) as resp:
+                    async with session.post(
+                        f"{url}/api/v2/activeorders", json=body, headers=headers
+                    ) as resp:
                         await resp.read()
                     emit(f"POSTED {t0!r} {mono()!r} {resp.status}")
         finally:
@@ -821,11 +861,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer adverts and trials (~30 s)")
-    parser.add_argument("--trials", type=int, default=None,
-                        help="latency trials per phase (default 200, quick 40, at most 1000)")
-    parser.add_argument("--background", type=float, default=float(RESTAURANT_RATE),
-                        help="adverts/s of other trackers in the second latency phase "
-                        f"(default {RESTAURANT_RATE}; 0 skips that phase)")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="latency trials per phase (default 200, quick 40, at most 1000)",
+    )
+    parser.add_argument(
+        "--background",
+        type=float,
+        default=float(RESTAURANT_RATE),
+        help="adverts/s of other trackers in the second latency phase "
+        f"(default {RESTAURANT_RATE}; 0 skips that phase)",
+    )
     parser.add_argument("--only", choices=("throughput", "latency"), default=None)
     args = parser.parse_args(argv)
     trials = args.trials if args.trials is not None else (40 if args.quick else 200)

@@ -45,8 +45,9 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, sqlite3.Error) as exc:
         # Start-up touches the data directory (database, id, cookie): say which disk is full.
         reason = storage_reason(settings.data_dir, exc)
-        print(f"tablegate: cannot start: {reason or f'{settings.data_dir}: {exc}'}",
-              file=sys.stderr)
+        print(
+            f"tablegate: cannot start: {reason or f'{settings.data_dir}: {exc}'}", file=sys.stderr
+        )
         return 1
     return 0
 
@@ -56,8 +57,11 @@ def _token_window(args: argparse.Namespace) -> int:
     try:
         cookie = settings.admin_cookie_path.read_text().strip()
     except OSError as exc:
-        print(f"tablegate: cannot read {settings.admin_cookie_path}: {exc.strerror}; "
-              "is the gateway running, and are you its user?", file=sys.stderr)
+        print(
+            f"tablegate: cannot read {settings.admin_cookie_path}: {exc.strerror}; "
+            "is the gateway running, and are you its user?",
+            file=sys.stderr,
+        )
         return 1
     port = args.port or settings.port
     req = urllib.request.Request(
@@ -87,14 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (setting port; default 8000)")
     serve.add_argument("--config", type=Path, help="TOML settings file")
     serve.add_argument("--demo", action="store_true", help="demo mode (simulated devices)")
-    serve.add_argument("--new-database", action="store_true",
-                       help="start with an empty database even though this box had one")
+    serve.add_argument(
+        "--new-database",
+        action="store_true",
+        help="start with an empty database even though this box had one",
+    )
     serve.set_defaults(func=_serve)
     window = sub.add_parser("token-window", help="open the token window of the local gateway")
-    window.add_argument("--config", type=Path,
-                        help="TOML settings file of the gateway (for its data_dir and port)")
-    window.add_argument("--port", type=int,
-                        help="port of the gateway on 127.0.0.1 (default: the setting port)")
+    window.add_argument(
+        "--config", type=Path, help="TOML settings file of the gateway (for its data_dir and port)"
+    )
+    window.add_argument(
+        "--port", type=int, help="port of the gateway on 127.0.0.1 (default: the setting port)"
+    )
     window.set_defaults(func=_token_window)
     return parser
 

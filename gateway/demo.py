@@ -25,8 +25,9 @@ def simulator_may_start(orders: OrderService) -> Callable[[int, str], bool]:
     mid-story) are fair game: the starter rebinds them, as with real pucks."""
 
     def own_or_none(order: Order | None, number: int, address: str) -> bool:
-        return order is None or (order.source == "tracker" and order.tracker == address
-                                 and order.name == str(number))
+        return order is None or (
+            order.source == "tracker" and order.tracker == address and order.name == str(number)
+        )
 
     def may_start(number: int, address: str) -> bool:
         named, bound = orders.lookup(str(number)), orders.bound_to(address)
@@ -39,15 +40,25 @@ def started_by(started: Callable[[str, str], bool]) -> Callable[[Order], bool]:
     """`started(name, address)`: the simulator's own record of the orders it started."""
 
     def ours(order: Order) -> bool:
-        return order.source == "tracker" and bool(order.tracker) and started(
-            order.name, order.tracker or "")
+        return (
+            order.source == "tracker"
+            and bool(order.tracker)
+            and started(order.name, order.tracker or "")
+        )
 
     return ours
 
 
 class DemoKitchen:
-    def __init__(self, bus: Bus, orders: OrderService, *, ours: Callable[[Order], bool],
-                 delay: tuple[float, float] = (8, 20), seed: int | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        orders: OrderService,
+        *,
+        ours: Callable[[Order], bool],
+        delay: tuple[float, float] = (8, 20),
+        seed: int | None = None,
+    ) -> None:
         self._orders = orders
         self._ours = ours
         self._delay = delay

@@ -79,24 +79,32 @@ class Settings(BaseSettings):
         description="SQLite durability; `NORMAL` only for the power-cut harness's control run",
     )
     new_database: bool = Field(
-        False, description="start empty although `gateway-id` says this box had data (also "
-        "`--new-database`)"
+        False,
+        description="start empty although `gateway-id` says this box had data (also "
+        "`--new-database`)",
     )
     # Also checked before every write transaction and every health answer.
     db_check_interval: float = Field(
-        5.0, gt=0, le=300, json_schema_extra=S,
+        5.0,
+        gt=0,
+        le=300,
+        json_schema_extra=S,
         description="how often the database file's identity is compared with the open one",
     )
     demo: bool = Field(
-        False, description="demo mode (also `--demo`): the simulated restaurant, a virtual "
-        "kitchen printer, the token window open for the first two minutes"
+        False,
+        description="demo mode (also `--demo`): the simulated restaurant, a virtual "
+        "kitchen printer, the token window open for the first two minutes",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="least severe log level written (`DEBUG`, `INFO`, `WARNING`, `ERROR`)"
     )
     timezone: str = Field("UTC", description="initial value of the runtime time zone")
     target_time_default: int = Field(
-        300, ge=1, le=86_400, json_schema_extra=S,
+        300,
+        ge=1,
+        le=86_400,
+        json_schema_extra=S,
         description="initial value of the runtime target time",
     )
     new_order_event_type: Literal["NEW_ORDER", "ORDER_CREATED"] = Field(
@@ -104,7 +112,10 @@ class Settings(BaseSettings):
         description="`ORDER_CREATED` for clients built against the commercial firmware",
     )
     token_window_seconds: float = Field(
-        120.0, gt=0, le=3600, json_schema_extra=S,
+        120.0,
+        gt=0,
+        le=3600,
+        json_schema_extra=S,
         description="one press of the button: how long clients may ask for a token",
     )
     token_window_per_name: int = Field(
@@ -114,51 +125,80 @@ class Settings(BaseSettings):
         5, ge=1, le=1000, description="one press of the button: tokens in all"
     )
     token_window_max_waiting: int = Field(
-        8, ge=1, le=1000,
+        8,
+        ge=1,
+        le=1000,
         description="long-polls that may wait for a press; the next one gets 503 at once",
     )
     max_body_bytes: int = Field(
-        64 * 1024, ge=1024, le=16 * 1024 * 1024, json_schema_extra=BYTES,
+        64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        json_schema_extra=BYTES,
         description="larger request bodies get 413",
     )
     body_read_timeout: float = Field(
-        30.0, gt=0, le=600, json_schema_extra=S,
+        30.0,
+        gt=0,
+        le=600,
+        json_schema_extra=S,
         description="a body not in full this long after its headers: 408, connection closed",
     )
     ws_queue_size: int = Field(
-        4096, ge=8, le=100_000,
+        4096,
+        ge=8,
+        le=100_000,
         description="feed: a client more events behind than this is cut off (4008, connection "
         "aborted) and resumes with `since`",
     )
     ws_queue_bytes: int = Field(
-        4 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024, json_schema_extra=BYTES,
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        json_schema_extra=BYTES,
         description="feed: the same for bytes waiting (queue plus the socket's unsent buffer)",
     )
     ws_socket_buffer: int = Field(
-        128 * 1024, ge=0, le=16 * 1024 * 1024, json_schema_extra=BYTES,
+        128 * 1024,
+        ge=0,
+        le=16 * 1024 * 1024,
+        json_schema_extra=BYTES,
         description="kernel send buffer of a feed socket (0 = the kernel's auto-tuning)",
     )
     ws_heartbeat: float = Field(
-        20.0, gt=0, le=300, json_schema_extra=S,
+        20.0,
+        gt=0,
+        le=300,
+        json_schema_extra=S,
         description="feed ping interval; a client that does not answer is closed",
     )
     ws_auth_timeout: float = Field(
-        10.0, gt=0, le=120, json_schema_extra=S,
+        10.0,
+        gt=0,
+        le=120,
+        json_schema_extra=S,
         description="a feed client not authenticated this long after the upgrade: closed 4001",
     )
     ws_send_timeout: float = Field(
-        10.0, gt=0, le=120, json_schema_extra=S,
+        10.0,
+        gt=0,
+        le=120,
+        json_schema_extra=S,
         description="a feed client whose send blocks this long is cut off (4008)",
     )
     ws_max_frame_bytes: int = Field(
-        64 * 1024, ge=1024, le=16 * 1024 * 1024, json_schema_extra=BYTES,
+        64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        json_schema_extra=BYTES,
         description="largest frame a feed client may send (larger: closed 1009)",
     )
     allowed_origins: list[str] = Field(
         [], description="extra browser origins allowed on the WebSocket"
     )
     allowed_hosts: list[str] = Field(
-        [], max_length=100,
+        [],
+        max_length=100,
         description="names the box answers to besides its IP addresses, `localhost`, its host "
         "name, `<host>.local` and its mDNS name (DNS rebinding guard: other `Host`s get 421); "
         '`["*"]` turns the check off (behind a reverse proxy)',
@@ -173,7 +213,8 @@ class Settings(BaseSettings):
         True, description="DNS-SD advertisement (`_tracker-http._tcp`, `_http._tcp`)"
     )
     mdns_interfaces: list[str] | None = Field(
-        None, json_schema_extra=shown("all"),
+        None,
+        json_schema_extra=shown("all"),
         description="addresses of the interfaces mDNS speaks on (default: all for a wildcard "
         "`host`, else `host`'s); a loopback `host` is advertised only when named here",
     )
@@ -185,14 +226,16 @@ class Settings(BaseSettings):
         True, description="scan for trackers with the local adapter (a missing one is a warning)"
     )
     bluetooth_adapter: str | None = Field(
-        None, json_schema_extra=shown("BlueZ's default"),
+        None,
+        json_schema_extra=shown("BlueZ's default"),
         description="adapter to scan with, e.g. `hci0`",
     )
     pads: list[str] = Field(
         [], description="serial ports of starters and clearers (`/dev/serial/by-id/…`)"
     )
     simulator: bool = Field(
-        False, json_schema_extra=shown("`false` (on with `--demo`)"),
+        False,
+        json_schema_extra=shown("`false` (on with `--demo`)"),
         description="the simulated restaurant: trackers 1-12 and three pads; it only touches "
         "orders it started itself",
     )
@@ -200,41 +243,63 @@ class Settings(BaseSettings):
         2.0, gt=0, le=100, description="how fast the simulated stories run (2 = twice real time)"
     )
     simulator_seed: int | None = Field(
-        None, json_schema_extra=shown("random"),
+        None,
+        json_schema_extra=shown("random"),
         description="seed of the simulated restaurant (the same seed tells the same story)",
     )
     debounce_readings: int = Field(
         3, ge=1, le=50, description="adverts that must agree before a table counts"
     )
     debounce_seconds: float = Field(
-        0.3, ge=0, le=30, json_schema_extra=S,
+        0.3,
+        ge=0,
+        le=30,
+        json_schema_extra=S,
         description="the agreeing adverts must span at least this long",
     )
     tracker_offline_after: float = Field(
-        60.0, gt=0, le=86_400, json_schema_extra=S,
+        60.0,
+        gt=0,
+        le=86_400,
+        json_schema_extra=S,
         description="a tracker unheard this long is TRACKER_OFFLINE",
     )
     battery_low_percent: int = Field(
         20, ge=0, le=100, description="below this battery percentage: TRACKER_BATTERY_LOW"
     )
     auto_clear_after: float = Field(
-        4 * 3600.0, ge=0, le=7 * 86_400, json_schema_extra=S,
+        4 * 3600.0,
+        ge=0,
+        le=7 * 86_400,
+        json_schema_extra=S,
         description="orders older than this are cleared (AUTOMATIC); 0 = never",
     )
     page_duration: int = Field(
-        60, ge=1, le=255, json_schema_extra=S,
+        60,
+        ge=1,
+        le=255,
+        json_schema_extra=S,
         description="one page; with `tracking` it is repeated until picked up or cancelled",
     )
     loop_block_threshold: float = Field(
-        0.25, ge=0.01, le=60, json_schema_extra=S,
+        0.25,
+        ge=0.01,
+        le=60,
+        json_schema_extra=S,
         description="event-loop blocks longer than this are logged with what held the loop",
     )
     stop_timeout: float = Field(
-        20.0, gt=0, le=600, json_schema_extra=S,
+        20.0,
+        gt=0,
+        le=600,
+        json_schema_extra=S,
         description="SIGTERM: an orderly stop longer than this ends the process (exit 70)",
     )
     stop_stage_timeout: float = Field(
-        3.0, gt=0, le=120, json_schema_extra=S,
+        3.0,
+        gt=0,
+        le=120,
+        json_schema_extra=S,
         description="each stop stage (mDNS, radio, printers, outbox, store): past this it is "
         "logged with what still runs, cancelled, and the stop goes on",
     )
@@ -252,21 +317,28 @@ class Settings(BaseSettings):
         None, description="Imprimo automatic reports are POSTed here through the durable outbox"
     )
     print_kitchen_station: str = Field(
-        "", json_schema_extra=shown('`""` (`kitchen` in demo)'),
+        "",
+        json_schema_extra=shown('`""` (`kitchen` in demo)'),
         description="a kitchen ticket for every new order to this station, committed with it",
     )
     print_kitchen_needs_answer: bool = Field(
         False, description="those kitchen tickets wait for accept/refuse"
     )
     print_default_deadline: float = Field(
-        300.0, gt=0, le=86_400, json_schema_extra=S,
+        300.0,
+        gt=0,
+        le=86_400,
+        json_schema_extra=S,
         description="deadline of a print request that names none (from now)",
     )
     print_max_retries: int = Field(
         10, ge=1, le=100, description="sends of one print request before it is archived"
     )
     print_ack_timeout: float = Field(
-        10.0, gt=0, le=120, json_schema_extra=S,
+        10.0,
+        gt=0,
+        le=120,
+        json_schema_extra=S,
         description="how long a printer has to confirm a job (`GS r 1`); a silent one's job is "
         "archived `unknown`, never resent",
     )
@@ -286,15 +358,23 @@ class Settings(BaseSettings):
         "tell a dead receiver from a dead internet link; `[]` turns the check off",
     )
     uplink_probe_interval: float = Field(
-        30.0, gt=0, le=3600, json_schema_extra=S,
+        30.0,
+        gt=0,
+        le=3600,
+        json_schema_extra=S,
         description="while the link is down, how often it is probed again",
     )
     deliveries_busy_rate: float = Field(
-        50.0, ge=0, le=100_000,
+        50.0,
+        ge=0,
+        le=100_000,
         description="webhook calls per second at most while orders change (0 = no limit)",
     )
     deliveries_quiet: float = Field(
-        0.5, ge=0, le=60, json_schema_extra=S,
+        0.5,
+        ge=0,
+        le=60,
+        json_schema_extra=S,
         description="without an order change this long, a backlog drains at full speed",
     )
     deliveries_keep_days: float = Field(
@@ -304,7 +384,10 @@ class Settings(BaseSettings):
         30.0, gt=0, le=3650, description="days failed (dead-letter) webhooks are kept"
     )
     deliveries_prune_every: float = Field(
-        3600.0, ge=0, le=86_400, json_schema_extra=S,
+        3600.0,
+        ge=0,
+        le=86_400,
+        json_schema_extra=S,
         description="how often old deliveries are pruned (0 = never)",
     )
 

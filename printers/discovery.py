@@ -82,10 +82,17 @@ def _is_ipv4(address: str) -> bool:
 class PrinterBrowser:
     """Keeps `found` (printer id -> FoundPrinter) and calls `on_change` whenever it changes."""
 
-    def __init__(self, *, interfaces: list[str] | None = None, on_change: OnChange | None = None,
-                 misses: int = 3, interval: float = 30.0, resolve_timeout: float = 3.0,
-                 service_type: str = PDL_DATASTREAM, zeroconf: AsyncZeroconf | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        *,
+        interfaces: list[str] | None = None,
+        on_change: OnChange | None = None,
+        misses: int = 3,
+        interval: float = 30.0,
+        resolve_timeout: float = 3.0,
+        service_type: str = PDL_DATASTREAM,
+        zeroconf: AsyncZeroconf | None = None,
+    ) -> None:
         if misses < 1 or interval <= 0:
             raise ValueError("misses must be >= 1 and interval > 0")
         self._interfaces = interfaces
@@ -118,10 +125,12 @@ class PrinterBrowser:
         else:
             interfaces = self._interfaces if self._interfaces is not None else InterfaceChoice.All
             v4 = bool(self._interfaces) and all(_is_ipv4(a) for a in self._interfaces or ())
-            self._aiozc = AsyncZeroconf(interfaces=interfaces,
-                                        ip_version=IPVersion.V4Only if v4 else None)
-        self._browser = AsyncServiceBrowser(self._aiozc.zeroconf, self.service_type,
-                                            handlers=[self._on_state_change])
+            self._aiozc = AsyncZeroconf(
+                interfaces=interfaces, ip_version=IPVersion.V4Only if v4 else None
+            )
+        self._browser = AsyncServiceBrowser(
+            self._aiozc.zeroconf, self.service_type, handlers=[self._on_state_change]
+        )
         self._spawn(self._check_forever())
 
     async def close(self) -> None:
@@ -146,8 +155,9 @@ class PrinterBrowser:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _on_state_change(self, zeroconf: Zeroconf, service_type: str, name: str,
-                         state_change: ServiceStateChange) -> None:
+    def _on_state_change(
+        self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
         # Runs on the event loop (AsyncServiceBrowser). A removal is only noted here: the
         # checks decide, after `misses` of them, whether the printer is really gone.
         key = name.lower()
@@ -190,8 +200,7 @@ class PrinterBrowser:
             return True
         if entry.misses:
             level = logging.DEBUG if entry.flapped else logging.INFO
-            log.log(level, "printer %s is back after %d missed checks", printer.label,
-                    entry.misses)
+            log.log(level, "printer %s is back after %d missed checks", printer.label, entry.misses)
             entry.flapped = True
         entry.misses = 0
         if entry.printer == printer:
@@ -204,8 +213,9 @@ class PrinterBrowser:
         entry = self._entries[key]
         entry.misses += 1
         if entry.misses < self.misses:
-            log.debug("printer %s missed %d of %d checks", entry.printer.label, entry.misses,
-                      self.misses)
+            log.debug(
+                "printer %s missed %d of %d checks", entry.printer.label, entry.misses, self.misses
+            )
             return False
         del self._entries[key]
         log.info("printer %s is gone (%d checks without it)", entry.printer.label, entry.misses)

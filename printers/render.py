@@ -130,8 +130,9 @@ def _drop_damaged_pickles(target: Path) -> None:
             with cached.open("rb") as f:
                 pickle.load(f)  # noqa: S301 - our own cache file, written by python-escpos
         except Exception as exc:
-            log.warning("python-escpos cache %s is damaged (%s); rebuilding it", cached,
-                        type(exc).__name__)
+            log.warning(
+                "python-escpos cache %s is damaged (%s); rebuilding it", cached, type(exc).__name__
+            )
             cached.unlink(missing_ok=True)
 
 

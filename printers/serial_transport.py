@@ -112,7 +112,7 @@ class _FdPort:
                 if remaining <= 0 or not poller.poll(remaining * 1000):
                     raise TimeoutError(f"write timed out after {timeout} s")
                 try:
-                    view = view[os.write(self._fd, view):]
+                    view = view[os.write(self._fd, view) :]
                 except BlockingIOError:
                     continue
 
@@ -203,8 +203,9 @@ class PortPendingAck(PendingAck):
 
     async def wait(self, ack_timeout: float) -> JobResult:
         async with self._owner._lock:
-            return await self._owner._await_ack(self._port_link, self.bytes_delivered,
-                                                ack_timeout, self)
+            return await self._owner._await_ack(
+                self._port_link, self.bytes_delivered, ack_timeout, self
+            )
 
     async def query_status(self) -> PrinterStatus:
         async with self._owner._lock:
@@ -229,8 +230,15 @@ class _PortPrinter:
 
     One call at a time: a port has one reader, and a second open would steal its replies."""
 
-    def __init__(self, path: str, *, write_timeout: float, status_timeout: float,
-                 drain_window: float, chunk: int) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        write_timeout: float,
+        status_timeout: float,
+        drain_window: float,
+        chunk: int,
+    ) -> None:
         self.path, self.write_timeout = path, write_timeout
         self.status_timeout, self.drain_window = status_timeout, drain_window
         self._chunk = chunk
@@ -317,7 +325,7 @@ class _PortPrinter:
                 await link.drain_input(self.drain_window)
                 payload = memoryview(data + GS_R_PAPER)
                 for start in range(0, len(payload), self._chunk):
-                    chunk = payload[start:start + self._chunk]
+                    chunk = payload[start : start + self._chunk]
                     await link.write(bytes(chunk), self.write_timeout)
                     delivered = min(start + len(chunk), len(data))
             except OSError as exc:  # TimeoutError included
@@ -327,8 +335,9 @@ class _PortPrinter:
                 raise
             return await self._await_ack(link, delivered, ack_timeout, None)
 
-    async def _await_ack(self, link: _Link, delivered: int, ack_timeout: float,
-                         pending: PortPendingAck | None) -> JobResult:
+    async def _await_ack(
+        self, link: _Link, delivered: int, ack_timeout: float, pending: PortPendingAck | None
+    ) -> JobResult:
         if link.closed:
             raise PrinterError("this pending job's port is closed")
         deadline = time.monotonic() + ack_timeout
@@ -358,20 +367,41 @@ class _PortPrinter:
 class SerialPrinter(_PortPrinter):
     """An ESC/POS printer on a serial port (RS-232 or USB-serial, e.g. /dev/ttyUSB0)."""
 
-    def __init__(self, path: str, baudrate: int = 9600, *, write_timeout: float = 5.0,
-                 status_timeout: float = 0.5, drain_window: float = 0.02, rtscts: bool = False,
-                 dsrdtr: bool = False, exclusive: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        baudrate: int = 9600,
+        *,
+        write_timeout: float = 5.0,
+        status_timeout: float = 0.5,
+        drain_window: float = 0.02,
+        rtscts: bool = False,
+        dsrdtr: bool = False,
+        exclusive: bool = True,
+    ) -> None:
         # About a second of line time per write, so a stall is noticed and `bytes_delivered`
         # stays close to the truth at 9600 baud (960 bytes/s).
-        super().__init__(path, write_timeout=write_timeout, status_timeout=status_timeout,
-                         drain_window=drain_window, chunk=max(256, baudrate // 10))
+        super().__init__(
+            path,
+            write_timeout=write_timeout,
+            status_timeout=status_timeout,
+            drain_window=drain_window,
+            chunk=max(256, baudrate // 10),
+        )
         self.baudrate, self.rtscts, self.dsrdtr = baudrate, rtscts, dsrdtr
         self.exclusive = exclusive
 
     def _open(self) -> _FdPort:
         # exclusive: another process on the same port would read our acknowledgements.
-        dev = serial.Serial(self.path, self.baudrate, timeout=0, write_timeout=self.write_timeout,
-                            rtscts=self.rtscts, dsrdtr=self.dsrdtr, exclusive=self.exclusive)
+        dev = serial.Serial(
+            self.path,
+            self.baudrate,
+            timeout=0,
+            write_timeout=self.write_timeout,
+            rtscts=self.rtscts,
+            dsrdtr=self.dsrdtr,
+            exclusive=self.exclusive,
+        )
 
         def close(discard: bool) -> None:
             # A vanished device fails tcflush; the descriptor must be closed all the same.
@@ -386,10 +416,21 @@ class SerialPrinter(_PortPrinter):
 class LpPrinter(_PortPrinter):
     """A USB printer through Linux usblp (/dev/usb/lpN): a plain character device."""
 
-    def __init__(self, path: str, *, write_timeout: float = 5.0, status_timeout: float = 0.5,
-                 drain_window: float = 0.02) -> None:
-        super().__init__(path, write_timeout=write_timeout, status_timeout=status_timeout,
-                         drain_window=drain_window, chunk=4096)
+    def __init__(
+        self,
+        path: str,
+        *,
+        write_timeout: float = 5.0,
+        status_timeout: float = 0.5,
+        drain_window: float = 0.02,
+    ) -> None:
+        super().__init__(
+            path,
+            write_timeout=write_timeout,
+            status_timeout=status_timeout,
+            drain_window=drain_window,
+            chunk=4096,
+        )
 
     def _open(self) -> _FdPort:
         fd = os.open(self.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)

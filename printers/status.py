@@ -75,8 +75,9 @@ class PrinterStatus:
 UNKNOWN = PrinterStatus(PrinterState.UNKNOWN)
 
 
-def _state(*, online: bool, cover_open: bool, near_end: bool, paper_out: bool,
-           error: bool) -> PrinterState:
+def _state(
+    *, online: bool, cover_open: bool, near_end: bool, paper_out: bool, error: bool
+) -> PrinterState:
     # The fault a person must fix first wins: a cover left open also reports paper and offline.
     if error:
         return PrinterState.ERROR
@@ -91,10 +92,12 @@ def _state(*, online: bool, cover_open: bool, near_end: bool, paper_out: bool,
     return PrinterState.READY
 
 
-def _status(raw: bytes, *, online: bool, cover_open: bool, near_end: bool, paper_out: bool,
-            error: bool) -> PrinterStatus:
-    state = _state(online=online, cover_open=cover_open, near_end=near_end,
-                   paper_out=paper_out, error=error)
+def _status(
+    raw: bytes, *, online: bool, cover_open: bool, near_end: bool, paper_out: bool, error: bool
+) -> PrinterStatus:
+    state = _state(
+        online=online, cover_open=cover_open, near_end=near_end, paper_out=paper_out, error=error
+    )
     return PrinterStatus(state, online, cover_open, near_end, paper_out, error, raw)
 
 
@@ -151,8 +154,14 @@ class PaperStatus:
 
     def as_status(self) -> PrinterStatus:
         """Status after an acknowledged job: the printer was online and printing then."""
-        return _status(bytes((self.raw_byte,)), online=True, cover_open=False,
-                       near_end=self.near_end, paper_out=self.paper_out, error=False)
+        return _status(
+            bytes((self.raw_byte,)),
+            online=True,
+            cover_open=False,
+            near_end=self.near_end,
+            paper_out=self.paper_out,
+            error=False,
+        )
 
     @property
     def raw_byte(self) -> int:

@@ -33,8 +33,15 @@ from printers.status import (
     parse_dle_eot,
 )
 
-__all__ = ["JobOutcome", "JobResult", "PendingAck", "PrinterError", "PrinterUnreachable",
-           "Resolve", "TcpPrinter"]
+__all__ = [
+    "JobOutcome",
+    "JobResult",
+    "PendingAck",
+    "PrinterError",
+    "PrinterUnreachable",
+    "Resolve",
+    "TcpPrinter",
+]
 
 _CHUNK = 16 * 1024  # bytes per write, so `bytes_delivered` is known when the link drops
 _READ_SIZE = 4096
@@ -172,14 +179,14 @@ class PendingAck:
 
     async def wait(self, ack_timeout: float) -> JobResult:
         """Wait up to `ack_timeout` s for the acknowledgement; a new result either way."""
-        return await self._printer._await_ack(self._link, self.bytes_delivered, ack_timeout,
-                                              self)
+        return await self._printer._await_ack(self._link, self.bytes_delivered, ack_timeout, self)
 
     async def query_status(self) -> PrinterStatus:
         """Status over this connection (`DLE EOT` is answered even while data is held)."""
         try:
-            return await self._link.query_status(self._printer.status_timeout,
-                                                 self._printer.drain_window)
+            return await self._link.query_status(
+                self._printer.status_timeout, self._printer.drain_window
+            )
         except (_Disconnected, TimeoutError):
             return UNKNOWN
 
@@ -204,9 +211,17 @@ class TcpPrinter:
     as IP literals, so nothing resolves the name a second time (no rebinding in between).
     """
 
-    def __init__(self, host: str, port: int = 9100, *, connect_timeout: float = 2.0,
-                 write_timeout: float = 5.0, status_timeout: float = 0.5,
-                 drain_window: float = 0.02, resolve: Resolve | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int = 9100,
+        *,
+        connect_timeout: float = 2.0,
+        write_timeout: float = 5.0,
+        status_timeout: float = 0.5,
+        drain_window: float = 0.02,
+        resolve: Resolve | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.resolve = resolve
@@ -263,21 +278,23 @@ class TcpPrinter:
             # ~20 ms before its first byte.
             payload = memoryview(data + GS_R_PAPER)
             for start in range(0, len(payload), _CHUNK):
-                chunk = payload[start:start + _CHUNK]
+                chunk = payload[start : start + _CHUNK]
                 await link.write(bytes(chunk), self.write_timeout)
                 delivered = min(start + len(chunk), len(data))
         except (_Disconnected, TimeoutError) as exc:
             # A printer that stops reading (buffer full while faulted) cannot be asked either.
             link.abort()
-            return JobResult(JobOutcome.INTERRUPTED, delivered, UNKNOWN,
-                             detail=str(exc) or "write timed out")
+            return JobResult(
+                JobOutcome.INTERRUPTED, delivered, UNKNOWN, detail=str(exc) or "write timed out"
+            )
         except asyncio.CancelledError:
             link.abort()
             raise
         return await self._await_ack(link, delivered, ack_timeout, None)
 
-    async def _await_ack(self, link: _Link, delivered: int, ack_timeout: float,
-                         pending: PendingAck | None) -> JobResult:
+    async def _await_ack(
+        self, link: _Link, delivered: int, ack_timeout: float, pending: PendingAck | None
+    ) -> JobResult:
         if link.closed:
             raise PrinterError("this pending job's connection is closed")
         deadline = time.monotonic() + ack_timeout
@@ -291,8 +308,9 @@ class TcpPrinter:
                 status = await link.query_status(self.status_timeout, self.drain_window)
         except (_Disconnected, TimeoutError) as exc:
             link.abort()
-            return JobResult(JobOutcome.INTERRUPTED, delivered, UNKNOWN,
-                             detail=str(exc) or "timed out")
+            return JobResult(
+                JobOutcome.INTERRUPTED, delivered, UNKNOWN, detail=str(exc) or "timed out"
+            )
         except asyncio.CancelledError:
             link.abort()  # nobody is left to own the connection
             raise
@@ -300,5 +318,6 @@ class TcpPrinter:
             await link.close()
             return JobResult(JobOutcome.PRINTED, delivered, link.ack.as_status())
         outcome = JobOutcome.HELD if status.blocking else JobOutcome.UNCONFIRMED
-        return JobResult(outcome, delivered, status,
-                         pending=pending or PendingAck(link, self, delivered))
+        return JobResult(
+            outcome, delivered, status, pending=pending or PendingAck(link, self, delivered)
+        )

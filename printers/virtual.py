@@ -4,6 +4,7 @@ The gateway drives it through the real TcpPrinter path, so it answers what that 
 `DLE EOT n` at once (real-time, even while paper is out) and `GS r n` only once everything before
 it is printed, which waits while `paper_out` is set. The stream is split as a printer's parser
 reads it, stepping over image and QR payloads, so bytes in a picture are never a command."""
+
 from __future__ import annotations
 
 import asyncio
@@ -134,8 +135,10 @@ class _Connection(asyncio.Protocol):
             elif reply := self._printer._status_reply(item):
                 self._write(reply)
         if len(self._data) + len(self._tail) > self._printer.max_unacked:
-            log.warning("virtual printer: over %d bytes without GS r; connection cut",
-                        self._printer.max_unacked)
+            log.warning(
+                "virtual printer: over %d bytes without GS r; connection cut",
+                self._printer.max_unacked,
+            )
             self._done = True
             self._transport.abort()
             return
@@ -179,9 +182,15 @@ class _Connection(asyncio.Protocol):
 class VirtualPrinter:
     """An ESC/POS printer on 127.0.0.1 that keeps the last `keep` jobs as `VirtualTicket`s."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, keep: int = 20,
-                 on_ticket: Callable[[VirtualTicket], None] | None = None,
-                 max_unacked: int = MAX_UNACKED_BYTES) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        keep: int = 20,
+        on_ticket: Callable[[VirtualTicket], None] | None = None,
+        max_unacked: int = MAX_UNACKED_BYTES,
+    ) -> None:
         self.host, self.port = host, port
         self.max_unacked = max_unacked
         self.near_end = False  # DLE EOT 4 and GS r report a low roll; printing goes on

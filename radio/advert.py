@@ -83,7 +83,11 @@ def encode(advert: TrackerAdvert) -> bytes:
     if not 0 <= battery <= 100 and battery != BATTERY_UNKNOWN:
         raise AdvertError("battery must be 0..100 or unknown")
     return _V1.pack(
-        LAYOUT_VERSION, advert.tracker, advert.table, battery, int(advert.flags),
+        LAYOUT_VERSION,
+        advert.tracker,
+        advert.table,
+        battery,
+        int(advert.flags),
         advert.counter & 0xFF,
     )
 
@@ -99,8 +103,9 @@ class Pattern(IntEnum):
     LONG_PULSES = 2
 
 
-def page_command(pattern: int = Pattern.SHORT_PULSES, duration_s: int = 60,
-                 stop: bool = False) -> bytes:
+def page_command(
+    pattern: int = Pattern.SHORT_PULSES, duration_s: int = 60, stop: bool = False
+) -> bytes:
     """The 3-byte write: command (1 page, 0 stop), pattern, duration in seconds (0 = until
     stopped)."""
     if not 0 <= duration_s <= 255 or not 0 <= int(pattern) <= 2:

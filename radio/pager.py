@@ -144,4 +144,3 @@ def _bleak_error() -> type[Exception]:
     from bleak.exc import BleakError
 
     return BleakError
-

@@ -214,7 +214,9 @@ class TrackerScanner:
         _LOGGER.warning(
             "ignoring garbled tracker adverts (%s), e.g. from %s: %s; "
             "further ones are only counted",
-            cause, address, err,
+            cause,
+            address,
+            err,
         )
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -233,7 +235,9 @@ class TrackerScanner:
             _LOGGER.warning(
                 "no Bluetooth: %s; trackers are not heard until an adapter appears "
                 "(retrying every %.3g..%.3g s)",
-                exc, self._backoff.shortest, self._backoff.longest,
+                exc,
+                self._backoff.shortest,
+                self._backoff.longest,
             )
             self._task = asyncio.create_task(self._wait_then_watch(), name="radio-scanner")
             return
@@ -289,8 +293,7 @@ class TrackerScanner:
         bus = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/run/dbus/system_bus_socket")
         detail = str(exc) or type(exc).__name__
         return (
-            f"BlueZ not reachable over D-Bus at {bus}: {detail} "
-            "(is dbus running, and bluetoothd?)"
+            f"BlueZ not reachable over D-Bus at {bus}: {detail} (is dbus running, and bluetoothd?)"
         )
 
     async def _stop_backend(self) -> None:

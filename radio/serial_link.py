@@ -386,8 +386,9 @@ class PadLink:
         loop.add_writer(fd, wake)
         try:
             remaining = max(0.0, deadline - time.monotonic())
-            await asyncio.wait((ready, lost), timeout=remaining,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                (ready, lost), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             if self._fd == fd:
                 loop.remove_writer(fd)
@@ -426,15 +427,25 @@ class PadLink:
             log.debug("pad %s: rejected a line (%s): %r", self.port, detail, line[:48])
             return
         self._logged_causes.add(cause)
-        log.warning("pad %s: rejected a line (%s): %r; further '%s' rejects are logged at DEBUG",
-                    self.port, detail, line[:48], cause)
+        log.warning(
+            "pad %s: rejected a line (%s): %r; further '%s' rejects are logged at DEBUG",
+            self.port,
+            detail,
+            line[:48],
+            cause,
+        )
 
     def _hello(self, hello: Hello) -> None:
         known = (self._role, self._firmware, self._serial_number)
         self._role, self._firmware, self._serial_number = hello.role, hello.firmware, hello.serial
         if known != (hello.role, hello.firmware, hello.serial):
-            log.info("pad %s is a %s (firmware %s, serial %s)", self.port, hello.role.value,
-                     hello.firmware, hello.serial)
+            log.info(
+                "pad %s is a %s (firmware %s, serial %s)",
+                self.port,
+                hello.role.value,
+                hello.firmware,
+                hello.serial,
+            )
 
     def _heard(self) -> None:
         now = time.monotonic()
@@ -462,8 +473,13 @@ class PadLink:
             log.debug("pad %s still unavailable: %s", self.port, reason)
             return
         self._outage_logged = True
-        log.warning("pad %s unavailable (%s); retrying every %.3g..%.3g s", self.port, reason,
-                    self._backoff.shortest, self._backoff.longest)
+        log.warning(
+            "pad %s unavailable (%s); retrying every %.3g..%.3g s",
+            self.port,
+            reason,
+            self._backoff.shortest,
+            self._backoff.longest,
+        )
 
     def _lost_link(self, reason: str) -> None:
         if self._outage_since is not None:
@@ -492,5 +508,6 @@ class PadLink:
             log.debug("pad %s: %s raised again", self.port, where, exc_info=exc)
             return
         self._logged_errors.add(key)
-        log.error("pad %s: %s raised; further ones of this kind at DEBUG", self.port, where,
-                  exc_info=exc)
+        log.error(
+            "pad %s: %s raised; further ones of this kind at DEBUG", self.port, where, exc_info=exc
+        )

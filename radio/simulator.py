@@ -53,17 +53,35 @@ class State(Enum):
     TO_CHARGER = "carried to the charger"
 
 
-_FLAGS = {State.ON_CHARGER: Flags.ON_CHARGER, State.ON_STARTER: Flags.ON_STARTER,
-          State.CARRIED: Flags.MOVING, State.PICKED_UP: Flags.BUTTON | Flags.MOVING,
-          State.TO_CLEARER: Flags.MOVING, State.TO_CHARGER: Flags.MOVING}
-_DURATION = {State.ON_STARTER: (1.0, 2.0), State.CARRIED: (3.0, 8.0), State.ARRIVING: (0.5, 1.5),
-             State.AT_TABLE: (20.0, 60.0), State.WAITING: (45.0, 90.0),
-             State.PICKED_UP: (1.0, 1.5), State.TO_CLEARER: (2.0, 5.0),
-             State.ON_CLEARER: (1.0, 1.5), State.TO_CHARGER: (2.0, 4.0)}
-_NEXT = {State.ON_STARTER: State.CARRIED, State.ARRIVING: State.AT_TABLE,
-         State.AT_TABLE: State.TO_CLEARER, State.WAITING: State.TO_CLEARER,
-         State.PICKED_UP: State.TO_CLEARER, State.TO_CLEARER: State.ON_CLEARER,
-         State.ON_CLEARER: State.TO_CHARGER, State.TO_CHARGER: State.ON_CHARGER}
+_FLAGS = {
+    State.ON_CHARGER: Flags.ON_CHARGER,
+    State.ON_STARTER: Flags.ON_STARTER,
+    State.CARRIED: Flags.MOVING,
+    State.PICKED_UP: Flags.BUTTON | Flags.MOVING,
+    State.TO_CLEARER: Flags.MOVING,
+    State.TO_CHARGER: Flags.MOVING,
+}
+_DURATION = {
+    State.ON_STARTER: (1.0, 2.0),
+    State.CARRIED: (3.0, 8.0),
+    State.ARRIVING: (0.5, 1.5),
+    State.AT_TABLE: (20.0, 60.0),
+    State.WAITING: (45.0, 90.0),
+    State.PICKED_UP: (1.0, 1.5),
+    State.TO_CLEARER: (2.0, 5.0),
+    State.ON_CLEARER: (1.0, 1.5),
+    State.TO_CHARGER: (2.0, 4.0),
+}
+_NEXT = {
+    State.ON_STARTER: State.CARRIED,
+    State.ARRIVING: State.AT_TABLE,
+    State.AT_TABLE: State.TO_CLEARER,
+    State.WAITING: State.TO_CLEARER,
+    State.PICKED_UP: State.TO_CLEARER,
+    State.TO_CLEARER: State.ON_CLEARER,
+    State.ON_CLEARER: State.TO_CHARGER,
+    State.TO_CHARGER: State.ON_CHARGER,
+}
 _QUIET = {State.CARRIED, State.ARRIVING, State.TO_CLEARER, State.TO_CHARGER}  # DEBUG, not INFO
 _PAGEABLE = {State.AT_TABLE, State.WAITING}  # where a guest can notice the buzz and get up
 STARTERS = (Role.STARTER_DINE_IN, Role.STARTER_TO_GO)
@@ -132,8 +150,9 @@ class SimulatedPad:
         if written < len(data):  # nobody reads the port: the bytes are lost, as over USB
             self.dropped += 1
             if self.dropped == 1:
-                log.warning("simulated %s pad: nobody reads %s, dropping lines", self.role.value,
-                            self.path)
+                log.warning(
+                    "simulated %s pad: nobody reads %s, dropping lines", self.role.value, self.path
+                )
 
     def pairing_switch(self, on: bool) -> None:
         self.send(PairingMode(on))
@@ -148,7 +167,7 @@ class SimulatedPad:
             asyncio.get_running_loop().remove_reader(self._master)
             return
         *complete, self._buffer = self._buffer.split(b"\n")
-        self._buffer = self._buffer[-line.MAX_LINE:]  # a babbling host cannot grow it
+        self._buffer = self._buffer[-line.MAX_LINE :]  # a babbling host cannot grow it
         for raw in complete:
             self._command(raw.rstrip(b"\r").decode("ascii", "replace"))
 
@@ -172,10 +191,19 @@ class SimulatedPad:
 
 
 class Simulator:
-    def __init__(self, advert_sink: AdvertSink, *, trackers: int = 12, tables: int = 8,
-                 seed: int | None = None, order_interval: float = 6.0, speed: float = 1.0,
-                 advert_hz: float = 4.0, low_battery: int | None = 15,
-                 may_start: MayStart | None = None) -> None:
+    def __init__(
+        self,
+        advert_sink: AdvertSink,
+        *,
+        trackers: int = 12,
+        tables: int = 8,
+        seed: int | None = None,
+        order_interval: float = 6.0,
+        speed: float = 1.0,
+        advert_hz: float = 4.0,
+        low_battery: int | None = 15,
+        may_start: MayStart | None = None,
+    ) -> None:
         if not (1 <= trackers <= 0xFFFF and 1 <= tables <= 0xFFFF):
             raise ValueError("trackers and tables must be 1..65535")
         if min(order_interval, speed, advert_hz) <= 0:
@@ -191,8 +219,12 @@ class Simulator:
         self.pads: dict[Role, SimulatedPad] = {}
         self.events: deque[SimEvent] = deque(maxlen=2000)
         self.trackers = [
-            SimTracker(n, f"C0:FF:EE:00:{n >> 8:02X}:{n & 0xFF:02X}",
-                       battery=float(self._rng.randint(60, 100)), counter=self._rng.randrange(256))
+            SimTracker(
+                n,
+                f"C0:FF:EE:00:{n >> 8:02X}:{n & 0xFF:02X}",
+                battery=float(self._rng.randint(60, 100)),
+                counter=self._rng.randrange(256),
+            )
             for n in range(1, trackers + 1)
         ]
         if low_battery is not None:
@@ -352,8 +384,9 @@ class Simulator:
 
     def _note(self, level: int, t: SimTracker | None, what: str) -> None:
         self.events.append(SimEvent(round(self.now, 3), t.number if t else None, what))
-        log.log(level, "simulator t=%.1fs: %s%s", self.now,
-                f"tracker {t.number} " if t else "", what)
+        log.log(
+            level, "simulator t=%.1fs: %s%s", self.now, f"tracker {t.number} " if t else "", what
+        )
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -37,19 +37,29 @@ def _package(path: Path, depth: int, out: list[str]) -> None:
     indent = "  " * depth
     name = f"{indent}{path.name}/"
     summary = _summary(path / "__init__.py")
-    out.append(f"{name:<{COLUMN}}{summary}".rstrip() if len(name) < COLUMN
-               else f"{name} {summary}".rstrip())
+    out.append(
+        f"{name:<{COLUMN}}{summary}".rstrip()
+        if len(name) < COLUMN
+        else f"{name} {summary}".rstrip()
+    )
     modules = sorted(p.name for p in path.glob("*.py") if p.name != "__init__.py")
     if modules:
-        out.extend(textwrap.wrap(" ".join(modules), WIDTH, initial_indent=indent + "  ",
-                                 subsequent_indent=indent + "  "))
+        out.extend(
+            textwrap.wrap(
+                " ".join(modules),
+                WIDTH,
+                initial_indent=indent + "  ",
+                subsequent_indent=indent + "  ",
+            )
+        )
     for sub in sorted(p for p in path.iterdir() if (p / "__init__.py").exists()):
         _package(sub, depth + 1, out)
 
 
 def _folder(path: Path, out: list[str]) -> None:
-    subs = sorted(p.name + "/" for p in path.iterdir()
-                  if p.is_dir() and not p.name.startswith((".", "__")))
+    subs = sorted(
+        p.name + "/" for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))
+    )
     line = f"{path.name}/"
     out.append(f"{line:<{COLUMN}}{' '.join(subs)}".rstrip())
 

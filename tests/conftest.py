@@ -51,9 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     # No uplink probe: tests never reach for the internet.
     overrides.setdefault("uplink_probe", [])
-    return load_settings(
-        None, data_dir=data_dir, mdns_enabled=False, host="127.0.0.1", **overrides
-    )
+    return load_settings(None, data_dir=data_dir, mdns_enabled=False, host="127.0.0.1", **overrides)
 
 
 @pytest.fixture

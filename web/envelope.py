@@ -46,8 +46,11 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     # The contract's "closed" answer (clients drop their token and ask for a new press on -3),
     # with a message that says why: this press's tokens are all handed out.
     Code.TOKEN_WINDOW_USED: (
-        403, -3, "Token window used up: every token of this press was handed out. "
-                 "Press the gateway button again."),
+        403,
+        -3,
+        "Token window used up: every token of this press was handed out. "
+        "Press the gateway button again.",
+    ),
     Code.API_UNAVAILABLE: (503, -5, "API unavailable."),
     Code.ORDER_NOT_FOUND: (404, -6, "Order not found."),
     Code.BAD_ORDER_ID: (400, -7, "Invalid order identifier. Must be an order number or a uuid."),
@@ -55,7 +58,10 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.BAD_ORDER_NAME: (400, -9, f"Invalid order name. {MSG_NAME}"),
     Code.BAD_LOCATION_NAME: (400, -10, f"Invalid location name. {MSG_NAME}"),
     Code.MISSING_ORDER_TYPE: (
-        400, -11, "Order type missing from request. Must be either TO_GO or ON_PREMISES."),
+        400,
+        -11,
+        "Order type missing from request. Must be either TO_GO or ON_PREMISES.",
+    ),
     Code.BAD_ORDER_TYPE: (400, -12, "Order type invalid. Must be either TO_GO or ON_PREMISES."),
     Code.PAGING_UNAVAILABLE: (503, -13, "Paging unavailable: no radio can reach the tracker."),
     Code.PAGING_IMPOSSIBLE: (409, -14, "Paging impossible: no tracker is bound to this order."),
@@ -87,17 +93,25 @@ ERRORS: dict[Code, tuple[int, int, str]] = {
     Code.FORBIDDEN_ORIGIN: (403, -43, "Cross-origin request refused."),
     Code.TOO_MANY_FAILURES: (429, -44, "Too many failed authentications; retry later."),
     Code.TOKEN_TOO_MANY_WAITING: (
-        503, -45, "Too many clients are waiting for the gateway button; retry later."),
+        503,
+        -45,
+        "Too many clients are waiting for the gateway button; retry later.",
+    ),
     Code.HOST_REFUSED: (
-        421, -46, "Unknown Host: this gateway answers only to its own name or address "
-                  "(or a name in its allowed_hosts setting)."),
+        421,
+        -46,
+        "Unknown Host: this gateway answers only to its own name or address "
+        "(or a name in its allowed_hosts setting).",
+    ),
     Code.STORAGE_FAILED: (503, -5, "Storage failed; nothing was written. Retry shortly."),
 }
 
 IMPRIMO_ERRORS: dict[Code, tuple[int, str]] = {
     # Seed 000 names only "a status of 400 or more"; the statuses are ours (docs/api.md).
-    Code.AUTH_MALFORMED: (401, "Missing or malformed Authorization header: send "
-                               "Authorization: Bearer <api-key>."),
+    Code.AUTH_MALFORMED: (
+        401,
+        "Missing or malformed Authorization header: send Authorization: Bearer <api-key>.",
+    ),
     Code.AUTH_INVALID: (401, "Invalid API key."),
     Code.TOO_MANY_FAILURES: (429, "Too many failed authentications; retry later."),
     Code.BAD_JSON: (400, "Invalid JSON body."),
@@ -115,8 +129,11 @@ IMPRIMO_ERRORS: dict[Code, tuple[int, str]] = {
     Code.PRINT_REQUEST_NOT_FOUND: (404, "Request not found."),
     Code.NOT_FOUND: (404, "Unknown path."),
     Code.METHOD_NOT_ALLOWED: (405, "Method not allowed on this path."),
-    Code.HOST_REFUSED: (421, "Unknown Host: this gateway answers only to its own name or "
-                             "address (or a name in its allowed_hosts setting)."),
+    Code.HOST_REFUSED: (
+        421,
+        "Unknown Host: this gateway answers only to its own name or "
+        "address (or a name in its allowed_hosts setting).",
+    ),
     Code.PRINT_DEVICE_EXISTS: (409, "A device with this id already exists."),
     Code.PRINT_DEVICE_CONFIGURED: (409, "The device is configured in the settings file."),
     Code.PRINT_NOT_AWAITING: (409, "The request is not waiting for an answer."),
@@ -151,8 +168,7 @@ IMPRINTED_ERRORS: dict[Code, tuple[int, str]] = {
     Code.BODY_TOO_LARGE: (413, "Request body too large."),
     Code.BODY_TIMEOUT: (408, "Request body not received in time."),
     Code.MALFORMED_REQUEST: (400, "Malformed HTTP request."),
-    Code.UNSUPPORTED_MEDIA_TYPE: (415, "Content-Type must be application/json or "
-                                       "application/xml."),
+    Code.UNSUPPORTED_MEDIA_TYPE: (415, "Content-Type must be application/json or application/xml."),
     Code.API_UNAVAILABLE: (503, "Unavailable right now; retry shortly."),
     Code.STORAGE_FAILED: (503, "Storage failed; nothing was written. Retry shortly."),
     Code.INTERNAL: (500, "Internal error."),
@@ -162,27 +178,30 @@ IMPRINTED_ERRORS: dict[Code, tuple[int, str]] = {
 # Authorization is 401 with `WWW-Authenticate: Bearer` (RFC 6750), not the vendor's 400.
 PRINTAPI_ERRORS: dict[Code, tuple[int, int, str]] = {
     **ERRORS,
-    Code.AUTH_MALFORMED: (401, -1, "Missing or malformed Authorization header: send "
-                                   "Authorization: Bearer <token>."),
+    Code.AUTH_MALFORMED: (
+        401,
+        -1,
+        "Missing or malformed Authorization header: send Authorization: Bearer <token>.",
+    ),
 }
 RETRY_SOON = (Code.API_UNAVAILABLE, Code.STORAGE_FAILED)
 
 
 def reply(status: int, return_code: int, **payload: Any) -> web.Response:
     body = {"status": status, "returnCode": return_code, **payload}
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json"
-    )
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def error_body(code: Code, detail: str | None = None,
-               table: Mapping[Code, tuple[int, int, str]] = ERRORS) -> dict[str, Any]:
+def error_body(
+    code: Code, detail: str | None = None, table: Mapping[Code, tuple[int, int, str]] = ERRORS
+) -> dict[str, Any]:
     status, rc, message = table[code]
     return {"status": status, "returnCode": rc, "message": detail or message}
 
 
-def error_reply(code: Code, detail: str | None = None,
-                table: Mapping[Code, tuple[int, int, str]] = ERRORS) -> web.Response:
+def error_reply(
+    code: Code, detail: str | None = None, table: Mapping[Code, tuple[int, int, str]] = ERRORS
+) -> web.Response:
     body = error_body(code, detail, table)
     resp = reply(body["status"], body["returnCode"], message=body["message"])
     return _retry_after(resp, code)
@@ -202,8 +221,11 @@ def _retry_after(resp: web.Response, code: Code) -> web.Response:
 
 
 def imprimo_reply(status: int, error: str) -> web.Response:
-    return web.Response(body=orjson.dumps({"success": False, "error": error}), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps({"success": False, "error": error}),
+        status=status,
+        content_type="application/json",
+    )
 
 
 def imprimo_status(code: Code) -> tuple[int, str]:
@@ -225,21 +247,24 @@ def imprimo_error_reply(code: Code, detail: str | None = None) -> web.Response:
 # -- the renderers the dialects name ----------------------------------------------------------
 
 
-def table_fail(request: web.BaseRequest, code: Code, detail: str | None,
-               status: int) -> web.Response:
+def table_fail(
+    request: web.BaseRequest, code: Code, detail: str | None, status: int
+) -> web.Response:
     """Table-tracker: `{status, returnCode, message}`."""
     if code not in ERRORS:  # a code of another dialect's service: its class decides
         return reply(status, -status, message=detail or code.value)
     return error_reply(code, detail)
 
 
-def table_fail_status(request: web.BaseRequest, status: int, reason: str,
-                      code: Code) -> web.Response:
+def table_fail_status(
+    request: web.BaseRequest, status: int, reason: str, code: Code
+) -> web.Response:
     return reply(status, -5 if code is Code.INTERNAL else -status, message=reason)
 
 
-def printapi_fail(request: web.BaseRequest, code: Code, detail: str | None,
-                  status: int) -> web.Response:
+def printapi_fail(
+    request: web.BaseRequest, code: Code, detail: str | None, status: int
+) -> web.Response:
     """Print API: the table-tracker envelope; every 401 says how to authenticate."""
     if code not in PRINTAPI_ERRORS:
         resp = reply(status, -status, message=detail or code.value)
@@ -250,13 +275,15 @@ def printapi_fail(request: web.BaseRequest, code: Code, detail: str | None,
     return resp
 
 
-def imprimo_fail(request: web.BaseRequest, code: Code, detail: str | None,
-                 status: int) -> web.Response:
+def imprimo_fail(
+    request: web.BaseRequest, code: Code, detail: str | None, status: int
+) -> web.Response:
     return imprimo_error_reply(code, detail)
 
 
-def imprimo_fail_status(request: web.BaseRequest, status: int, reason: str,
-                        code: Code) -> web.Response:
+def imprimo_fail_status(
+    request: web.BaseRequest, status: int, reason: str, code: Code
+) -> web.Response:
     return imprimo_reply(status, reason)
 
 
@@ -290,8 +317,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 _CLASS_STATUS: tuple[tuple[type[GatewayError], int], ...] = (
-    (ValidationFailed, 400), (AuthFailed, 401), (NotFound, 404), (Conflict, 409),
-    (Unavailable, 503))
+    (ValidationFailed, 400),
+    (AuthFailed, 401),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+)
 
 
 def class_status(exc: GatewayError | None) -> int:
@@ -302,8 +333,13 @@ def class_status(exc: GatewayError | None) -> int:
 
 
 def fail_reply(
-    request: web.BaseRequest, code: Code, detail: str | None = None, status: int = 400,
-    *, path: str | None = None, dialects: Dialects | None = None,
+    request: web.BaseRequest,
+    code: Code,
+    detail: str | None = None,
+    status: int = 400,
+    *,
+    path: str | None = None,
+    dialects: Dialects | None = None,
 ) -> web.Response:
     """The error `code` in the envelope of the dialect that owns its path (by default the
     request's); `dialects` by default the application's."""
@@ -341,7 +377,8 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         return _status_reply(request, 500, "Internal error.", Code.INTERNAL)
 
 
-def _status_reply(request: web.Request, status: int, reason: str,
-                  code: Code = Code.NOT_FOUND) -> web.Response:
+def _status_reply(
+    request: web.Request, status: int, reason: str, code: Code = Code.NOT_FOUND
+) -> web.Response:
     """An HTTP status with no gateway code of its own (aiohttp's 4xx, an unexpected 500)."""
     return request.app[DIALECTS_KEY].fail_status(request, status, reason, code)

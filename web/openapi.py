@@ -225,8 +225,9 @@ def _operation(
         content = _content(models, comp)
         if route.produces is not None and 200 <= status < 300:
             # A second representation (XML) of the same answer, or the only one (PNG).
-            content = (content or {}) | {route.produces: {
-                "schema": {"type": "string", "contentMediaType": route.produces}}}
+            content = (content or {}) | {
+                route.produces: {"schema": {"type": "string", "contentMediaType": route.produces}}
+            }
         response: dict[str, Any] = {
             "description": FEED if status == 101 else HTTPStatus(status).phrase
         }
@@ -263,8 +264,9 @@ def build_openapi(dialects: tuple[Dialect, ...] = DIALECTS) -> dict[str, Any]:
         "summary": "This document",
         "tags": ["gateway"],
         "security": [],
-        "responses": {"200": {"description": "OK", "content": {JSON: {"schema": {
-            "type": "object"}}}}},
+        "responses": {
+            "200": {"description": "OK", "content": {JSON: {"schema": {"type": "object"}}}}
+        },
     }
     used_tags = {r.tag for r in routes}
     return {

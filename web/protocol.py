@@ -68,8 +68,9 @@ class GatewayRequestHandler(RequestHandler):
         # A refused request has no application yet: the server knows the app's dialects.
         assert isinstance(self._manager, GatewayServer)
         dialects = self._manager.dialects
-        resp = fail_reply(request, Code.MALFORMED_REQUEST, path=self._refused_path,
-                          dialects=dialects)
+        resp = fail_reply(
+            request, Code.MALFORMED_REQUEST, path=self._refused_path, dialects=dialects
+        )
         resp.force_close()
         return resp
 

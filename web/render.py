@@ -67,6 +67,7 @@ def tracker_dict(ctx: Services, svc: TrackerService, t: Tracker) -> dict[str, An
         "battery": t.battery,
         "lastSeen": None if t.last_seen is None else local_time(t.last_seen, tz),
         "state": state,
-        "order": None if order is None else {"name": order.name, "uuid": order.uuid,
-                                              "state": order.state.value},
+        "order": None
+        if order is None
+        else {"name": order.name, "uuid": order.uuid, "state": order.state.value},
     }

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 USAGE_FLUSH_SECONDS = 30.0
 TRACKER_HEALTH_SECONDS = 5.0
 
+
 class PagerSlot:
     """The pager the services see: nothing until the radio step plugs one in."""
 
@@ -275,7 +276,9 @@ def outbox_uplink(settings: Settings, clock: Clock) -> Uplink | None:
     if not targets:
         return None
     return Uplink(
-        TcpProbe(targets), clock, interval=settings.uplink_probe_interval,
+        TcpProbe(targets),
+        clock,
+        interval=settings.uplink_probe_interval,
         describe=", ".join(targets),
     )
 

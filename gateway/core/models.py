@@ -43,8 +43,13 @@ class ItemStatus(StrEnum):
 
 
 # Forward only, except that an item in error can be produced again (its delay passed).
-ITEM_RANK = {ItemStatus.REGISTERED: 0, ItemStatus.PRODUCING: 1, ItemStatus.PRODUCED: 2,
-             ItemStatus.PACKED: 3, ItemStatus.SHIPPED: 4}
+ITEM_RANK = {
+    ItemStatus.REGISTERED: 0,
+    ItemStatus.PRODUCING: 1,
+    ItemStatus.PRODUCED: 2,
+    ItemStatus.PACKED: 3,
+    ItemStatus.SHIPPED: 4,
+}
 ITEM_FINAL = frozenset({ItemStatus.SHIPPED, ItemStatus.CANCELED})
 
 

@@ -152,11 +152,15 @@ class PrintRequest:
 # -- what a printer description may say ---------------------------------------------
 
 
-def device_spec_problem(device_id: str | None, name: str, address: str, station: str, paper: str,
-                        allow: frozenset[str]) -> str | None:
+def device_spec_problem(
+    device_id: str | None, name: str, address: str, station: str, paper: str, allow: frozenset[str]
+) -> str | None:
     """None when a printer description is acceptable, else why not (one line)."""
-    if device_id is not None and not (0 < len(device_id) <= 16 and device_id.isascii()
-                                    and device_id.replace("-", "").replace("_", "").isalnum()):
+    if device_id is not None and not (
+        0 < len(device_id) <= 16
+        and device_id.isascii()
+        and device_id.replace("-", "").replace("_", "").isalnum()
+    ):
         return "id must be 1-16 ASCII letters, digits, '-' or '_'."
     if not (0 < len(name) <= 64) or not name.isprintable():
         return "name must be 1-64 printable characters."
@@ -175,8 +179,7 @@ def device_spec_problem(device_id: str | None, name: str, address: str, station:
         # Judged as the link will read it (tcp_host_port), in every spelling it may take.
         if why := host_problem(host, port, allow):
             return f"address refused: {why}"
-    if address.startswith("serial://") and not SERIAL_QUERY.fullmatch(
-            address.partition("?")[2]):
+    if address.startswith("serial://") and not SERIAL_QUERY.fullmatch(address.partition("?")[2]):
         # app_printing.make_link reads `baud` with int(): anything else would fail there.
         return "address must be serial:///dev/<port> with an optional ?baud=<integer>."
     return None
@@ -186,9 +189,16 @@ def tcp_host_port(address: str) -> tuple[str, int]:
     """Host and port of a tcp://host[:port] address (9100 by default), read one way for the
     check and for the connection; ValueError when it is not one."""
     parts = urlsplit(address)
-    rest = address[len("tcp://"):]
-    if parts.scheme != "tcp" or not parts.hostname or not rest or "/" in rest or "@" in rest \
-            or parts.query or parts.fragment:
+    rest = address[len("tcp://") :]
+    if (
+        parts.scheme != "tcp"
+        or not parts.hostname
+        or not rest
+        or "/" in rest
+        or "@" in rest
+        or parts.query
+        or parts.fragment
+    ):
         raise ValueError("not tcp://host:port")
     port = parts.port  # ValueError when out of range or not a number
     if port == 0:
@@ -218,8 +228,9 @@ class Health:
 
     @property
     def blocking(self) -> bool:
-        return self.known and (self.paper is Paper.OUT or self.cover_open or self.error
-                               or not self.online)
+        return self.known and (
+            self.paper is Paper.OUT or self.cover_open or self.error or not self.online
+        )
 
 
 HEALTH_UNKNOWN = Health(known=False)

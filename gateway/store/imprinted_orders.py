@@ -20,17 +20,16 @@ _ITEM = "SELECT 1 FROM order_items i WHERE i.order_uuid = o.uuid"
 
 def _stamp(key: str) -> str:
     path = f"'$.payment.{key}'"
-    return (f"(json_type(o.extra, {path}) = 'text' AND "
-            f"json_extract(o.extra, {path}) != '')")
+    return f"(json_type(o.extra, {path}) = 'text' AND json_extract(o.extra, {path}) != '')"
 
 
 STATUS_SQL = f"""CASE
-    WHEN {_stamp('refunded_at')} THEN 'refunded'
+    WHEN {_stamp("refunded_at")} THEN 'refunded'
     WHEN EXISTS ({_ITEM} AND i.status != 'canceled')
          AND NOT EXISTS ({_ITEM} AND i.status IN ('registered', 'producing', 'error'))
         THEN 'quality control'
     WHEN EXISTS ({_ITEM} AND i.status = 'producing') THEN 'printing'
-    WHEN {_stamp('paid_at')} THEN 'paid'
+    WHEN {_stamp("paid_at")} THEN 'paid'
     WHEN o.located_at IS NOT NULL
          OR EXISTS ({_ITEM} AND i.status NOT IN ('registered', 'canceled'))
         THEN 'in progress'
@@ -75,7 +74,8 @@ def page(conn: sqlite3.Connection, f: Filters, limit: int, offset: int) -> list[
     where, args = _where(f)
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM orders o WHERE {where} ORDER BY o.number LIMIT ? OFFSET ?",
-        [*args, limit, offset]).fetchall()
+        [*args, limit, offset],
+    ).fetchall()
     return repo.with_items(conn, [repo.order_from_row(r) for r in rows])
 
 
@@ -86,8 +86,9 @@ def count(conn: sqlite3.Connection, f: Filters) -> int:
 
 
 def one(conn: sqlite3.Connection, source: str, number: int) -> Order | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM orders o WHERE o.number = ? AND o.source = ?",
-                       (number, source)).fetchone()
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM orders o WHERE o.number = ? AND o.source = ?", (number, source)
+    ).fetchone()
     return None if row is None else repo.with_items(conn, [repo.order_from_row(row)])[0]
 
 

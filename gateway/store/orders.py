@@ -14,8 +14,10 @@ COLUMNS = (
     "uuid, name, order_type, location, state, created, state_changed, paged, tracking, "
     "tracker, located_at, cleared_at, clear_reason, number, source, external_id, cancelled, extra"
 )
-ITEM_COLUMNS = ("order_uuid, position, id, title, quantity, product_code, price, notes, station, "
-                "status, status_changed, cause, delay, message, extra")
+ITEM_COLUMNS = (
+    "order_uuid, position, id, title, quantity, product_code, price, notes, station, "
+    "status, status_changed, cause, delay, message, extra"
+)
 
 
 def order_from_row(row: tuple[Any, ...]) -> Order:
@@ -65,21 +67,69 @@ def _values(o: Order) -> tuple[Any, ...]:
 
 
 COLUMN_NAMES = tuple(COLUMNS.split(", "))
-_JSON_DEFAULTS: dict[str, Any] = {"number": 0, "source": "", "external_id": "", "cancelled": 0,
-                                  "extra": "{}"}
+_JSON_DEFAULTS: dict[str, Any] = {
+    "number": 0,
+    "source": "",
+    "external_id": "",
+    "cancelled": 0,
+    "extra": "{}",
+}
 
 
 def _item(row: tuple[Any, ...]) -> Item:
-    (_, position, iid, title, quantity, code, price, notes, station, status, changed, cause,
-     delay, message, extra) = row
-    return Item(iid, position, title, quantity, code, price, notes, station, ItemStatus(status),
-                changed, cause, delay, message, orjson.loads(extra) if extra else {})
+    (
+        _,
+        position,
+        iid,
+        title,
+        quantity,
+        code,
+        price,
+        notes,
+        station,
+        status,
+        changed,
+        cause,
+        delay,
+        message,
+        extra,
+    ) = row
+    return Item(
+        iid,
+        position,
+        title,
+        quantity,
+        code,
+        price,
+        notes,
+        station,
+        ItemStatus(status),
+        changed,
+        cause,
+        delay,
+        message,
+        orjson.loads(extra) if extra else {},
+    )
 
 
 def _item_values(uuid: str, i: Item) -> tuple[Any, ...]:
-    return (uuid, i.position, i.id, i.title, i.quantity, i.product_code, i.price, i.notes,
-            i.station, i.status.value, i.status_changed, i.cause, i.delay, i.message,
-            orjson.dumps(i.extra).decode())
+    return (
+        uuid,
+        i.position,
+        i.id,
+        i.title,
+        i.quantity,
+        i.product_code,
+        i.price,
+        i.notes,
+        i.station,
+        i.status.value,
+        i.status_changed,
+        i.cause,
+        i.delay,
+        i.message,
+        orjson.dumps(i.extra).decode(),
+    )
 
 
 def _item_dict(i: Item) -> dict[str, Any]:
@@ -98,8 +148,9 @@ def order_from_json(text: str) -> Order:
     data = orjson.loads(text)
     order = order_from_row(tuple(data.get(c, _JSON_DEFAULTS.get(c)) for c in COLUMN_NAMES))
     if items := data.get("items"):
-        order = order.evolve(items=tuple(
-            _item(("", *(d[c] for c in ITEM_COLUMNS.split(", ")[1:]))) for d in items))
+        order = order.evolve(
+            items=tuple(_item(("", *(d[c] for c in ITEM_COLUMNS.split(", ")[1:]))) for d in items)
+        )
     return order
 
 
@@ -110,10 +161,12 @@ def with_items(conn: sqlite3.Connection, orders: list[Order]) -> list[Order]:
     found: dict[str, list[Item]] = {}
     uuids = [o.uuid for o in orders]
     for start in range(0, len(uuids), 500):
-        chunk = uuids[start:start + 500]
+        chunk = uuids[start : start + 500]
         rows = conn.execute(
             f"SELECT {ITEM_COLUMNS} FROM order_items WHERE order_uuid IN "
-            f"({','.join('?' * len(chunk))}) ORDER BY order_uuid, position", chunk)
+            f"({','.join('?' * len(chunk))}) ORDER BY order_uuid, position",
+            chunk,
+        )
         for r in rows:
             found.setdefault(r[0], []).append(_item(r))
     return [o.evolve(items=tuple(found[o.uuid])) if o.uuid in found else o for o in orders]
@@ -129,37 +182,52 @@ def next_number(conn: sqlite3.Connection) -> int:
 
 
 def by_number(conn: sqlite3.Connection, number: int) -> Order | None:
-    return _one(conn, conn.execute(f"SELECT {COLUMNS} FROM orders WHERE number = ?",
-                                   (number,)).fetchone())
+    return _one(
+        conn, conn.execute(f"SELECT {COLUMNS} FROM orders WHERE number = ?", (number,)).fetchone()
+    )
 
 
 def by_uuid(conn: sqlite3.Connection, uuid: str) -> Order | None:
-    return _one(conn, conn.execute(f"SELECT {COLUMNS} FROM orders WHERE uuid = ?",
-                                   (uuid,)).fetchone())
+    return _one(
+        conn, conn.execute(f"SELECT {COLUMNS} FROM orders WHERE uuid = ?", (uuid,)).fetchone()
+    )
 
 
 def by_external_id(conn: sqlite3.Connection, source: str, external_id: str) -> Order | None:
-    return _one(conn, conn.execute(
-        f"SELECT {COLUMNS} FROM orders WHERE source = ? AND external_id = ?",
-        (source, external_id)).fetchone())
+    return _one(
+        conn,
+        conn.execute(
+            f"SELECT {COLUMNS} FROM orders WHERE source = ? AND external_id = ?",
+            (source, external_id),
+        ).fetchone(),
+    )
 
 
 def active_by_name(conn: sqlite3.Connection, name: str) -> Order | None:
-    return _one(conn, conn.execute(
-        f"SELECT {COLUMNS} FROM orders WHERE name = ? AND state != 'cleared'", (name,)
-    ).fetchone())
+    return _one(
+        conn,
+        conn.execute(
+            f"SELECT {COLUMNS} FROM orders WHERE name = ? AND state != 'cleared'", (name,)
+        ).fetchone(),
+    )
 
 
 def active_by_uuid(conn: sqlite3.Connection, uuid: str) -> Order | None:
-    return _one(conn, conn.execute(
-        f"SELECT {COLUMNS} FROM orders WHERE uuid = ? AND state != 'cleared'", (uuid,)
-    ).fetchone())
+    return _one(
+        conn,
+        conn.execute(
+            f"SELECT {COLUMNS} FROM orders WHERE uuid = ? AND state != 'cleared'", (uuid,)
+        ).fetchone(),
+    )
 
 
 def active_by_tracker(conn: sqlite3.Connection, address: str) -> Order | None:
-    return _one(conn, conn.execute(
-        f"SELECT {COLUMNS} FROM orders WHERE tracker = ? AND state != 'cleared'", (address,)
-    ).fetchone())
+    return _one(
+        conn,
+        conn.execute(
+            f"SELECT {COLUMNS} FROM orders WHERE tracker = ? AND state != 'cleared'", (address,)
+        ).fetchone(),
+    )
 
 
 def active_created_before(conn: sqlite3.Connection, cutoff: float) -> list[Order]:
@@ -176,10 +244,11 @@ def all_active(conn: sqlite3.Connection) -> list[Order]:
     return with_items(conn, [order_from_row(r) for r in rows])
 
 
-_INSERT = (f"INSERT OR REPLACE INTO orders ({COLUMNS}) "
-           f"VALUES ({','.join('?' * len(COLUMN_NAMES))})")
-_INSERT_ITEM = (f"INSERT OR REPLACE INTO order_items ({ITEM_COLUMNS}) "
-                f"VALUES ({','.join('?' * len(ITEM_COLUMNS.split(', ')))})")
+_INSERT = f"INSERT OR REPLACE INTO orders ({COLUMNS}) VALUES ({','.join('?' * len(COLUMN_NAMES))})"
+_INSERT_ITEM = (
+    f"INSERT OR REPLACE INTO order_items ({ITEM_COLUMNS}) "
+    f"VALUES ({','.join('?' * len(ITEM_COLUMNS.split(', ')))})"
+)
 
 
 def save(conn: sqlite3.Connection, order: Order) -> None:
@@ -243,8 +312,7 @@ def history(conn: sqlite3.Connection, q: HistoryQuery) -> tuple[int, list[Order]
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     (total,) = conn.execute(f"SELECT COUNT(*) FROM orders {clause}", args).fetchone()
     rows = conn.execute(
-        f"SELECT {COLUMNS} FROM orders {clause} ORDER BY created DESC, rowid DESC "
-        "LIMIT ? OFFSET ?",
+        f"SELECT {COLUMNS} FROM orders {clause} ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?",
         [*args, q.limit, q.offset],
     ).fetchall()
     return int(total), with_items(conn, [order_from_row(r) for r in rows])

@@ -106,8 +106,17 @@ def enqueue(conn: sqlite3.Connection, delivery: Delivery, now: float) -> int:
     cur = conn.execute(
         "INSERT INTO outbox (event_id, endpoint, url, kind, ref, content_type, body, created, "
         "next_at, attempts, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'pending')",
-        (delivery.event_id, delivery.endpoint, delivery.url, delivery.kind, delivery.ref,
-         delivery.content_type, delivery.body, now, now),
+        (
+            delivery.event_id,
+            delivery.endpoint,
+            delivery.url,
+            delivery.kind,
+            delivery.ref,
+            delivery.content_type,
+            delivery.body,
+            now,
+            now,
+        ),
     )
     assert cur.lastrowid is not None
     return cur.lastrowid
@@ -169,7 +178,8 @@ def mark_delivered(
     conn: sqlite3.Connection, row_id: int, now: float, status: int
 ) -> OutboxRow | None:
     return _update(
-        conn, "state = 'delivered', last_status = ?, last_error = NULL, finished = ?",
+        conn,
+        "state = 'delivered', last_status = ?, last_error = NULL, finished = ?",
         (status, now, row_id),
     )
 
@@ -186,7 +196,8 @@ def mark_dead(
     conn: sqlite3.Connection, row_id: int, now: float, status: int | None, error: str
 ) -> OutboxRow | None:
     return _update(
-        conn, "state = 'dead', last_status = ?, last_error = ?, finished = ?",
+        conn,
+        "state = 'dead', last_status = ?, last_error = ?, finished = ?",
         (status, error, now, row_id),
     )
 
@@ -212,19 +223,20 @@ def replay(conn: sqlite3.Connection, row_id: int, now: float) -> bool:
     return cur.rowcount == 1
 
 
-def refund_attempt(conn: sqlite3.Connection, row_id: int, error: str | None
-                   ) -> OutboxRow | None:
+def refund_attempt(conn: sqlite3.Connection, row_id: int, error: str | None) -> OutboxRow | None:
     """Give back the attempt counted by `mark_attempt`: the request never left (a batch
     stopped before it) or could not have reached the receiver (the gateway itself was
     offline). The row stays due: its schedule does not move. `error` None keeps the last."""
     return _update(
-        conn, "attempts = max(attempts - 1, 0), last_error = COALESCE(?, last_error)",
+        conn,
+        "attempts = max(attempts - 1, 0), last_error = COALESCE(?, last_error)",
         (error, row_id),
     )
 
 
-def kill_pending(conn: sqlite3.Connection, endpoint: str, kind: str, url: str, now: float,
-                 error: str) -> int:
+def kill_pending(
+    conn: sqlite3.Connection, endpoint: str, kind: str, url: str, now: float, error: str
+) -> int:
     """Every pending row of (`kind`, `url`) dies: its subscription is gone. Scans only the
     endpoint's pending rows (the partial index)."""
     cur = conn.execute(
@@ -249,8 +261,15 @@ def first_id_created_since(conn: sqlite3.Connection, cutoff: float) -> int | Non
     return None if r is None else int(r[0])
 
 
-def prune(conn: sqlite3.Connection, *, after_id: int, below_id: int, delivered_before: float,
-          dead_before: float, window: int = 1000) -> tuple[int, int]:
+def prune(
+    conn: sqlite3.Connection,
+    *,
+    after_id: int,
+    below_id: int,
+    delivered_before: float,
+    dead_before: float,
+    window: int = 1000,
+) -> tuple[int, int]:
     """Delete the finished rows among ids `after_id < id <= after_id + window` (and below
     `below_id`): delivered ones that finished before `delivered_before`, dead ones before
     `dead_before`. Returns (deleted, last id of the window): the caller continues from there.
@@ -270,7 +289,8 @@ def prune(conn: sqlite3.Connection, *, after_id: int, below_id: int, delivered_b
 def id_range(conn: sqlite3.Connection) -> tuple[int, int]:
     """(lowest, highest) row id, (0, 0) when empty: both are rowid lookups."""
     lo, hi = conn.execute(
-        "SELECT COALESCE(min(id), 0), COALESCE(max(id), 0) FROM outbox").fetchone()
+        "SELECT COALESCE(min(id), 0), COALESCE(max(id), 0) FROM outbox"
+    ).fetchone()
     return int(lo), int(hi)
 
 
@@ -291,13 +311,15 @@ def mark_attempts(conn: sqlite3.Connection, row_ids: list[int]) -> list[OutboxRo
     marks = ",".join("?" * len(row_ids))
     rows = conn.execute(
         f"UPDATE outbox SET attempts = attempts + 1 WHERE id IN ({marks}) "
-        f"AND state = 'pending' RETURNING {_COLUMNS}", row_ids,
+        f"AND state = 'pending' RETURNING {_COLUMNS}",
+        row_ids,
     ).fetchall()
     return sorted((_row(r) for r in rows), key=lambda r: r.id)
 
 
-def mark_delivered_many(conn: sqlite3.Connection, row_ids: list[int], now: float,
-                        status: int) -> list[OutboxRow]:
+def mark_delivered_many(
+    conn: sqlite3.Connection, row_ids: list[int], now: float, status: int
+) -> list[OutboxRow]:
     """`mark_delivered` for the rows of a batch that got the same status, in one statement."""
     if not row_ids:
         return []

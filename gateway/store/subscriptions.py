@@ -31,18 +31,34 @@ class Subscription:
         return self.disabled is None
 
     def __repr__(self) -> str:  # never print the apikey or the signing secret (logs, tracebacks)
-        return (f"Subscription(id={self.id}, kind={self.kind!r}, url={self.url!r}, "
-                f"disabled={self.disabled!r})")
+        return (
+            f"Subscription(id={self.id}, kind={self.kind!r}, url={self.url!r}, "
+            f"disabled={self.disabled!r})"
+        )
 
 
 def _row(r: Any) -> Subscription:
-    return Subscription(int(r[0]), str(r[1]), str(r[2]), r[3], r[4], float(r[5]),
-                        None if r[6] is None else float(r[6]), r[7])
+    return Subscription(
+        int(r[0]),
+        str(r[1]),
+        str(r[2]),
+        r[3],
+        r[4],
+        float(r[5]),
+        None if r[6] is None else float(r[6]),
+        r[7],
+    )
 
 
-def upsert(conn: sqlite3.Connection, kind: str, url: str, now: float, *,
-           signing_secret: str | None = None, apikey: str | None = None
-           ) -> tuple[Subscription, bool]:
+def upsert(
+    conn: sqlite3.Connection,
+    kind: str,
+    url: str,
+    now: float,
+    *,
+    signing_secret: str | None = None,
+    apikey: str | None = None,
+) -> tuple[Subscription, bool]:
     """Add a subscription, or replace the credentials of the one with this URL (and enable it
     again). Returns it and whether it is new."""
     existing = conn.execute(
@@ -63,8 +79,9 @@ def upsert(conn: sqlite3.Connection, kind: str, url: str, now: float, *,
     return _row(r), True
 
 
-def list_kind(conn: sqlite3.Connection, kind: str, *, active_only: bool = False
-              ) -> list[Subscription]:
+def list_kind(
+    conn: sqlite3.Connection, kind: str, *, active_only: bool = False
+) -> list[Subscription]:
     where = " AND disabled IS NULL" if active_only else ""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM subscriptions WHERE kind = ?{where} ORDER BY id", (kind,)

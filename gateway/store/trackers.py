@@ -17,8 +17,9 @@ def load(conn: sqlite3.Connection) -> list[Tracker]:
 
 def pair(conn: sqlite3.Connection, tracker: Tracker) -> None:
     # Re-pairing moves an address to a new number, or a number to a new puck: both old rows go.
-    conn.execute("DELETE FROM trackers WHERE number = ? OR address = ?",
-                 (tracker.number, tracker.address))
+    conn.execute(
+        "DELETE FROM trackers WHERE number = ? OR address = ?", (tracker.number, tracker.address)
+    )
     conn.execute(
         "INSERT INTO trackers (number, address, paired_at, battery, last_seen) VALUES (?,?,?,?,?)",
         (tracker.number, tracker.address, tracker.paired_at, tracker.battery, tracker.last_seen),

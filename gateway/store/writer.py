@@ -61,8 +61,10 @@ class WriterStats:
 
 
 Identity = tuple[int, int]  # (st_dev, st_ino) of the database file
-LOST_MESSAGE = ("The database file is missing or was replaced; the gateway is restoring it. "
-                "Nothing was written.")
+LOST_MESSAGE = (
+    "The database file is missing or was replaced; the gateway is restoring it. "
+    "Nothing was written."
+)
 
 
 def file_identity(path: Path) -> Identity:
@@ -85,8 +87,7 @@ class Writer:
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
         self.synchronous = synchronous
-        self._queue: queue.SimpleQueue[_Pending[Any] | _Control[Any] | None] = (
-            queue.SimpleQueue())
+        self._queue: queue.SimpleQueue[_Pending[Any] | _Control[Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -18,23 +18,35 @@ from web.common import basic_secret, bearer_secret, parse_bool, parse_ident, pos
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=8,
 )
 digits = st.text(string.digits, min_size=1, max_size=12)
-field_values = json_values | digits | st.sampled_from(
-    ["ON_PREMISE", "ON_PREMISES", "TO_GO", "to_go", "", "66", "0", "-1"])
+field_values = (
+    json_values
+    | digits
+    | st.sampled_from(["ON_PREMISE", "ON_PREMISES", "TO_GO", "to_go", "", "66", "0", "-1"])
+)
 
 
-@given(st.dictionaries(st.sampled_from(["name", "orderType", "locationName", "x"]),
-                       field_values, max_size=4))
+@given(
+    st.dictionaries(
+        st.sampled_from(["name", "orderType", "locationName", "x"]), field_values, max_size=4
+    )
+)
 def test_parse_start_accepts_or_rejects_precisely(body: dict[str, Any]) -> None:
     try:
         name, order_type, location = parse_start(body)
     except ValidationFailed as exc:
-        assert exc.code in {Code.MISSING_ORDER_NAME, Code.BAD_ORDER_NAME, Code.BAD_LOCATION_NAME,
-                            Code.MISSING_ORDER_TYPE, Code.BAD_ORDER_TYPE}
+        assert exc.code in {
+            Code.MISSING_ORDER_NAME,
+            Code.BAD_ORDER_NAME,
+            Code.BAD_LOCATION_NAME,
+            Code.MISSING_ORDER_TYPE,
+            Code.BAD_ORDER_TYPE,
+        }
         return
     assert name.isdigit() and int(name) > 0 and str(int(name)) == name
     assert order_type in {"ON_PREMISE", "ON_PREMISES", "TO_GO"}
@@ -105,12 +117,14 @@ def test_journal_payload_round_trips(order: Order) -> None:
     assert order_from_json(order_to_json(order)) == order
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
 async def test_http_start_never_500(client: Any, auth: Any, body: bytes) -> None:
-    resp = await client.post("/api/v2/activeorders", data=body,
-                             headers={**auth, "Content-Type": "application/json"})
+    resp = await client.post(
+        "/api/v2/activeorders", data=body, headers={**auth, "Content-Type": "application/json"}
+    )
     payload = await resp.json()
     assert resp.status in (200, 201, 400), payload
     assert payload["status"] == resp.status and isinstance(payload["returnCode"], int)
@@ -134,8 +148,12 @@ def test_the_documented_boolean_strings_are_these() -> None:
     assert _documented_boolean_strings() == BOOLEAN_WORDS
 
 
-@given(st.text(max_size=8) | st.sampled_from(sorted(BOOLEAN_WORDS)).flatmap(
-    lambda word: st.sampled_from([word, word.upper(), f" {word.title()}\t"])))
+@given(
+    st.text(max_size=8)
+    | st.sampled_from(sorted(BOOLEAN_WORDS)).flatmap(
+        lambda word: st.sampled_from([word, word.upper(), f" {word.title()}\t"])
+    )
+)
 def test_parse_bool_accepts_exactly_the_documented_strings(value: str) -> None:
     if value.strip().lower() in BOOLEAN_WORDS:
         assert parse_bool(value) is (value.strip().lower() in {"true", "1", "yes", "on"})

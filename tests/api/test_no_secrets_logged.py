@@ -12,8 +12,10 @@ from web.access_log import redact
 
 
 def test_redact() -> None:
-    assert redact("/api/v2/websocket?since=4&accesstoken=abc") == \
-        "/api/v2/websocket?since=4&accesstoken=***"
+    assert (
+        redact("/api/v2/websocket?since=4&accesstoken=abc")
+        == "/api/v2/websocket?since=4&accesstoken=***"
+    )
     assert redact("/x?AccessToken=abc&b=1") == "/x?AccessToken=***&b=1"
     assert redact("/api/v2/activeorders") == "/api/v2/activeorders"
 
@@ -31,9 +33,12 @@ def test_secrets_never_reach_the_log_or_the_database(tmp_path: Path) -> None:
         second = minted["token"]["token"]
 
         async def feed() -> None:
-            async with aiohttp.ClientSession() as s, s.ws_connect(
-                f"{gw.url.replace('http', 'ws')}/api/v2/websocket?accesstoken={second}"
-            ) as ws:
+            async with (
+                aiohttp.ClientSession() as s,
+                s.ws_connect(
+                    f"{gw.url.replace('http', 'ws')}/api/v2/websocket?accesstoken={second}"
+                ) as ws,
+            ):
                 msg = await asyncio.wait_for(ws.receive_json(), 5)
                 assert msg["type"] == "ACTIVE_ORDERS"
 

@@ -211,20 +211,29 @@ async def test_order_answers_match_the_models(
     health = await call(client, "GET", base, 200)
     assert isinstance(health, sc.Health) and health.apiVersion == base[-2:]
 
-    created = await call(client, "POST", ao, 201, headers=auth,
-                         json={"name": "66", "orderType": "ON_PREMISES"})
+    created = await call(
+        client, "POST", ao, 201, headers=auth, json={"name": "66", "orderType": "ON_PREMISES"}
+    )
     assert isinstance(created, d.order_response)
     assert created.model_dump()["warning"] == "Tracker not assigned with order."
-    located = await call(client, "POST", f"{ao}", 201, path=f"{ao}?dummy_tracker_address=true",
-                         headers=auth, json={"name": "67", "orderType": "TO_GO",
-                                             "locationName": "4"})
+    located = await call(
+        client,
+        "POST",
+        f"{ao}",
+        201,
+        path=f"{ao}?dummy_tracker_address=true",
+        headers=auth,
+        json={"name": "67", "orderType": "TO_GO", "locationName": "4"},
+    )
     assert isinstance(located, d.order_response)
     assert located.model_dump()["warning"] is None  # left out: a tracker is bound
-    again = await call(client, "POST", ao, 200, headers=auth,
-                       json={"name": "66", "orderType": "ON_PREMISE"})
+    again = await call(
+        client, "POST", ao, 200, headers=auth, json={"name": "66", "orderType": "ON_PREMISE"}
+    )
     assert isinstance(again, sc.Message) and again.returnCode == 1009
-    modified = await call(client, "POST", ao, 200, headers=auth,
-                          json={"name": "66", "orderType": "TO_GO"})
+    modified = await call(
+        client, "POST", ao, 200, headers=auth, json={"name": "66", "orderType": "TO_GO"}
+    )
     assert isinstance(modified, d.order_response)
 
     listing = await call(client, "GET", ao, 200, headers=auth)
@@ -232,19 +241,24 @@ async def test_order_answers_match_the_models(
     got = await call(client, "GET", one, 200, path=f"{ao}/67", headers=auth)
     assert isinstance(got, d.order_response)
 
-    paged = await call(client, "POST", f"{one}/page", 200, path=f"{ao}/67/page", headers=auth,
-                       json={"tracking": False})
+    paged = await call(
+        client,
+        "POST",
+        f"{one}/page",
+        200,
+        path=f"{ao}/67/page",
+        headers=auth,
+        json={"tracking": False},
+    )
     assert isinstance(paged, d.order_action)
-    await call(client, "POST", f"{one}/guest_paging", 200, path=f"{ao}/67/guest_paging",
-               headers=auth)
-    cancelled = await call(client, "DELETE", f"{one}/page", 200, path=f"{ao}/67/page",
-                           headers=auth)
+    await call(
+        client, "POST", f"{one}/guest_paging", 200, path=f"{ao}/67/guest_paging", headers=auth
+    )
+    cancelled = await call(client, "DELETE", f"{one}/page", 200, path=f"{ao}/67/page", headers=auth)
     assert isinstance(cancelled, d.order_action)
-    nothing = await call(client, "DELETE", f"{one}/page", 200, path=f"{ao}/66/page",
-                         headers=auth)
+    nothing = await call(client, "DELETE", f"{one}/page", 200, path=f"{ao}/66/page", headers=auth)
     assert isinstance(nothing, sc.Message) and nothing.returnCode == 1003
-    impossible = await call(client, "POST", f"{one}/page", 409, path=f"{ao}/66/page",
-                            headers=auth)
+    impossible = await call(client, "POST", f"{one}/page", 409, path=f"{ao}/66/page", headers=auth)
     assert isinstance(impossible, sc.Message) and impossible.returnCode == -14
     cleared = await call(client, "DELETE", one, 200, path=f"{ao}/67", headers=auth)
     assert isinstance(cleared, d.order_action)
@@ -263,30 +277,45 @@ async def test_gateway_and_token_answers_match_the_models(
 ) -> None:
     settings = await call(client, "GET", f"{base}/gateway/settings", 200, headers=auth)
     assert isinstance(settings, sc.SettingsResponse)
-    changed = await call(client, "POST", f"{base}/gateway/settings", 200, headers=auth,
-                         json={"targetTimeDefault": 240, "timezone": "Europe/Paris"})
+    changed = await call(
+        client,
+        "POST",
+        f"{base}/gateway/settings",
+        200,
+        headers=auth,
+        json={"targetTimeDefault": 240, "timezone": "Europe/Paris"},
+    )
     assert isinstance(changed, sc.SettingsChanged)
 
     url = "http://pos.example/hook"
     if base.endswith("v2"):
-        reg = await call(client, "POST", "/api/v2/register", 200, headers=auth,
-                         json={"http_client": url})
+        reg = await call(
+            client, "POST", "/api/v2/register", 200, headers=auth, json={"http_client": url}
+        )
     else:
-        reg = await call(client, "GET", "/api/v1/register", 200,
-                         path=f"/api/v1/register?http_client={url}", headers=auth)
+        reg = await call(
+            client,
+            "GET",
+            "/api/v1/register",
+            200,
+            path=f"/api/v1/register?http_client={url}",
+            headers=auth,
+        )
     assert isinstance(reg, sc.ClientRegistered)
     clients = await call(client, "GET", f"{base}/register/clients", 200, headers=auth)
     assert isinstance(clients, sc.ClientList) and clients.count == 1
     await call(client, "DELETE", f"{base}/register", 200, headers=auth, json={"http_client": url})
 
     at = f"{base}/accesstoken"
-    minted = await call(client, "POST", f"{at}/generate", 201, path=f"{at}/generate?name=pos-2",
-                        headers=auth)
+    minted = await call(
+        client, "POST", f"{at}/generate", 201, path=f"{at}/generate?name=pos-2", headers=auth
+    )
     assert isinstance(minted, sc.TokenCreated)
     tokens = await call(client, "GET", at, 200, headers=auth)
     assert isinstance(tokens, sc.TokenList) and tokens.count == 2
-    await call(client, "DELETE", f"{at}/{{token_id}}", 200, path=f"{at}/{minted.token.id}",
-               headers=auth)
+    await call(
+        client, "DELETE", f"{at}/{{token_id}}", 200, path=f"{at}/{minted.token.id}", headers=auth
+    )
 
     closed = await call(client, "GET", f"{at}/generate", 403, path=f"{at}/generate?name=x")
     assert isinstance(closed, sc.Message) and closed.returnCode == -3
@@ -302,15 +331,27 @@ async def test_gateway_and_token_answers_match_the_models(
     [
         ("GET", "/api/v2/activeorders/{ident}", "/api/v2/activeorders/9", 404, -6, {}),
         ("GET", "/api/v2/activeorders/{ident}", "/api/v2/activeorders/x!", 400, -7, {}),
-        ("POST", "/api/v2/activeorders", None, 400, -9,
-         {"json": {"name": "abc", "orderType": "TO_GO"}}),
+        (
+            "POST",
+            "/api/v2/activeorders",
+            None,
+            400,
+            -9,
+            {"json": {"name": "abc", "orderType": "TO_GO"}},
+        ),
         ("POST", "/api/v2/activeorders", None, 400, -31, {"data": b"[1]"}),
         ("POST", "/api/v2/activeorders", None, 413, -42, {"data": b" " * 70_000}),
         ("GET", "/api/v2/orders", "/api/v2/orders?limit=0", 400, -23, {}),
         ("GET", "/api/v2/statistics", "/api/v2/statistics?target_time=0", 400, -22, {}),
         ("POST", "/api/v2/gateway/settings", None, 400, -20, {"json": {"colour": 1}}),
-        ("DELETE", "/api/v2/register", None, 404, -30,
-         {"json": {"http_client": "http://pos.example/none"}}),
+        (
+            "DELETE",
+            "/api/v2/register",
+            None,
+            404,
+            -30,
+            {"json": {"http_client": "http://pos.example/none"}},
+        ),
         ("DELETE", "/api/v2/accesstoken/{token_id}", "/api/v2/accesstoken/99", 404, -35, {}),
     ],
 )
@@ -371,30 +412,47 @@ async def test_imprimo_answers_match_the_models(client: Client, auth: dict[str, 
     dv = "/api/dev/devices/"
     one = f"{dv}{{device_id}}"
     rq, req = f"{one}/requests/", f"{one}/requests/{{request_id}}"
-    created = await call_imprimo(client, "POST", dv, 201, headers=auth, json={
-        "id": "oa1", "name": "Bar", "address": "virtual://none", "station": "bar"})
+    created = await call_imprimo(
+        client,
+        "POST",
+        dv,
+        201,
+        headers=auth,
+        json={"id": "oa1", "name": "Bar", "address": "virtual://none", "station": "bar"},
+    )
     assert isinstance(created, si.DeviceResponse) and created.device.id == "oa1"
     listing = await call_imprimo(client, "GET", dv, 200, path=f"{dv}?limit=1", headers=auth)
     assert isinstance(listing, si.DeviceList) and listing.devices.total == 1
     got = await call_imprimo(client, "GET", one, 200, path=f"{dv}oa1", headers=auth)
     assert isinstance(got, si.DeviceResponse)
-    sent = await call_imprimo(client, "POST", rq, 200, path=f"{dv}oa1/requests/", headers=auth,
-                              json={"command": "print-order", "data": {"number": "7"},
-                                    "reserved": "x"})
+    sent = await call_imprimo(
+        client,
+        "POST",
+        rq,
+        200,
+        path=f"{dv}oa1/requests/",
+        headers=auth,
+        json={"command": "print-order", "data": {"number": "7"}, "reserved": "x"},
+    )
     assert isinstance(sent, si.RequestResponse)
     rid = sent.request.id
-    requests = await call_imprimo(client, "GET", rq, 200, path=f"{dv}oa1/requests/",
-                                  headers=auth)
+    requests = await call_imprimo(client, "GET", rq, 200, path=f"{dv}oa1/requests/", headers=auth)
     assert isinstance(requests, si.RequestList) and requests.requests.count == 1
     await call_imprimo(client, "GET", req, 200, path=f"{dv}oa1/requests/{rid}", headers=auth)
-    conflict = await call_imprimo(client, "POST", f"{req}/response", 409,
-                                  path=f"{dv}oa1/requests/{rid}/response", headers=auth,
-                                  json={"accepted": False})
+    conflict = await call_imprimo(
+        client,
+        "POST",
+        f"{req}/response",
+        409,
+        path=f"{dv}oa1/requests/{rid}/response",
+        headers=auth,
+        json={"accepted": False},
+    )
     assert isinstance(conflict, si.ImprimoError)
-    await call_imprimo(client, "GET", f"{one}/preview", 404, path=f"{dv}oa1/preview",
-                       headers=auth)
-    await call_imprimo(client, "POST", rq, 400, path=f"{dv}oa1/requests/", headers=auth,
-                       json={"data": 1})
+    await call_imprimo(client, "GET", f"{one}/preview", 404, path=f"{dv}oa1/preview", headers=auth)
+    await call_imprimo(
+        client, "POST", rq, 400, path=f"{dv}oa1/requests/", headers=auth, json={"data": 1}
+    )
     await call_imprimo(client, "GET", dv, 401, headers={"Authorization": "Bearer x"})
     deleted = await call_imprimo(client, "DELETE", one, 200, path=f"{dv}oa1", headers=auth)
     assert isinstance(deleted, si.Deleted)

@@ -125,8 +125,9 @@ def _file_names(db: Path) -> set[str]:
         return {n for (n,) in conn.execute("SELECT name FROM orders WHERE state != 'cleared'")}
 
 
-def _verify_after_restart(gw: GatewayProcess, token: str, db: Path, last: Round,
-                          totals: Totals, rng: random.Random) -> None:
+def _verify_after_restart(
+    gw: GatewayProcess, token: str, db: Path, last: Round, totals: Totals, rng: random.Random
+) -> None:
     listed = _active_names(gw, token)  # also proves the pre-crash token survived
     present = set(listed)
     assert len(listed) == len(present), "the listing shows a name twice"

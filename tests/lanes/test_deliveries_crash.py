@@ -53,12 +53,15 @@ async def test_kill_9_mid_send_loses_nothing(tmp_path: Path) -> None:
     r = await Receiver(respond=first_hangs).start()
     path = tmp_path / "db.sqlite"
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, str(path), r.url(), cwd=ROOT)
+        sys.executable, "-c", CHILD, str(path), r.url(), cwd=ROOT
+    )
     store: Store | None = None
     svc: DeliveryService | None = None
     try:
+
         async def on_the_wire() -> bool:
             return len(r.requests) == 1
+
         await eventually(on_the_wire, timeout=20.0)
         child.kill()  # SIGKILL: no close, no checkpoint
         await child.wait()
@@ -72,6 +75,7 @@ async def test_kill_9_mid_send_loses_nothing(tmp_path: Path) -> None:
 
         async def all_delivered() -> bool:
             return {x.state for x in await opened.rows()} == {"delivered"}
+
         await eventually(all_delivered)
         assert r.ids() == ["evt-0", "evt-0", "evt-1", "evt-2"]  # the one on the wire, twice
         assert [x.attempts for x in await opened.rows()] == [2, 1, 1]
@@ -105,17 +109,21 @@ async def test_kill_9_with_real_order_changes_loses_no_webhook(tmp_path: Path) -
         await asyncio.to_thread(gw.start, **env)
         token = await asyncio.to_thread(gw.token)
         status, _ = await asyncio.to_thread(
-            http, "POST", f"{gw.url}/api/integrations/webhooks", {"url": r.url("/pa")}, token)
+            http, "POST", f"{gw.url}/api/integrations/webhooks", {"url": r.url("/pa")}, token
+        )
         assert status == 201
         for name, location in (("11", None), ("12", None), ("11", "4")):
-            body = {"name": name, "orderType": "TO_GO"} | ({"locationName": location}
-                                                            if location else {})
+            body = {"name": name, "orderType": "TO_GO"} | (
+                {"locationName": location} if location else {}
+            )
             status, _ = await asyncio.to_thread(
-                http, "POST", f"{gw.url}/api/v2/activeorders", body, token)
+                http, "POST", f"{gw.url}/api/v2/activeorders", body, token
+            )
             assert status in (200, 201)
 
         async def on_the_wire() -> bool:
             return len(r.requests) == 1
+
         await eventually(on_the_wire, timeout=20.0)
         gw.kill()  # SIGKILL: acknowledged orders, their webhooks not yet sent
         gate.set()
@@ -123,6 +131,7 @@ async def test_kill_9_with_real_order_changes_loses_no_webhook(tmp_path: Path) -
 
         async def all_arrived() -> bool:
             return len(r.requests) == 4
+
         await eventually(all_arrived, timeout=20.0)
         await asyncio.sleep(0.2)
         bodies = [s.body.decode() for s in r.requests]

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 
 async def test_paper_out_during_a_job_holds_it_and_prints_once(
-        tmp_path: Path, emulator: Emulator, control: Control) -> None:
+    tmp_path: Path, emulator: Emulator, control: Control
+) -> None:
     async with harness(tmp_path / "db") as h:
         await h.add_tcp("front", emulator.port)
         await h.until(lambda: h.svc.devices["front"].is_online)
@@ -44,13 +45,13 @@ async def test_paper_out_during_a_job_holds_it_and_prints_once(
 
 
 async def test_earliest_deadline_first_on_emupos(
-        tmp_path: Path, emulator: Emulator, control: Control) -> None:
+    tmp_path: Path, emulator: Emulator, control: Control
+) -> None:
     async with harness(tmp_path / "db", start=False) as h:
         await h.add_tcp("front", emulator.port)
         now = time.time()
         for n in (3, 1, 4, 0, 2):
-            await h.svc.submit("front", Command.PRINT_TEXT, f"slot {n}",
-                               deadline=now + 60 + n)
+            await h.svc.submit("front", Command.PRINT_TEXT, f"slot {n}", deadline=now + 60 + n)
         await h.svc.start()
         receipts = await control.wait_receipts(5)
         for _ in range(100):
@@ -64,13 +65,14 @@ async def test_earliest_deadline_first_on_emupos(
         assert [t.split("slot ")[1][0] for t in texts] == ["0", "1", "2", "3", "4"]
 
 
-async def test_accept_flow_on_emupos(tmp_path: Path, emulator: Emulator,
-                                     control: Control) -> None:
+async def test_accept_flow_on_emupos(tmp_path: Path, emulator: Emulator, control: Control) -> None:
     async with harness(tmp_path / "db") as h:
         await h.add_tcp("front", emulator.port)
-        r = await h.svc.submit("front", Command.PRINT_ORDER,
-                               {"number": "12", "table": "7",
-                                "items": [{"title": "Caffè corretto", "quantity": 2}]})
+        r = await h.svc.submit(
+            "front",
+            Command.PRINT_ORDER,
+            {"number": "12", "table": "7", "items": [{"title": "Caffè corretto", "quantity": 2}]},
+        )
         await h.until(lambda: h.svc.open[r.id].process_status is ProcessStatus.WAITING_OUTPUT)
         done = await h.svc.respond("front", r.id, True, 10)
         assert done.output_data == {"accepted": True, "time": 10}

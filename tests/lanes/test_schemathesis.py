@@ -99,11 +99,7 @@ def _logged_errors(log: Path) -> list[str]:
             records.append([line])
         elif records:
             records[-1].append(line)
-    return [
-        "\n".join(r[:40])
-        for r in records
-        if " ERROR " in r[0]
-    ]
+    return ["\n".join(r[:40]) for r in records if " ERROR " in r[0]]
 
 
 @pytest.fixture(scope="module")
@@ -201,13 +197,17 @@ def test_oversized_request_line_gets_the_envelope(findings: tuple[str, str]) -> 
     )
     assert status in (400, 414)
     assert content_type.startswith("application/json"), body[:200]
-    assert json.loads(body) == {"status": 400, "returnCode": -48,
-                                "message": "Malformed HTTP request."}
+    assert json.loads(body) == {
+        "status": 400,
+        "returnCode": -48,
+        "message": "Malformed HTTP request.",
+    }
 
 
 @pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001", "017700000001", "0"])
 def test_loopback_in_other_spellings_is_refused(findings: tuple[str, str], host: str) -> None:
     url, token = findings
-    status, body = http("POST", f"{url}/api/v2/register", {"http_client": f"http://{host}/x"},
-                        token=token)
+    status, body = http(
+        "POST", f"{url}/api/v2/register", {"http_client": f"http://{host}/x"}, token=token
+    )
     assert (status, body["returnCode"]) == (400, -29), body

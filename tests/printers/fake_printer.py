@@ -122,19 +122,22 @@ class FakePrinter:
             self._tasks.discard(task)
             writer.transport.abort()
 
-    async def _read(self, conn: _Conn, reader: asyncio.StreamReader, received: bytearray,
-                    index: int) -> bool:
+    async def _read(
+        self, conn: _Conn, reader: asyncio.StreamReader, received: bytearray, index: int
+    ) -> bool:
         """Split the stream into print data and commands; False when `disconnect_after` cut it."""
         pending = b""
         while (await self.reading.wait()) and (data := await reader.read(65536)):
             pending += data
             # A command split across reads waits for its remaining bytes.
-            cut = max((len(pending) - len(t) for t in _PARTIAL_TAILS
-                       if pending.endswith(t)), default=len(pending))
+            cut = max(
+                (len(pending) - len(t) for t in _PARTIAL_TAILS if pending.endswith(t)),
+                default=len(pending),
+            )
             buf, pending = pending[:cut], pending[cut:]
             pos = 0
             for match in _COMMAND.finditer(buf):
-                if not self._data(conn, received, buf[pos:match.start()], index):
+                if not self._data(conn, received, buf[pos : match.start()], index):
                     return False
                 self._command(conn, match.group())
                 pos = match.end()
@@ -145,7 +148,7 @@ class FakePrinter:
     def _data(self, conn: _Conn, received: bytearray, data: bytes, index: int) -> bool:
         """Queue print data; False once `disconnect_after` bytes arrived (the link is cut)."""
         if self.disconnect_after is not None:
-            data = data[:max(self.disconnect_after - len(received), 0)]
+            data = data[: max(self.disconnect_after - len(received), 0)]
         received += data
         self.received[index] = bytes(received)
         if data:

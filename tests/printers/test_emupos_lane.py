@@ -48,16 +48,26 @@ CUT = b"\x1dV\x00"
 def _python313() -> str | None:
     candidates: list[str] = []
     if shutil.which("pyenv"):
-        found = subprocess.run(["pyenv", "which", "python"], capture_output=True, text=True,
-                               env={**os.environ, "PYENV_VERSION": "3.13.0"}, timeout=30,
-                               check=False)
+        found = subprocess.run(
+            ["pyenv", "which", "python"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYENV_VERSION": "3.13.0"},
+            timeout=30,
+            check=False,
+        )
         if found.returncode == 0:
             candidates.append(found.stdout.strip())
     if path := shutil.which("python3.13"):
         candidates.append(path)
     for candidate in candidates:
-        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"],
-                               capture_output=True, text=True, timeout=30, check=False)
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         if probe.returncode == 0 and probe.stdout.strip() == "(3, 13)":
             return candidate
     return None
@@ -69,7 +79,11 @@ def _installed(venv: Path) -> bool:
         return False
     probe = subprocess.run(
         [str(python), "-c", "import importlib.metadata as m; print(m.version('emupos'))"],
-        capture_output=True, text=True, timeout=60, check=False)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     return probe.stdout.strip() == EMUPOS.split("==")[1]
 
 
@@ -77,23 +91,30 @@ def _emupos_venv() -> Path:
     """The cached venv with emupos, made on first use; skips with the reason when it cannot be."""
     python = _python313()
     if python is None:
-        pytest.skip("emupos needs Python 3.13: neither `PYENV_VERSION=3.13.0 pyenv which python` "
-                    "nor python3.13 on PATH gave one")
+        pytest.skip(
+            "emupos needs Python 3.13: neither `PYENV_VERSION=3.13.0 pyenv which python` "
+            "nor python3.13 on PATH gave one"
+        )
     VENV.parent.mkdir(parents=True, exist_ok=True)
     # Two test runs at once must not build the same venv.
     with open(VENV.parent / "emupos-venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _installed(VENV):
             shutil.rmtree(VENV, ignore_errors=True)
-            steps = [[python, "-m", "venv", str(VENV)],
-                     [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", EMUPOS]]
+            steps = [
+                [python, "-m", "venv", str(VENV)],
+                [str(VENV / "bin" / "python"), "-m", "pip", "install", "-q", EMUPOS],
+            ]
             for step in steps:
-                done = subprocess.run(step, capture_output=True, text=True, timeout=600,
-                                      check=False)
+                done = subprocess.run(
+                    step, capture_output=True, text=True, timeout=600, check=False
+                )
                 if done.returncode != 0:
                     shutil.rmtree(VENV, ignore_errors=True)
-                    pytest.skip(f"could not install {EMUPOS} into {VENV}: "
-                                f"{(done.stderr or done.stdout).strip()[-500:]}")
+                    pytest.skip(
+                        f"could not install {EMUPOS} into {VENV}: "
+                        f"{(done.stderr or done.stdout).strip()[-500:]}"
+                    )
     return VENV
 
 
@@ -121,12 +142,16 @@ def _run_emulator(venv: Path, workdir: Path) -> Iterator[Emulator]:
         if port == api_port:
             continue
         (workdir / "emupos.yaml").write_text(
-            CONFIG.format(api=api_port, port=port, device=DEVICE), encoding="utf-8")
+            CONFIG.format(api=api_port, port=port, device=DEVICE), encoding="utf-8"
+        )
         log = (workdir / "emupos.log").open("wb")
         process = subprocess.Popen(
             [str(venv / "bin" / "emupos"), "run", "--config", "emupos.yaml"],
-            cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"})
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        )
         api = f"http://127.0.0.1:{api_port}/api/v1"
         try:
             deadline = time.monotonic() + 20

@@ -43,8 +43,9 @@ async def peer() -> AsyncIterator[AsyncZeroconf]:
     await asyncio.wait_for(aiozc.async_close(), WAIT)
 
 
-async def until(condition: Callable[[], bool], timeout: float = WAIT,
-                each: Callable[[], None] | None = None) -> None:
+async def until(
+    condition: Callable[[], bool], timeout: float = WAIT, each: Callable[[], None] | None = None
+) -> None:
     async def poll() -> None:
         while not condition():
             if each is not None:
@@ -59,25 +60,34 @@ async def test_printer_is_found_then_removed_only_after_misses(peer: AsyncZeroco
     info = announcement(instance)
     pid = printer_id(info.name)
     events: list[tuple[int, dict[str, FoundPrinter]]] = []
-    browser = PrinterBrowser(interfaces=LOOPBACK, misses=3, interval=0.25, resolve_timeout=0.2,
-                             on_change=lambda found: events.append((browser.checks, found)))
+    browser = PrinterBrowser(
+        interfaces=LOOPBACK,
+        misses=3,
+        interval=0.25,
+        resolve_timeout=0.2,
+        on_change=lambda found: events.append((browser.checks, found)),
+    )
     await browser.start()
     try:
         await asyncio.wait_for(peer.async_register_service(info), WAIT)
         await until(lambda: pid in browser.found)
         printer = browser.found[pid]
-        assert printer == FoundPrinter(info.name, "127.0.0.1", 9100,
-                                       {"ty": "Virtual TM-T20", "note": "kitchen"})
+        assert printer == FoundPrinter(
+            info.name, "127.0.0.1", 9100, {"ty": "Virtual TM-T20", "note": "kitchen"}
+        )
         assert printer.label == instance and printer.id == pid
         assert any(pid in found for _, found in events)
 
         await asyncio.wait_for(peer.async_unregister_service(info), WAIT)
         gone_at = browser.checks
         misses_seen: set[int] = set()
-        await until(lambda: pid not in browser.found,
-                    each=lambda: misses_seen.add(browser.missed_checks(pid)))
-        removed_at = next(checks for checks, found in events if checks > gone_at
-                          and pid not in found)
+        await until(
+            lambda: pid not in browser.found,
+            each=lambda: misses_seen.add(browser.missed_checks(pid)),
+        )
+        removed_at = next(
+            checks for checks, found in events if checks > gone_at and pid not in found
+        )
         # Still listed through two missed checks; removed by the third.
         assert removed_at - gone_at >= 3
         assert {1, 2} <= misses_seen
@@ -99,8 +109,9 @@ async def test_a_printer_that_comes_back_is_never_removed(
         if seen and pid not in found:
             removed.append(browser.checks)
 
-    browser = PrinterBrowser(interfaces=LOOPBACK, misses=50, interval=0.2, resolve_timeout=0.1,
-                             on_change=on_change)
+    browser = PrinterBrowser(
+        interfaces=LOOPBACK, misses=50, interval=0.2, resolve_timeout=0.1, on_change=on_change
+    )
     await browser.start()
     try:
         first = announcement(instance)

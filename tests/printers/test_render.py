@@ -272,9 +272,18 @@ def test_a_damaged_capabilities_cache_is_rebuilt(tmp_path: Path) -> None:
         pickle_file = cache / f"{platform.python_version()}.capabilities.pickle"
         pickle_file.write_bytes(damage)
         run = subprocess.run(
-            [sys.executable, "-c", "import sys; from printers import render; "
-             "render.configure(__import__('pathlib').Path(sys.argv[1])); render.warm_up(); "
-             "print(render.capabilities_pickle_dir())", str(cache)],
-            cwd=ROOT, capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-c",
+                "import sys; from printers import render; "
+                "render.configure(__import__('pathlib').Path(sys.argv[1])); render.warm_up(); "
+                "print(render.capabilities_pickle_dir())",
+                str(cache),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert run.returncode == 0, (name, run.stderr[-2000:])
         assert pickle_file.stat().st_size > 1000, name  # rebuilt whole

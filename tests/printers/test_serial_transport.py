@@ -58,13 +58,18 @@ class PtyPrinter:
         except OSError:
             return
         # A command split across reads waits for its last byte.
-        keep = 2 if self._pending[-2:] in (b"\x10\x04", b"\x1d\x72") else (
-            1 if self._pending[-1:] in (b"\x10", b"\x1d") else 0)
-        buf, self._pending = self._pending[:len(self._pending) - keep], self._pending[
-            len(self._pending) - keep:]
+        keep = (
+            2
+            if self._pending[-2:] in (b"\x10\x04", b"\x1d\x72")
+            else (1 if self._pending[-1:] in (b"\x10", b"\x1d") else 0)
+        )
+        buf, self._pending = (
+            self._pending[: len(self._pending) - keep],
+            self._pending[len(self._pending) - keep :],
+        )
         pos = 0
         for match in _COMMAND.finditer(buf):
-            self._data(buf[pos:match.start()])
+            self._data(buf[pos : match.start()])
             if not self.master_open:
                 return
             command = match.group()
@@ -228,9 +233,7 @@ async def test_missing_device_is_unreachable(tmp_path: Path, make: MakePrinter) 
         await printer.query_status()
 
 
-async def test_concurrent_calls_are_serialised(
-    pty_printer: PtyPrinter, make: MakePrinter
-) -> None:
+async def test_concurrent_calls_are_serialised(pty_printer: PtyPrinter, make: MakePrinter) -> None:
     printer = make(pty_printer.path)
     jobs = [b"first job\n", b"second job\n", b"third job\n"]
     status = asyncio.ensure_future(printer.query_status())

@@ -32,15 +32,18 @@ def test_query_bytes() -> None:
         dle_eot(5)
 
 
-@pytest.mark.parametrize(("replies", "state"), [
-    (b"\x12\x12\x12\x12", PrinterState.READY),
-    (b"\x1a\x32\x12\x7e", PrinterState.PAPER_OUT),
-    (b"\x12\x12\x12\x1e", PrinterState.PAPER_NEAR_END),
-    (b"\x1e\x16\x12\x12", PrinterState.COVER_OPEN),
-    (b"\x1a\x12\x12\x12", PrinterState.OFFLINE),
-    (b"\x1a\x52\x1a\x12", PrinterState.ERROR),  # autocutter error
-    (b"\x16\x12\x12\x12", PrinterState.READY),  # drawer pin 3 high is not a fault
-])
+@pytest.mark.parametrize(
+    ("replies", "state"),
+    [
+        (b"\x12\x12\x12\x12", PrinterState.READY),
+        (b"\x1a\x32\x12\x7e", PrinterState.PAPER_OUT),
+        (b"\x12\x12\x12\x1e", PrinterState.PAPER_NEAR_END),
+        (b"\x1e\x16\x12\x12", PrinterState.COVER_OPEN),
+        (b"\x1a\x12\x12\x12", PrinterState.OFFLINE),
+        (b"\x1a\x52\x1a\x12", PrinterState.ERROR),  # autocutter error
+        (b"\x16\x12\x12\x12", PrinterState.READY),  # drawer pin 3 high is not a fault
+    ],
+)
 def test_dle_eot_reference_values(replies: bytes, state: PrinterState) -> None:
     status = parse_dle_eot(replies)
     assert status.state is state
@@ -49,25 +52,35 @@ def test_dle_eot_reference_values(replies: bytes, state: PrinterState) -> None:
 
 def test_dle_eot_paper_out_fields() -> None:
     status = parse_dle_eot(b"\x1a\x32\x12\x7e")
-    assert (status.online, status.cover_open, status.paper_near_end, status.paper_out,
-            status.error) == (False, False, True, True, False)
+    assert (
+        status.online,
+        status.cover_open,
+        status.paper_near_end,
+        status.paper_out,
+        status.error,
+    ) == (False, False, True, True, False)
     assert status.blocking
 
 
-@pytest.mark.parametrize("replies", [b"", b"\x12\x12\x12", b"\x12\x12\x12\x12\x12",
-                                     b"\x00\x12\x12\x12", b"\x12\x12\x12\xff"])
+@pytest.mark.parametrize(
+    "replies",
+    [b"", b"\x12\x12\x12", b"\x12\x12\x12\x12\x12", b"\x00\x12\x12\x12", b"\x12\x12\x12\xff"],
+)
 def test_dle_eot_rejects_wrong_shape(replies: bytes) -> None:
     with pytest.raises(StatusParseError):
         parse_dle_eot(replies)
 
 
-@pytest.mark.parametrize(("packet", "state"), [
-    (b"\x10\x00\x00\x00", PrinterState.READY),
-    (b"\x18\x00\x0f\x00", PrinterState.PAPER_OUT),
-    (b"\x38\x00\x03\x00", PrinterState.COVER_OPEN),
-    (b"\x10\x00\x03\x00", PrinterState.PAPER_NEAR_END),
-    (b"\x18\x20\x00\x00", PrinterState.ERROR),
-])
+@pytest.mark.parametrize(
+    ("packet", "state"),
+    [
+        (b"\x10\x00\x00\x00", PrinterState.READY),
+        (b"\x18\x00\x0f\x00", PrinterState.PAPER_OUT),
+        (b"\x38\x00\x03\x00", PrinterState.COVER_OPEN),
+        (b"\x10\x00\x03\x00", PrinterState.PAPER_NEAR_END),
+        (b"\x18\x20\x00\x00", PrinterState.ERROR),
+    ],
+)
 def test_asb_reference_values(packet: bytes, state: PrinterState) -> None:
     assert parse_asb(packet).state is state
 
@@ -91,10 +104,10 @@ def test_decoder_splits_a_mixed_stream() -> None:
     # ASB packet, then two DLE EOT replies, a GS r answer, and noise; fed in awkward pieces.
     stream = b"\x18\x00\x0f\x00" + b"\x12\x1a" + b"\x00" + b"\xff"
     decoder = ReplyDecoder()
-    replies = [r for i in range(0, len(stream), 3) for r in decoder.feed(stream[i:i + 3])]
+    replies = [r for i in range(0, len(stream), 3) for r in decoder.feed(stream[i : i + 3])]
     assert isinstance(replies[0], AsbReply)
     assert replies[0].status.state is PrinterState.PAPER_OUT
-    assert replies[1:3] == [DleEotReply(0x12), DleEotReply(0x1a)]
+    assert replies[1:3] == [DleEotReply(0x12), DleEotReply(0x1A)]
     assert isinstance(replies[3], GsRReply)
     assert replies[4] == Garbage(b"\xff")
 

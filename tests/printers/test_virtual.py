@@ -32,11 +32,17 @@ def logo_png() -> bytes:
     return out.getvalue()
 
 
-KITCHEN = render_kitchen_ticket(KitchenTicket(
-    "42", "12", "dine-in", "12:04",
-    [Item("Margherita", 2, "no basil", "pizza"), Item("Tiramisu")],
-    order_id=ORDER_ID, logo=logo_png(),
-))
+KITCHEN = render_kitchen_ticket(
+    KitchenTicket(
+        "42",
+        "12",
+        "dine-in",
+        "12:04",
+        [Item("Margherita", 2, "no basil", "pizza"), Item("Tiramisu")],
+        order_id=ORDER_ID,
+        logo=logo_png(),
+    )
+)
 
 
 @pytest.fixture
@@ -60,7 +66,7 @@ def picture(png: bytes) -> Image.Image:
 def dark(image: Image.Image) -> list[list[bool]]:
     """Dots that would be black, as rows."""
     width, data = image.width, image.tobytes()
-    return [[v < 128 for v in data[y * width:(y + 1) * width]] for y in range(image.height)]
+    return [[v < 128 for v in data[y * width : (y + 1) * width]] for y in range(image.height)]
 
 
 def longest_run(row: list[bool]) -> int:
@@ -239,12 +245,26 @@ def test_double_size_text_is_taller_and_wider() -> None:
     assert w2 >= 1.8 * w1 and h2 >= 1.8 * h1
 
 
-_COMMANDS = st.sampled_from([
-    b"\x1b@", b"\x1bt\x10", b"\x1d!\x11", b"\x1b!\x30", b"\x1ba\x01", b"\x1bE\x01", b"\x1bd\x03",
-    b"\x1dV\x00", b"\x1dVA\x03", GS_R, DLE_EOT, b"\x1d(k\x08\x001P0hello", b"\x1bp\x00\x19\xfa",
-    b"\x1dv0\x00\x02\x00\x02\x00\xff\x0f\xf0\x00", b"\x1b*\x00\x02\x00\xaa\x55",
-    "Grüße\n".encode("cp1252"),
-])
+_COMMANDS = st.sampled_from(
+    [
+        b"\x1b@",
+        b"\x1bt\x10",
+        b"\x1d!\x11",
+        b"\x1b!\x30",
+        b"\x1ba\x01",
+        b"\x1bE\x01",
+        b"\x1bd\x03",
+        b"\x1dV\x00",
+        b"\x1dVA\x03",
+        GS_R,
+        DLE_EOT,
+        b"\x1d(k\x08\x001P0hello",
+        b"\x1bp\x00\x19\xfa",
+        b"\x1dv0\x00\x02\x00\x02\x00\xff\x0f\xf0\x00",
+        b"\x1b*\x00\x02\x00\xaa\x55",
+        "Grüße\n".encode("cp1252"),
+    ]
+)
 _STREAMS = st.lists(st.one_of(_COMMANDS, st.binary(max_size=40)), max_size=30).map(b"".join)
 
 

@@ -77,9 +77,18 @@ class BluezMock:
         self._dbus = dbus
         self.logfile = logfile
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dbusmock", "--system", "--template", "bluez5",
-             "--logfile", str(logfile)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "dbusmock",
+                "--system",
+                "--template",
+                "bluez5",
+                "--logfile",
+                str(logfile),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         self.bus = dbus.bus.BusConnection(address)
         deadline = time.monotonic() + WAIT
@@ -103,10 +112,13 @@ class BluezMock:
         dbus = self._dbus
         path = str(self._mock("/", BLUEZ_MOCK).AddDevice(adapter, address, alias))
         device = self._mock(path)
-        device.UpdateProperties(DEVICE, {
-            "ManufacturerData": dbus.Dictionary({}, signature="qv"),
-            "ServiceData": dbus.Dictionary({}, signature="sv"),
-        })
+        device.UpdateProperties(
+            DEVICE,
+            {
+                "ManufacturerData": dbus.Dictionary({}, signature="qv"),
+                "ServiceData": dbus.Dictionary({}, signature="sv"),
+            },
+        )
         device.AddMethod(DEVICE, "Connect", "", "", _CONNECT)
         device.AddMethod(DEVICE, "Disconnect", "", "", _DISCONNECT)
         return path
@@ -114,12 +126,16 @@ class BluezMock:
     def advertise(self, path: str, manufacturer_data: bytes, rssi: int) -> None:
         """What bluetoothd does when an advertisement arrives: update the Device1 properties."""
         dbus = self._dbus
-        self._mock(path).UpdateProperties(DEVICE, {
-            "ManufacturerData": dbus.Dictionary(
-                {dbus.UInt16(COMPANY_ID): dbus.Array(manufacturer_data, signature="y")},
-                signature="qv"),
-            "RSSI": dbus.Int16(rssi),
-        })
+        self._mock(path).UpdateProperties(
+            DEVICE,
+            {
+                "ManufacturerData": dbus.Dictionary(
+                    {dbus.UInt16(COMPANY_ID): dbus.Array(manufacturer_data, signature="y")},
+                    signature="qv",
+                ),
+                "RSSI": dbus.Int16(rssi),
+            },
+        )
 
     def add_paging_service(self, device_path: str) -> str:
         """The tracker's GATT paging service; returns the characteristic's path."""
@@ -141,13 +157,19 @@ class BluezMock:
         }
         root = self._mock("/")
         root.AddObject(service, "org.bluez.GattService1", service_props, [])
-        root.AddObject(char, CHARACTERISTIC, char_props, [
-            ("ReadValue", "a{sv}", "ay", f"ret = self.props['{CHARACTERISTIC}']['Value']"),
-            ("WriteValue", "aya{sv}", "", f"self.props['{CHARACTERISTIC}']['Value'] = args[0]"),
-        ])
+        root.AddObject(
+            char,
+            CHARACTERISTIC,
+            char_props,
+            [
+                ("ReadValue", "a{sv}", "ay", f"ret = self.props['{CHARACTERISTIC}']['Value']"),
+                ("WriteValue", "aya{sv}", "", f"self.props['{CHARACTERISTIC}']['Value'] = args[0]"),
+            ],
+        )
         # AddObject does not announce objects; bluetoothd does, once services are resolved.
-        root.AddMethod(TEST_IFACE, "Announce", "o", "",
-                       "objects[args[0]].object_manager_emit_added(args[0])")
+        root.AddMethod(
+            TEST_IFACE, "Announce", "o", "", "objects[args[0]].object_manager_emit_added(args[0])"
+        )
         announce = self._mock("/", TEST_IFACE).Announce
         announce(service)
         announce(char)

@@ -80,8 +80,10 @@ async def test_no_adapter(bluez: BluezMock, scanners: list[TrackerScanner]) -> N
     async with asyncio.timeout(WAIT):
         await scanner.start()
     assert scanner.status == "no-adapter"
-    assert re.match(r"no Bluetooth adapter \(hciN\) available: No Bluetooth adapters found",
-                    str(scanner.problem))
+    assert re.match(
+        r"no Bluetooth adapter \(hciN\) available: No Bluetooth adapters found",
+        str(scanner.problem),
+    )
 
 
 async def test_named_adapter_missing(bluez: BluezMock, scanners: list[TrackerScanner]) -> None:
@@ -100,8 +102,9 @@ async def test_bus_without_bluez(system_bus: str, scanners: list[TrackerScanner]
     async with asyncio.timeout(WAIT):
         await scanner.start()
     assert isinstance(scanner.problem, NoAdapterError)
-    assert re.match(r"BlueZ not reachable over D-Bus at unix:path=.*ServiceUnknown",
-                    str(scanner.problem))
+    assert re.match(
+        r"BlueZ not reachable over D-Bus at unix:path=.*ServiceUnknown", str(scanner.problem)
+    )
 
 
 async def test_an_adapter_plugged_in_later_is_picked_up(
@@ -123,7 +126,9 @@ async def test_an_adapter_plugged_in_later_is_picked_up(
 
 
 async def test_the_gateway_picks_up_an_adapter_plugged_in_after_start(
-    bluez: BluezMock, scanners: list[TrackerScanner], tmp_path: Path,
+    bluez: BluezMock,
+    scanners: list[TrackerScanner],
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from gateway.app import build
@@ -142,8 +147,11 @@ async def test_the_gateway_picks_up_an_adapter_plugged_in_after_start(
             assert "no Bluetooth: no Bluetooth adapter (hciN) available" in caplog.text
             assert gw.pager.available() is False
             bluez.add_adapter("hci0")
-            await wait_for(lambda: gw.ctx.receivers()[0].status == "running",
-                           "the gateway's scanner to find the adapter", bluez.log)
+            await wait_for(
+                lambda: gw.ctx.receivers()[0].status == "running",
+                "the gateway's scanner to find the adapter",
+                bluez.log,
+            )
             assert gw.pager.available() is True
             assert "Bluetooth adapter found; scanning for trackers" in caplog.text
         finally:
@@ -194,8 +202,9 @@ async def test_paging_writes_the_command_to_the_characteristic(
     bluez.advertise(device, encode(TrackerAdvert(66, 12, 90, Flags.NONE, counter=1)), rssi=-50)
     await wait_for(lambda: scanner.device(TRACKER) is not None, "the tracker", bluez.log)
 
-    pager = GattPager(scanner.device, is_available=scanner.is_running, attempts=2,
-                      attempt_timeout=WAIT)
+    pager = GattPager(
+        scanner.device, is_available=scanner.is_running, attempts=2, attempt_timeout=WAIT
+    )
     assert pager.available()
     async with asyncio.timeout(2 * WAIT):
         await pager.page(TRACKER.lower(), duration_s=45, pattern=Pattern.LONG_PULSES)

@@ -49,8 +49,9 @@ PRINTABLE = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
 FIELD = st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters=",*")
 addresses = st.binary(min_size=6, max_size=6).map(lambda b: b.hex(":").upper())
 messages: st.SearchStrategy[PadMessage] = st.one_of(
-    st.builds(Hello, st.sampled_from(Role), st.text(FIELD, max_size=32),
-              st.text(FIELD, max_size=32)),
+    st.builds(
+        Hello, st.sampled_from(Role), st.text(FIELD, max_size=32), st.text(FIELD, max_size=32)
+    ),
     st.builds(TrackerPresent, st.integers(1, 0xFFFF), addresses),
     st.builds(Heartbeat, st.integers(0, 2**32 - 1)),
     st.builds(PairingMode, st.booleans()),
@@ -71,8 +72,10 @@ def checksummed(body: str) -> bytes:
 # Bodies that get past the checksum and into the field checks.
 field_values = st.one_of(
     st.text(FIELD, max_size=40),
-    st.sampled_from([r.value for r in Role] + ["0", "1", "00066", "65536", "4294967296",
-                                               "c0:ff:ee:00:00:42", "PAIRMODE", ""]),
+    st.sampled_from(
+        [r.value for r in Role]
+        + ["0", "1", "00066", "65536", "4294967296", "c0:ff:ee:00:00:42", "PAIRMODE", ""]
+    ),
     st.integers(-5, 2**33).map(str),
     addresses,
 )
@@ -83,6 +86,7 @@ structured_bodies = st.tuples(
 
 
 # -- radio.advert -------------------------------------------------------------------------------
+
 
 @given(st.binary(max_size=40))
 @example(b"")
@@ -132,29 +136,35 @@ def test_advert_exact_bytes() -> None:
     assert advert.encode(TrackerAdvert(1, 0, None, Flags.NONE, 0))[5] == BATTERY_UNKNOWN
 
 
-@pytest.mark.parametrize(("payload", "cause"), [
-    (b"", "empty"),
-    (bytes.fromhex("02 4200 0c00 57 06 05"), "version 2"),
-    (bytes.fromhex("01 4200 0c00 57 06"), "7 bytes"),
-    (bytes.fromhex("01 0000 0c00 57 06 05"), "tracker number 0"),
-    (bytes.fromhex("01 4200 0c00 65 06 05"), "battery 101"),
-    (bytes.fromhex("01 4200 0c00 fe 06 05"), "battery 254"),
-    (bytes.fromhex("01 4200 0c00 57 20 05"), "0x20"),
-    (bytes.fromhex("01 4200 0c00 57 80 05"), "0x80"),
-])
+@pytest.mark.parametrize(
+    ("payload", "cause"),
+    [
+        (b"", "empty"),
+        (bytes.fromhex("02 4200 0c00 57 06 05"), "version 2"),
+        (bytes.fromhex("01 4200 0c00 57 06"), "7 bytes"),
+        (bytes.fromhex("01 0000 0c00 57 06 05"), "tracker number 0"),
+        (bytes.fromhex("01 4200 0c00 65 06 05"), "battery 101"),
+        (bytes.fromhex("01 4200 0c00 fe 06 05"), "battery 254"),
+        (bytes.fromhex("01 4200 0c00 57 20 05"), "0x20"),
+        (bytes.fromhex("01 4200 0c00 57 80 05"), "0x80"),
+    ],
+)
 def test_advert_rejects_with_a_cause(payload: bytes, cause: str) -> None:
     with pytest.raises(AdvertError, match=cause):
         advert.decode(payload)
 
 
-@pytest.mark.parametrize("value", [
-    TrackerAdvert(0, 1, None, Flags.NONE, 0),
-    TrackerAdvert(0x10000, 1, None, Flags.NONE, 0),
-    TrackerAdvert(1, -1, None, Flags.NONE, 0),
-    TrackerAdvert(1, 0x10000, None, Flags.NONE, 0),
-    TrackerAdvert(1, 1, 101, Flags.NONE, 0),
-    TrackerAdvert(1, 1, -1, Flags.NONE, 0),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        TrackerAdvert(0, 1, None, Flags.NONE, 0),
+        TrackerAdvert(0x10000, 1, None, Flags.NONE, 0),
+        TrackerAdvert(1, -1, None, Flags.NONE, 0),
+        TrackerAdvert(1, 0x10000, None, Flags.NONE, 0),
+        TrackerAdvert(1, 1, 101, Flags.NONE, 0),
+        TrackerAdvert(1, 1, -1, Flags.NONE, 0),
+    ],
+)
 def test_advert_encode_refuses_out_of_range_fields(value: TrackerAdvert) -> None:
     with pytest.raises(AdvertError):
         advert.encode(value)
@@ -185,6 +195,7 @@ def test_page_command_exact_and_out_of_range() -> None:
 
 
 # -- radio.line ---------------------------------------------------------------------------------
+
 
 @given(st.binary(max_size=MAX_LINE + 20))
 @example(b"*")
@@ -236,7 +247,7 @@ def test_a_single_changed_byte_is_caught_by_the_checksum(
     # not touch it: a hex digit's case, or one line ending for another.
     assert at > star, (bad, result)
     assert result == message
-    assert bad[at:at + 1].upper() == good[at:at + 1].upper() or bad.endswith((b"\n\n", b"\r\r"))
+    assert bad[at : at + 1].upper() == good[at : at + 1].upper() or bad.endswith((b"\n\n", b"\r\r"))
 
 
 @given(st.text(PRINTABLE, max_size=200))
@@ -248,32 +259,37 @@ def test_line_exact_vectors() -> None:
     trk = TrackerPresent(66, "C0:FF:EE:00:00:42")
     assert line.encode(trk) == b"TRK,66,C0:FF:EE:00:00:42*02\r\n"
     assert line.encode(Hello(Role.STARTER_TO_GO, "1.0.0", "SN0042")) == (
-        b"HELLO,STARTER_TO_GO,1.0.0,SN0042*00\r\n")
+        b"HELLO,STARTER_TO_GO,1.0.0,SN0042*00\r\n"
+    )
     assert line.encode(Heartbeat(5)) == b"HB,5*" + xor_checksum(b"HB,5").encode() + b"\r\n"
     assert line.pairing_command(True) == b"PAIRMODE,1*14\r\n"
     assert line.pairing_command(False) == b"PAIRMODE,0*15\r\n"
     assert line.ping_command() == b"PING*10\r\n"
     assert line.parse(checksummed("TRK,66,c0:ff:ee:00:00:42")) == TrackerPresent(
-        66, "C0:FF:EE:00:00:42")
+        66, "C0:FF:EE:00:00:42"
+    )
     assert line.parse(b"PAIR,1*" + xor_checksum(b"PAIR,1").encode().lower()) == PairingMode(True)
 
 
-@pytest.mark.parametrize(("data", "cause"), [
-    (b"TRK,66,C0:FF:EE:00:00:42*03\r\n", "checksum mismatch"),
-    (b"TRK,66,C0:FF:EE:00:00:42*2\r\n", "checksum mismatch"),
-    (b"TRK,66,C0:FF:EE:00:00:42\r\n", "no checksum"),
-    ("HB,5\u00e9*00".encode(), "not ASCII"),
-    (checksummed("HB,\t5"), "control characters"),
-    (checksummed("HELLO,WAITER,1.0,SN1"), "unknown role"),
-    (checksummed("TRK,0,C0:FF:EE:00:00:42"), "tracker must be"),
-    (checksummed("TRK,65536,C0:FF:EE:00:00:42"), "tracker must be"),
-    (checksummed("TRK,66,C0:FF:EE:00:00"), "bad tracker address"),
-    (checksummed("HB,-1"), "uptime must be"),
-    (checksummed("HB,4294967296"), "uptime must be"),
-    (checksummed("PAIR,2"), "unknown message"),
-    (checksummed("PING"), "unknown message"),
-    (checksummed("ACK," + "A" * (MAX_LINE - 6)), "line of 121 bytes"),
-])
+@pytest.mark.parametrize(
+    ("data", "cause"),
+    [
+        (b"TRK,66,C0:FF:EE:00:00:42*03\r\n", "checksum mismatch"),
+        (b"TRK,66,C0:FF:EE:00:00:42*2\r\n", "checksum mismatch"),
+        (b"TRK,66,C0:FF:EE:00:00:42\r\n", "no checksum"),
+        ("HB,5\u00e9*00".encode(), "not ASCII"),
+        (checksummed("HB,\t5"), "control characters"),
+        (checksummed("HELLO,WAITER,1.0,SN1"), "unknown role"),
+        (checksummed("TRK,0,C0:FF:EE:00:00:42"), "tracker must be"),
+        (checksummed("TRK,65536,C0:FF:EE:00:00:42"), "tracker must be"),
+        (checksummed("TRK,66,C0:FF:EE:00:00"), "bad tracker address"),
+        (checksummed("HB,-1"), "uptime must be"),
+        (checksummed("HB,4294967296"), "uptime must be"),
+        (checksummed("PAIR,2"), "unknown message"),
+        (checksummed("PING"), "unknown message"),
+        (checksummed("ACK," + "A" * (MAX_LINE - 6)), "line of 121 bytes"),
+    ],
+)
 def test_line_rejects_with_a_cause(data: bytes, cause: str) -> None:
     with pytest.raises(LineError, match=cause):
         line.parse(data)

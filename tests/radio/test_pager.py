@@ -82,15 +82,23 @@ def devices(*addresses: str) -> dict[str, BLEDevice]:
 
 def waits_within(waits: list[float], steps: list[float]) -> bool:
     return len(waits) == len(steps) and all(
-        step * (1 - JITTER) <= wait <= step for wait, step in zip(waits, steps, strict=True))
+        step * (1 - JITTER) <= wait <= step for wait, step in zip(waits, steps, strict=True)
+    )
 
 
-def make_pager(radio: FakeRadio, known: dict[str, BLEDevice] | None = None,
-               **kw: Any) -> tuple[GattPager, Sleeps]:
+def make_pager(
+    radio: FakeRadio, known: dict[str, BLEDevice] | None = None, **kw: Any
+) -> tuple[GattPager, Sleeps]:
     table = devices(ADDR) if known is None else known
     sleeps = Sleeps()
-    pager = GattPager(table.get, is_available=lambda: True, connect=radio,
-                      client_class=FakeClient, sleep=sleeps, **kw)  # type: ignore[arg-type]
+    pager = GattPager(
+        table.get,
+        is_available=lambda: True,
+        connect=radio,
+        client_class=FakeClient,
+        sleep=sleeps,
+        **kw,
+    )  # type: ignore[arg-type]
     return pager, sleeps
 
 
@@ -143,8 +151,9 @@ async def test_retries_wait_by_the_radio_policy_and_are_jittered() -> None:
     waits: list[list[float]] = []
     for seed in (1, 2):
         radio = FakeRadio(*[BleakError("busy")] * 4)
-        pager, sleeps = make_pager(radio, attempts=5, backoff=0.5, max_backoff=2.0,
-                                   rng=random.Random(seed))
+        pager, sleeps = make_pager(
+            radio, attempts=5, backoff=0.5, max_backoff=2.0, rng=random.Random(seed)
+        )
         await pager.page(ADDR)
         twin = Backoff(0.5, 2.0, rng=random.Random(seed))
         assert sleeps.calls == [twin.next() for _ in range(4)]
@@ -156,16 +165,18 @@ async def test_retries_wait_by_the_radio_policy_and_are_jittered() -> None:
 def test_nonsense_backoff_is_refused_at_construction() -> None:
     for first, cap in [(0.0, 1.0), (2.0, 1.0)]:
         with pytest.raises(ValueError):
-            GattPager(devices(ADDR).get, is_available=lambda: True, backoff=first,
-                      max_backoff=cap)
+            GattPager(devices(ADDR).get, is_available=lambda: True, backoff=first, max_backoff=cap)
 
 
 async def test_all_attempts_failing_raise_paging_error_with_the_cause() -> None:
     last = BleakError("org.bluez.Error.Failed: le-connection-abort-by-local")
     radio = FakeRadio(BleakError("first"), OSError("broken pipe"), EOFError(), TimeoutError(), last)
     pager, sleeps = make_pager(radio, attempts=5, backoff=1.0, max_backoff=3.0)
-    with pytest.raises(PagingError, match=r"could not page tracker C0:FF:EE:00:00:42 after 5 "
-                                          r"attempts: BleakError: .*le-connection-abort") as info:
+    with pytest.raises(
+        PagingError,
+        match=r"could not page tracker C0:FF:EE:00:00:42 after 5 "
+        r"attempts: BleakError: .*le-connection-abort",
+    ) as info:
         await pager.page(ADDR)
     assert info.value.__cause__ is last
     assert waits_within(sleeps.calls, [1.0, 2.0, 3.0, 3.0])  # capped
@@ -193,8 +204,13 @@ async def test_an_unknown_tracker_is_looked_up_again_on_each_attempt() -> None:
             known.update(devices(ADDR))
         return known.get(address)
 
-    pager = GattPager(lookup, is_available=lambda: True, connect=radio,  # type: ignore[arg-type]
-                      client_class=FakeClient, sleep=Sleeps())  # type: ignore[arg-type]
+    pager = GattPager(
+        lookup,
+        is_available=lambda: True,
+        connect=radio,  # type: ignore[arg-type]
+        client_class=FakeClient,
+        sleep=Sleeps(),
+    )  # type: ignore[arg-type]
     await pager.page(ADDR)
     assert lookups == [ADDR, ADDR] and len(radio.writes) == 1
 
@@ -292,8 +308,9 @@ async def test_through_the_real_retry_connector() -> None:
     FakeBleakClient.instances = []
     FakeBleakClient.connect_errors = [BleakError("org.bluez.Error.Failed")]
     sleeps = Sleeps()
-    pager = GattPager(devices(ADDR).get, is_available=lambda: True,
-                      client_class=FakeBleakClient, sleep=sleeps)  # type: ignore[arg-type]
+    pager = GattPager(
+        devices(ADDR).get, is_available=lambda: True, client_class=FakeBleakClient, sleep=sleeps
+    )  # type: ignore[arg-type]
     await pager.page(ADDR, duration_s=5)
     client = FakeBleakClient.instances[-1]
     assert client.kwargs.get("_is_retry_client") is True
@@ -303,5 +320,10 @@ async def test_through_the_real_retry_connector() -> None:
 
     FakeBleakClient.connect_errors = [BleakError("org.bluez.Error.Failed")] * 2
     with pytest.raises(PagingError, match=r"BleakConnectionError: .*Failed to connect after 1"):
-        await GattPager(devices(ADDR).get, is_available=lambda: True, attempts=2,
-                        client_class=FakeBleakClient, sleep=sleeps).page(ADDR)  # type: ignore[arg-type]
+        await GattPager(
+            devices(ADDR).get,
+            is_available=lambda: True,
+            attempts=2,
+            client_class=FakeBleakClient,
+            sleep=sleeps,
+        ).page(ADDR)  # type: ignore[arg-type]

@@ -22,8 +22,9 @@ def _seconds(a: str, b: str) -> float:
 
 @pytest.mark.slow
 async def test_simulated_restaurant_drives_the_feed(tmp_path: Any, aiohttp_client: Any) -> None:
-    settings = make_settings(tmp_path / "d", simulator=True, simulator_speed=8.0,
-                             simulator_seed=7, debounce_seconds=0.2)
+    settings = make_settings(
+        tmp_path / "d", simulator=True, simulator_speed=8.0, simulator_seed=7, debounce_seconds=0.2
+    )
     gw = await build(settings)
     radio = await start_radio(gw.core, gw.supervisor)
     client = await aiohttp_client(gw.app)
@@ -42,10 +43,12 @@ async def test_simulated_restaurant_drives_the_feed(tmp_path: Any, aiohttp_clien
             if kinds[0] != "NEW_ORDER" or kinds[-1] != "ORDER_CLEARED":
                 continue
             if frames[0]["orderType"] == "ON_PREMISES" and any(
-                    f["state"] == "located" for f in frames):
+                f["state"] == "located" for f in frames
+            ):
                 dine = uuid
             if "ORDER_PAGED" in kinds and any(
-                    f["type"] == "ORDER_MODIFIED" and not f["paged"] for f in frames):
+                f["type"] == "ORDER_MODIFIED" and not f["paged"] for f in frames
+            ):
                 togo = uuid
         return dine, togo
 
@@ -56,11 +59,13 @@ async def test_simulated_restaurant_drives_the_feed(tmp_path: Any, aiohttp_clien
                 seqs.append(frame["seq"])
                 by_uuid.setdefault(frame["uuid"], []).append(frame)
                 # The kitchen: a to-go order is ready as soon as it starts.
-                if (frame["type"] == "NEW_ORDER" and frame["orderType"] == "TO_GO"
-                        and not paged):
+                if frame["type"] == "NEW_ORDER" and frame["orderType"] == "TO_GO" and not paged:
                     paged.add(frame["uuid"])
-                    resp = await client.post(f"/api/v2/activeorders/{frame['uuid']}/page",
-                                             json={"tracking": True}, headers=auth)
+                    resp = await client.post(
+                        f"/api/v2/activeorders/{frame['uuid']}/page",
+                        json={"tracking": True},
+                        headers=auth,
+                    )
                     assert (await resp.json())["returnCode"] == 1014
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # no gap on the feed
         dine, togo = done()
@@ -73,8 +78,9 @@ async def test_simulated_restaurant_drives_the_feed(tmp_path: Any, aiohttp_clien
         row = rows[dine]
         assert row["clearReason"] == "TRACKER"
         assert abs(row["timeToSit"] - _seconds(frames[0]["created"], located["stateChanged"])) <= 1
-        assert abs(row["deliveryTime"] - _seconds(frames[0]["created"],
-                                                  cleared["stateChanged"])) <= 1
+        assert (
+            abs(row["deliveryTime"] - _seconds(frames[0]["created"], cleared["stateChanged"])) <= 1
+        )
         assert rows[togo]["clearReason"] == "TRACKER"
         assert rows[togo]["timeToSit"] is None  # a to-go guest never sits
     finally:

@@ -308,15 +308,17 @@ async def test_an_adapter_that_cannot_scan() -> None:
     await scanner.start()
     try:
         assert scanner.status == "no-adapter"
-        assert re.match(r"the Bluetooth adapter \(default\) cannot scan: .*NotReady",
-                        str(scanner.problem))
+        assert re.match(
+            r"the Bluetooth adapter \(default\) cannot scan: .*NotReady", str(scanner.problem)
+        )
     finally:
         await scanner.stop()
 
 
 def within(delays: list[float], steps: list[float]) -> bool:
     return len(delays) == len(steps) and all(
-        step * (1 - JITTER) <= delay <= step for delay, step in zip(delays, steps, strict=True))
+        step * (1 - JITTER) <= delay <= step for delay, step in zip(delays, steps, strict=True)
+    )
 
 
 async def test_a_missing_adapter_is_picked_up_when_it_appears(
@@ -324,11 +326,17 @@ async def test_a_missing_adapter_is_picked_up_when_it_appears(
 ) -> None:
     caplog.set_level(logging.INFO, logger="radio.scanner")
     unplugged = BleakBluetoothNotAvailableError(
-        "No Bluetooth adapters found.", BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
+        "No Bluetooth adapters found.", BleakBluetoothNotAvailableReason.NO_BLUETOOTH
+    )
     clock, factory = SteppedClock(), Factory(*[unplugged] * 4)
     seen: Seen = []
-    scanner = TrackerScanner(lambda a, ad, rssi: seen.append((a, ad, rssi)), silence_timeout=60,
-                             factory=factory, clock=clock, rng=random.Random(4))
+    scanner = TrackerScanner(
+        lambda a, ad, rssi: seen.append((a, ad, rssi)),
+        silence_timeout=60,
+        factory=factory,
+        clock=clock,
+        rng=random.Random(4),
+    )
     await scanner.start()
     try:
         assert scanner.status == "no-adapter" and factory.calls == 1

@@ -128,15 +128,13 @@ class Pad:
 
 
 class Rig:
-    def __init__(self, path: Path, handler: MessageHandler | None = None,
-                 **options: Any) -> None:
+    def __init__(self, path: Path, handler: MessageHandler | None = None, **options: Any) -> None:
         self.path = path
         self.messages: list[PadMessage] = []
         self.states: list[LinkState] = []
         self.pads: list[Pad] = []
         options = {"min_backoff": 0.01, "max_backoff": 0.05} | options
-        self.link = PadLink(str(path), handler or self._message, on_state=self._state,
-                            **options)
+        self.link = PadLink(str(path), handler or self._message, on_state=self._state, **options)
 
     def _message(self, link: PadLink, message: PadMessage) -> None:
         assert link is self.link
@@ -157,8 +155,10 @@ class Rig:
     async def attempts(self, more: int) -> None:
         """Wait for `more` further connection attempts."""
         target = self.states.count(LinkState.CONNECTING) + more
-        await wait_until(lambda: self.states.count(LinkState.CONNECTING) >= target,
-                         f"{more} more connection attempts")
+        await wait_until(
+            lambda: self.states.count(LinkState.CONNECTING) >= target,
+            f"{more} more connection attempts",
+        )
 
     async def connected(self) -> Pad:
         pad = self.plug()
@@ -200,8 +200,11 @@ def rig(make_rig: Callable[..., Rig]) -> Rig:
 
 
 def records(caplog: pytest.LogCaptureFixture, level: int, text: str = "") -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == LOGGER and r.levelno == level and text in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == LOGGER and r.levelno == level and text in r.getMessage()
+    ]
 
 
 def open_fds_on(device: str) -> int:
@@ -238,8 +241,14 @@ async def test_hello_sets_role_and_firmware(
 
 async def test_messages_reach_the_handler_in_order(rig: Rig) -> None:
     pad = await rig.connected()
-    sent: list[PadMessage] = [TRK, Heartbeat(12), PairingMode(True), Ack("PAIRMODE"),
-                              PairingMode(False), TrackerPresent(7, "AA:BB:CC:DD:EE:FF")]
+    sent: list[PadMessage] = [
+        TRK,
+        Heartbeat(12),
+        PairingMode(True),
+        Ack("PAIRMODE"),
+        PairingMode(False),
+        TrackerPresent(7, "AA:BB:CC:DD:EE:FF"),
+    ]
     await pad.send(*sent)
     await rig.got(1 + len(sent))
     assert rig.messages == [HELLO, *sent]
@@ -366,7 +375,7 @@ async def test_unplug_goes_to_backoff_and_logs_once(
     pad = await rig.connected()
     pad.unplug()
     await wait_until(lambda: rig.link.state is not LinkState.CONNECTED, "the loss")
-    assert LinkState.BACKOFF in rig.states[rig.states.index(LinkState.CONNECTED):]
+    assert LinkState.BACKOFF in rig.states[rig.states.index(LinkState.CONNECTED) :]
     await rig.attempts(5)  # the by-id link now points at nothing: plain retries
     assert not rig.link.connected
     with pytest.raises(PadNotConnected):
@@ -429,7 +438,8 @@ async def test_a_silent_pad_is_dropped_and_reopened(
     await pad.expect(ping_command(), 2)  # the link gave up on the silence and reopened
     assert rig.link.stats.reconnects >= 1
     assert records(caplog, logging.WARNING) == [
-        f"pad {rig.path} lost (silent for 0.3 s); reconnecting"]
+        f"pad {rig.path} lost (silent for 0.3 s); reconnecting"
+    ]
     await pad.send(HELLO)
     await rig.got(2)
     assert len(records(caplog, logging.INFO, "back after")) == 1
@@ -495,8 +505,13 @@ async def test_waits_grow_while_the_pad_is_away_and_start_over_once_it_talks(rig
 
 
 def test_the_link_uses_the_radio_policy_with_its_own_bounds() -> None:
-    link = PadLink("/dev/null", lambda _link, _message: None, min_backoff=0.5, max_backoff=30,
-                   rng=random.Random(1))
+    link = PadLink(
+        "/dev/null",
+        lambda _link, _message: None,
+        min_backoff=0.5,
+        max_backoff=30,
+        rng=random.Random(1),
+    )
     delays = [link._backoff.next() for _ in range(12)]
     steps = [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30]
     assert all(map(within, delays, steps)), delays
@@ -580,8 +595,11 @@ async def test_stop_while_the_port_is_opening_closes_it_once_opened(
 
 
 def test_bad_settings_are_refused() -> None:
-    settings: list[dict[str, Any]] = [{"min_backoff": 0}, {"min_backoff": 2, "max_backoff": 1},
-                                      {"heartbeat_timeout": 0}]
+    settings: list[dict[str, Any]] = [
+        {"min_backoff": 0},
+        {"min_backoff": 2, "max_backoff": 1},
+        {"heartbeat_timeout": 0},
+    ]
     for options in settings:
         with pytest.raises(ValueError):
             PadLink("/dev/null", lambda link, message: None, **options)
@@ -625,8 +643,11 @@ def test_feed_line_length_limit_matches_the_parser() -> None:
 
 lines = st.lists(
     st.one_of(
-        st.builds(TrackerPresent, st.integers(1, 0xFFFF),
-                  st.binary(min_size=6, max_size=6).map(lambda b: b.hex(":").upper())),
+        st.builds(
+            TrackerPresent,
+            st.integers(1, 0xFFFF),
+            st.binary(min_size=6, max_size=6).map(lambda b: b.hex(":").upper()),
+        ),
         st.builds(Heartbeat, st.integers(0, 2**32 - 1)),
         st.builds(PairingMode, st.booleans()),
     ),
@@ -649,9 +670,15 @@ def test_any_chunking_gives_the_same_messages(sent: list[PadMessage], sizes: lis
 bodies = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=130)
 
 
-@given(st.one_of(st.binary(max_size=140), bodies.map(raw_line),
-                 st.tuples(st.sampled_from(["HELLO", "TRK", "HB", "PAIR", "ACK"]), bodies)
-                 .map(lambda kb: raw_line(f"{kb[0]},{kb[1]}"))))
+@given(
+    st.one_of(
+        st.binary(max_size=140),
+        bodies.map(raw_line),
+        st.tuples(st.sampled_from(["HELLO", "TRK", "HB", "PAIR", "ACK"]), bodies).map(
+            lambda kb: raw_line(f"{kb[0]},{kb[1]}")
+        ),
+    )
+)
 def test_every_parser_refusal_has_a_known_cause(line: bytes) -> None:
     try:
         parse(line)
@@ -660,8 +687,9 @@ def test_every_parser_refusal_has_a_known_cause(line: bytes) -> None:
 
 
 # Against the project's own simulator: the same pad protocol from the other implementation.
-async def test_the_simulated_pad_speaks_to_the_link(make_rig: Callable[..., Rig],
-                                                    by_id: Path) -> None:
+async def test_the_simulated_pad_speaks_to_the_link(
+    make_rig: Callable[..., Rig], by_id: Path
+) -> None:
     from radio.simulator import SimulatedPad
 
     pad = SimulatedPad(Role.CLEARER, "SIM0001")

@@ -125,9 +125,14 @@ async def test_dine_in_story_charger_starter_table_clearer_charger(
     assert sum(isinstance(m, Hello) for m in messages) == 3  # one per pad at power-up
     assert any(isinstance(m, Heartbeat) for m in messages)
 
-    start = next(i for i, (who, item) in enumerate(sink.timeline)
-                 if who == "pad" and isinstance(item, tuple) and item[0] is Role.STARTER_DINE_IN
-                 and isinstance(item[1], TrackerPresent))
+    start = next(
+        i
+        for i, (who, item) in enumerate(sink.timeline)
+        if who == "pad"
+        and isinstance(item, tuple)
+        and item[0] is Role.STARTER_DINE_IN
+        and isinstance(item[1], TrackerPresent)
+    )
     trk = sink.timeline[start][1]
     assert isinstance(trk, tuple) and isinstance(trk[1], TrackerPresent)
     number, address = trk[1].tracker, trk[1].address

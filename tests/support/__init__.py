@@ -64,14 +64,16 @@ class ChildServer:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-{self.port}.log"
         t0 = time.monotonic()
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.environment(**env),
-                                     stdout=log, stderr=log)
+        self.proc = subprocess.Popen(
+            self.command(), cwd=ROOT, env=self.environment(**env), stdout=log, stderr=log
+        )
         log.close()
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.command()[1]} exited {self.proc.returncode}: "
-                                   f"{self.log()}")
+                raise RuntimeError(
+                    f"{self.command()[1]} exited {self.proc.returncode}: {self.log()}"
+                )
             try:
                 status, _ = http("GET", f"{self.url}/api/v2", timeout=0.5)
                 if status == 200:
@@ -96,8 +98,16 @@ class GatewayProcess(ChildServer):
     """`tablegate serve` as a child process on 127.0.0.1 with its own data directory."""
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "gateway", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port)]
+        return [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
 
     def environment(self, **env: str) -> dict[str, str]:
         defaults = {

@@ -141,8 +141,13 @@ class Receiver:
         return [b.at - a.at for a, b in itertools.pairwise(self.requests)]
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        seen = Seen(request.headers.get("webhook-id", ""), await request.read(),
-                    dict(request.headers), request.path_qs, self.clock.now())
+        seen = Seen(
+            request.headers.get("webhook-id", ""),
+            await request.read(),
+            dict(request.headers),
+            request.path_qs,
+            self.clock.now(),
+        )
         self.requests.append(seen)
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
@@ -206,7 +211,7 @@ class _Sink(asyncio.Protocol):
             total = end + 4 + length
             if len(self._buf) < total:
                 return
-            body = bytes(self._buf[end + 4:total])
+            body = bytes(self._buf[end + 4 : total])
             del self._buf[:total]
             self._on_body(body)
             assert self._transport is not None
@@ -228,8 +233,9 @@ class FastReceiver:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Sink(self._on_body), "127.0.0.1",
-                                                self.port, reuse_address=True)
+        self._server = await loop.create_server(
+            lambda: _Sink(self._on_body), "127.0.0.1", self.port, reuse_address=True
+        )
 
     async def stop(self) -> None:
         if self._server is not None:

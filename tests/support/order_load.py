@@ -31,8 +31,13 @@ class Round:
     stopped_at: float = 0.0  # seconds into the load when the gateway was taken down
 
 
-async def load_until_down(gw: GatewayProcess, token: str, names: Iterator[int], after: float,
-                          also: Callable[[], None] = lambda: None) -> Round:
+async def load_until_down(
+    gw: GatewayProcess,
+    token: str,
+    names: Iterator[int],
+    after: float,
+    also: Callable[[], None] = lambda: None,
+) -> Round:
     """Post orders from CLIENTS clients; after `after` seconds SIGKILL the gateway (and call
     `also` at the same instant, e.g. to cut the power), then collect every outcome."""
     r = Round()
@@ -61,8 +66,11 @@ async def load_until_down(gw: GatewayProcess, token: str, names: Iterator[int], 
                     r.unknown.add(name)
                     continue
                 activeorder = body.get("activeorder") or {}
-                if status == 201 and body.get("returnCode") == 5 and \
-                        activeorder.get("name") == name:
+                if (
+                    status == 201
+                    and body.get("returnCode") == 5
+                    and activeorder.get("name") == name
+                ):
                     r.acked.add(name)
                 else:
                     r.unexpected.append((name, status, body))

@@ -21,9 +21,15 @@ from gateway.store.reader import Reader
 from gateway.store.writer import Writer
 from printers.escpos_tokens import to_text
 
-FAST = PrintPolicy(ack_timeout=0.5, backoff=(0.05, 0.1, 0.2), status_interval=0.5,
-                   hold_poll=0.1, sweep_interval=0.05, max_retries=5,
-                   allow=frozenset({"127.0.0.1"}))
+FAST = PrintPolicy(
+    ack_timeout=0.5,
+    backoff=(0.05, 0.1, 0.2),
+    status_interval=0.5,
+    hold_poll=0.1,
+    sweep_interval=0.05,
+    max_retries=5,
+    allow=frozenset({"127.0.0.1"}),
+)
 
 
 @dataclass
@@ -40,8 +46,9 @@ class Harness:
                 raise AssertionError("condition not met in time")
             await asyncio.sleep(0.02)
 
-    async def finished(self, device_id: str, request_id: str,
-                       timeout: float = 10.0) -> PrintRequest:
+    async def finished(
+        self, device_id: str, request_id: str, timeout: float = 10.0
+    ) -> PrintRequest:
         await self.until(lambda: request_id not in self.svc.open, timeout)
         return await self.svc.request(device_id, request_id)
 
@@ -50,13 +57,19 @@ class Harness:
 
     async def add_tcp(self, device_id: str, port: int, station: str = "") -> None:
         await self.svc.add_device(
-            DeviceSpec(device_id, f"tcp://127.0.0.1:{port}", station, id=device_id), Source.API)
+            DeviceSpec(device_id, f"tcp://127.0.0.1:{port}", station, id=device_id), Source.API
+        )
 
 
 @asynccontextmanager
-async def harness(db: Path, policy: PrintPolicy = FAST, *, start: bool = True,
-                  wake_outbox: Callable[[], None] = lambda: None,
-                  **changes: Any) -> AsyncIterator[Harness]:
+async def harness(
+    db: Path,
+    policy: PrintPolicy = FAST,
+    *,
+    start: bool = True,
+    wake_outbox: Callable[[], None] = lambda: None,
+    **changes: Any,
+) -> AsyncIterator[Harness]:
     writer = Writer(db)
     await writer.open()
     reader = Reader(db)
@@ -65,7 +78,9 @@ async def harness(db: Path, policy: PrintPolicy = FAST, *, start: bool = True,
     policy = replace(policy, **changes)
     guard = ConnectGuard(policy.allow)
     svc = PrintService(
-        writer, reader, SystemClock(),
+        writer,
+        reader,
+        SystemClock(),
         find_order=lambda ref: orders.get(ref),
         links=lambda device: make_link(device, {}, guard),
         renderer=TicketRenderer(ZoneInfo("UTC")),

@@ -83,6 +83,7 @@ async def receiver(receivers: list[Receiver], **kw: Any) -> Receiver:
 def all_finished(store: Store) -> Callable[[], Any]:
     async def check() -> bool:
         return all(r.state != outbox.PENDING for r in await store.rows())
+
     return check
 
 
@@ -117,15 +118,24 @@ async def test_enqueue_commits_and_rolls_back_with_the_change(store: Store) -> N
 
     row = await store.row(await store.writer.run(change))
     assert (row.event_id, row.state, row.attempts, row.next_at, row.body) == (
-        "evt-1", "pending", 0, 1.0, d.body)
+        "evt-1",
+        "pending",
+        0,
+        1.0,
+        d.body,
+    )
     with pytest.raises(sqlite3.IntegrityError):  # event ids are unique
         await store.writer.run(change)
 
 
 async def test_pending_heads_are_the_oldest_row_per_endpoint(store: Store) -> None:
     ids = await store.enqueue(
-        delivery("http://a.example/1", 1), delivery("http://b.example/1", 2),
-        delivery("http://a.example/2", 3), delivery("http://c.example/1", 4), now=5.0)
+        delivery("http://a.example/1", 1),
+        delivery("http://b.example/1", 2),
+        delivery("http://a.example/2", 3),
+        delivery("http://c.example/1", 4),
+        now=5.0,
+    )
     await store.writer.run(lambda c: outbox.mark_dead(c, ids[3], 6.0, None, "x"))
     heads = await store.reader.run(outbox.pending_heads)
     assert [h.id for h in heads] == [ids[0], ids[1]]
@@ -135,8 +145,9 @@ async def test_pending_heads_are_the_oldest_row_per_endpoint(store: Store) -> No
 # -- delivery and ordering ----------------------------------------------------------------
 
 
-async def test_delivers_in_order_per_endpoint(store: Store, make: Make,
-                                              receivers: list[Receiver]) -> None:
+async def test_delivers_in_order_per_endpoint(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     rng = random.Random(1)
 
     async def jittery(_req: web.Request, _seen: Seen) -> web.StreamResponse:
@@ -160,8 +171,9 @@ async def test_delivers_in_order_per_endpoint(store: Store, make: Make,
     assert (svc.stats.sent, svc.stats.delivered, svc.stats.failed) == (20, 20, 0)
 
 
-async def test_wake_sends_at_once_without_polling(store: Store, make: Make,
-                                                  receivers: list[Receiver]) -> None:
+async def test_wake_sends_at_once_without_polling(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     r = await receiver(receivers)
     svc = make(poll=3600.0)
     await svc.start()
@@ -172,8 +184,9 @@ async def test_wake_sends_at_once_without_polling(store: Store, make: Make,
     assert r.ids() == ["evt-1"]
 
 
-async def test_poll_finds_rows_enqueued_without_wake(store: Store, make: Make,
-                                                     receivers: list[Receiver]) -> None:
+async def test_poll_finds_rows_enqueued_without_wake(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     r = await receiver(receivers)
     svc = make(poll=0.05)
     await svc.start()
@@ -183,22 +196,25 @@ async def test_poll_finds_rows_enqueued_without_wake(store: Store, make: Make,
     assert r.ids() == ["evt-1"]
 
 
-async def test_endpoints_do_not_block_each_other(store: Store, make: Make,
-                                                 receivers: list[Receiver]) -> None:
+async def test_endpoints_do_not_block_each_other(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     async def held(_req: web.Request, _seen: Seen) -> web.StreamResponse:
         await slow.gate.wait()
         return web.Response(status=200)
 
     slow = await receiver(receivers, respond=held)
     fast = await receiver(receivers)
-    await store.enqueue(delivery(slow, 1), *(delivery(fast, n) for n in range(2, 7)),
-                        delivery(slow, 7))
+    await store.enqueue(
+        delivery(slow, 1), *(delivery(fast, n) for n in range(2, 7)), delivery(slow, 7)
+    )
     svc = make()
     await svc.start()
     svc.wake()
 
     async def fast_done() -> bool:
         return len(fast.requests) == 5
+
     await eventually(fast_done)
     assert fast.ids() == [f"evt-{n}" for n in range(2, 7)]
     assert slow.ids() == ["evt-1"]  # still held; evt-7 waits behind it
@@ -207,8 +223,9 @@ async def test_endpoints_do_not_block_each_other(store: Store, make: Make,
     assert slow.ids() == ["evt-1", "evt-7"]
 
 
-async def test_inflight_endpoints_are_bounded(store: Store, make: Make,
-                                              receivers: list[Receiver]) -> None:
+async def test_inflight_endpoints_are_bounded(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     gate = asyncio.Event()
     arrived: list[str] = []
 
@@ -225,6 +242,7 @@ async def test_inflight_endpoints_are_bounded(store: Store, make: Make,
 
     async def two() -> bool:
         return len(arrived) >= 2
+
     await eventually(two)
     await asyncio.sleep(0.1)
     assert len(arrived) == 2
@@ -234,13 +252,16 @@ async def test_inflight_endpoints_are_bounded(store: Store, make: Make,
 
 
 async def test_a_long_backlog_does_not_starve_other_endpoints(
-        store: Store, make: Make, receivers: list[Receiver]) -> None:
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     busy, other = await receiver(receivers), await receiver(receivers)
     order: list[str] = []
     for r in (busy, other):
+
         async def note(_req: web.Request, seen: Seen) -> web.StreamResponse:
             order.append(seen.event_id)
             return web.Response(status=200)
+
         r.respond = note
     await store.enqueue(*(delivery(busy, n) for n in range(30)), delivery(other, 99))
     svc = make(max_inflight_endpoints=1)
@@ -253,8 +274,7 @@ async def test_a_long_backlog_does_not_starve_other_endpoints(
 # -- the schedule under a fake clock ------------------------------------------------------------
 
 
-async def test_full_schedule_then_dead(store: Store, make: Make,
-                                       receivers: list[Receiver]) -> None:
+async def test_full_schedule_then_dead(store: Store, make: Make, receivers: list[Receiver]) -> None:
     clock = FakeClock()
     r = await receiver(receivers, respond=scripted(*([500] * 20)), clock=clock)
     (row_id,) = await store.enqueue(delivery(r, 1), now=clock.now())
@@ -276,8 +296,9 @@ async def test_full_schedule_then_dead(store: Store, make: Make,
     assert (svc.stats.sent, svc.stats.failed, svc.stats.dead) == (10, 10, 1)
 
 
-async def test_schedule_without_jitter_is_seed_003(store: Store, make: Make,
-                                                   receivers: list[Receiver]) -> None:
+async def test_schedule_without_jitter_is_seed_003(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     clock = FakeClock()
     r = await receiver(receivers, respond=scripted(*([503] * 20)), clock=clock)
     await store.enqueue(delivery(r, 1), now=clock.now())
@@ -288,8 +309,7 @@ async def test_schedule_without_jitter_is_seed_003(store: Store, make: Make,
     assert [round(g, 6) for g in r.gaps()] == [120.0, 300.0] + [3600.0] * 7
 
 
-async def test_retry_after_is_honoured(store: Store, make: Make,
-                                       receivers: list[Receiver]) -> None:
+async def test_retry_after_is_honoured(store: Store, make: Make, receivers: list[Receiver]) -> None:
     clock = FakeClock()
     answers: list[tuple[int, dict[str, str]]] = [
         (429, {"Retry-After": "1000"}),  # later than the schedule's 120 s
@@ -335,7 +355,8 @@ def test_retry_after_parsing() -> None:
 
 
 async def test_gone_is_dead_at_once_and_the_endpoint_goes_on(
-        store: Store, make: Make, receivers: list[Receiver]) -> None:
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     r = await receiver(receivers, respond=scripted(410))
     a, b = await store.enqueue(delivery(r, 1), delivery(r, 2))
     svc = make()
@@ -349,8 +370,9 @@ async def test_gone_is_dead_at_once_and_the_endpoint_goes_on(
     assert r.ids() == ["evt-1", "evt-2"]
 
 
-async def test_redirects_are_failures_and_not_followed(store: Store, make: Make,
-                                                       receivers: list[Receiver]) -> None:
+async def test_redirects_are_failures_and_not_followed(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     clock = FakeClock()
     r = await receiver(receivers, clock=clock)
     target = r.url("/elsewhere")
@@ -375,8 +397,9 @@ async def test_redirects_are_failures_and_not_followed(store: Store, make: Make,
     assert svc.stats.failed == 2
 
 
-async def test_timeout_is_a_failed_attempt(store: Store, make: Make,
-                                           receivers: list[Receiver]) -> None:
+async def test_timeout_is_a_failed_attempt(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     async def hang(_req: web.Request, _seen: Seen) -> web.StreamResponse:
         await r.gate.wait()
         return web.Response(status=200)
@@ -389,6 +412,7 @@ async def test_timeout_is_a_failed_attempt(store: Store, make: Make,
 
     async def retried() -> bool:
         return (await store.row(row_id)).last_error is not None
+
     await eventually(retried)
     row = await store.row(row_id)
     assert (row.state, row.attempts, row.last_status) == ("pending", 1, None)
@@ -396,8 +420,9 @@ async def test_timeout_is_a_failed_attempt(store: Store, make: Make,
     assert row.next_at >= time.time() + 120 * 0.8 - 5
 
 
-async def test_connection_refused_is_a_failed_attempt(store: Store, make: Make,
-                                                      receivers: list[Receiver]) -> None:
+async def test_connection_refused_is_a_failed_attempt(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     r = await receiver(receivers)
     url = r.url()
     await r.close()  # nobody listens on that port any more
@@ -408,22 +433,26 @@ async def test_connection_refused_is_a_failed_attempt(store: Store, make: Make,
 
     async def retried() -> bool:
         return (await store.row(row_id)).last_error is not None
+
     await eventually(retried)
     row = await store.row(row_id)
     assert row.state == "pending" and row.attempts == 1
     assert row.last_error is not None and row.last_error.startswith("network-error")
 
 
-@pytest.mark.parametrize("url,allow", [
-    ("LOOPBACK", frozenset()),  # the live receiver, but not allow-listed
-    ("http://169.254.169.254/latest/meta-data/", ALLOW),
-    ("http://metadata.google.internal/x", ALLOW),
-    ("ftp://192.0.2.1/x", ALLOW),
-    ("http://user:pw@192.0.2.1/x", ALLOW),
-])
+@pytest.mark.parametrize(
+    "url,allow",
+    [
+        ("LOOPBACK", frozenset()),  # the live receiver, but not allow-listed
+        ("http://169.254.169.254/latest/meta-data/", ALLOW),
+        ("http://metadata.google.internal/x", ALLOW),
+        ("ftp://192.0.2.1/x", ALLOW),
+        ("http://user:pw@192.0.2.1/x", ALLOW),
+    ],
+)
 async def test_forbidden_urls_are_dead_without_a_request(
-        store: Store, make: Make, receivers: list[Receiver], url: str,
-        allow: frozenset[str]) -> None:
+    store: Store, make: Make, receivers: list[Receiver], url: str, allow: frozenset[str]
+) -> None:
     r = await receiver(receivers)
     (row_id,) = await store.enqueue(delivery(r.url() if url == "LOOPBACK" else url, 1))
     svc = make(allow=allow)
@@ -441,10 +470,11 @@ async def test_names_resolving_to_local_addresses_are_refused() -> None:
         def __init__(self, ips: list[str]) -> None:
             self.ips = ips
 
-        async def resolve(self, host: str, port: int = 0,
-                          family: Any = 0) -> list[ResolveResult]:
-            return [ResolveResult(hostname=host, host=ip, port=port, family=0, proto=0,
-                                  flags=0) for ip in self.ips]
+        async def resolve(self, host: str, port: int = 0, family: Any = 0) -> list[ResolveResult]:
+            return [
+                ResolveResult(hostname=host, host=ip, port=port, family=0, proto=0, flags=0)
+                for ip in self.ips
+            ]
 
         async def close(self) -> None:
             pass
@@ -462,25 +492,33 @@ async def test_names_resolving_to_local_addresses_are_refused() -> None:
 # -- hooks ----------------------------------------------------------------------------------
 
 
-async def test_hooks_run_inside_the_outbox_transaction(store: Store, make: Make,
-                                                       receivers: list[Receiver]) -> None:
-    await store.writer.run(lambda c: c.execute(
-        "CREATE TABLE scratch (row_id INT, event TEXT, attempts INT, code TEXT, "
-        "outbox_state TEXT, outbox_attempts INT)"))
+async def test_hooks_run_inside_the_outbox_transaction(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
+    await store.writer.run(
+        lambda c: c.execute(
+            "CREATE TABLE scratch (row_id INT, event TEXT, attempts INT, code TEXT, "
+            "outbox_state TEXT, outbox_attempts INT)"
+        )
+    )
     threads: set[str] = set()
     in_tx: set[bool] = set()
     stash: list[tuple[str, int]] = []  # what the hook changed, published by on_commit
     committed: list[tuple[str, int]] = []
 
-    def hook(conn: sqlite3.Connection, row: OutboxRow, event: str, code: str | None,
-             _message: str | None) -> None:
+    def hook(
+        conn: sqlite3.Connection, row: OutboxRow, event: str, code: str | None, _message: str | None
+    ) -> None:
         threads.add(threading.current_thread().name)
         in_tx.add(conn.in_transaction)
         # The outbox change is already made in this transaction, and not yet committed.
         state, attempts = conn.execute(
-            "SELECT state, attempts FROM outbox WHERE id = ?", (row.id,)).fetchone()
-        conn.execute("INSERT INTO scratch VALUES (?, ?, ?, ?, ?, ?)",
-                     (row.id, event, row.attempts, code, state, attempts))
+            "SELECT state, attempts FROM outbox WHERE id = ?", (row.id,)
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO scratch VALUES (?, ?, ?, ?, ?, ?)",
+            (row.id, event, row.attempts, code, state, attempts),
+        )
         stash.append((event, row.attempts))
 
     def on_commit() -> None:
@@ -488,8 +526,9 @@ async def test_hooks_run_inside_the_outbox_transaction(store: Store, make: Make,
         event, attempts = stash.pop(0)
         # By now the hook's row is committed: an independent connection sees it.
         with sqlite3.connect(store.path) as other:
-            (n,) = other.execute("SELECT count(*) FROM scratch WHERE event = ? AND attempts = ?",
-                                 (event, attempts)).fetchone()
+            (n,) = other.execute(
+                "SELECT count(*) FROM scratch WHERE event = ? AND attempts = ?", (event, attempts)
+            ).fetchone()
         committed.append((event, n))
 
     clock = FakeClock()
@@ -502,9 +541,12 @@ async def test_hooks_run_inside_the_outbox_transaction(store: Store, make: Make,
     await svc.start()
     svc.wake()
     await eventually(all_finished(store))
-    rows = await store.writer.run(lambda c: c.execute(
-        "SELECT row_id, event, attempts, code, outbox_state, outbox_attempts FROM scratch "
-        "ORDER BY rowid").fetchall())
+    rows = await store.writer.run(
+        lambda c: c.execute(
+            "SELECT row_id, event, attempts, code, outbox_state, outbox_attempts FROM scratch "
+            "ORDER BY rowid"
+        ).fetchall()
+    )
     assert [tuple(x[1:]) for x in rows] == [
         ("sending", 1, None, "pending", 1),
         ("retry", 1, "http-status", "pending", 1),
@@ -519,12 +561,13 @@ async def test_hooks_run_inside_the_outbox_transaction(store: Store, make: Make,
 
 @pytest.mark.allow_logged_errors
 async def test_a_failing_hook_loses_its_writes_not_the_outbox_change(
-        store: Store, make: Make, receivers: list[Receiver],
-        caplog: pytest.LogCaptureFixture) -> None:
+    store: Store, make: Make, receivers: list[Receiver], caplog: pytest.LogCaptureFixture
+) -> None:
     await store.writer.run(lambda c: c.execute("CREATE TABLE scratch (event TEXT)"))
 
-    def hook(conn: sqlite3.Connection, _row: OutboxRow, event: str, _c: str | None,
-             _m: str | None) -> None:
+    def hook(
+        conn: sqlite3.Connection, _row: OutboxRow, event: str, _c: str | None, _m: str | None
+    ) -> None:
         conn.execute("INSERT INTO scratch VALUES (?)", (event,))
         if event == "delivered":
             raise RuntimeError("hook bug")
@@ -538,7 +581,8 @@ async def test_a_failing_hook_loses_its_writes_not_the_outbox_change(
     await eventually(all_finished(store))
     assert {x.state for x in await store.rows()} == {"delivered"}
     events = await store.writer.run(
-        lambda c: [e for (e,) in c.execute("SELECT event FROM scratch")])
+        lambda c: [e for (e,) in c.execute("SELECT event FROM scratch")]
+    )
     assert events == ["sending", "sending"]
     assert svc.stats.hook_errors == 2
     assert len([x for x in caplog.records if "hook" in x.getMessage()]) == 1  # logged once
@@ -547,8 +591,9 @@ async def test_a_failing_hook_loses_its_writes_not_the_outbox_change(
 # -- durability and restart -----------------------------------------------------------------
 
 
-async def test_rows_survive_a_close_before_sending(store: Store, make: Make,
-                                                   receivers: list[Receiver]) -> None:
+async def test_rows_survive_a_close_before_sending(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     r = await receiver(receivers)
     ids = await store.enqueue(delivery(r, 1), delivery(r, 2))
     first = make()
@@ -564,8 +609,9 @@ async def test_rows_survive_a_close_before_sending(store: Store, make: Make,
     assert [(await store.row(i)).attempts for i in ids] == [1, 1]
 
 
-async def test_attempt_is_committed_before_the_request(store: Store, make: Make,
-                                                       receivers: list[Receiver]) -> None:
+async def test_attempt_is_committed_before_the_request(
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     async def first_hangs(_req: web.Request, _seen: Seen) -> web.StreamResponse:
         if len(r.requests) == 1:
             await r.gate.wait()
@@ -579,11 +625,13 @@ async def test_attempt_is_committed_before_the_request(store: Store, make: Make,
 
     async def arrived() -> bool:
         return len(r.requests) == 1
+
     await eventually(arrived)
     # The request is on the wire: its attempt is already durable, read by another connection.
     with sqlite3.connect(store.path) as other:
-        assert other.execute("SELECT attempts, state FROM outbox WHERE id = ?",
-                             (row_id,)).fetchone() == (1, "pending")
+        assert other.execute(
+            "SELECT attempts, state FROM outbox WHERE id = ?", (row_id,)
+        ).fetchone() == (1, "pending")
     await first.close()  # the "crash": the answer never comes back
     await store.reopen()
     second = make()
@@ -596,12 +644,14 @@ async def test_attempt_is_committed_before_the_request(store: Store, make: Make,
 
 
 async def test_attempts_spent_before_a_restart_are_not_exceeded(
-        store: Store, make: Make, receivers: list[Receiver]) -> None:
+    store: Store, make: Make, receivers: list[Receiver]
+) -> None:
     r = await receiver(receivers)
     (row_id,) = await store.enqueue(delivery(r, 1))
     # A crash right after the 10th attempt's counter was committed.
-    await store.writer.run(lambda c: c.execute(
-        "UPDATE outbox SET attempts = 10 WHERE id = ?", (row_id,)))
+    await store.writer.run(
+        lambda c: c.execute("UPDATE outbox SET attempts = 10 WHERE id = ?", (row_id,))
+    )
     events: list[str] = []
     svc = make()
     svc.register_hook("test", lambda _c, _r, event, _code, _m: events.append(event))
@@ -617,8 +667,7 @@ async def test_attempts_spent_before_a_restart_are_not_exceeded(
 # -- dead letters, replay, stats, signer, logs ----------------------------------------------------
 
 
-async def test_dead_letters_and_replay(store: Store, make: Make,
-                                       receivers: list[Receiver]) -> None:
+async def test_dead_letters_and_replay(store: Store, make: Make, receivers: list[Receiver]) -> None:
     r = await receiver(receivers, respond=scripted(410, 410))
     a, b = await store.enqueue(delivery(r, 1), delivery(r, 2))
     svc = make()
@@ -648,6 +697,7 @@ async def test_stats_count_pending(store: Store, make: Make, receivers: list[Rec
 
     async def failed_once() -> bool:
         return svc.stats.failed == 1
+
     await eventually(failed_once)
     assert await svc.pending() == 2  # the first waits for its retry, the second behind it
     assert (svc.stats.sent, svc.stats.delivered, svc.stats.dead) == (1, 0, 0)
@@ -657,8 +707,13 @@ async def test_signer_adds_headers(store: Store, make: Make, receivers: list[Rec
     clock = FakeClock()
     r = await receiver(receivers, clock=clock)
     await store.enqueue(delivery(r, 1), now=clock.now())
-    svc = make(clock, signer=lambda row, ts: {
-        "webhook-timestamp": str(ts), "webhook-signature": f"v1,{row.event_id}"})
+    svc = make(
+        clock,
+        signer=lambda row, ts: {
+            "webhook-timestamp": str(ts),
+            "webhook-signature": f"v1,{row.event_id}",
+        },
+    )
     await svc.start()
     svc.wake()
     await eventually(all_finished(store))
@@ -669,15 +724,17 @@ async def test_signer_adds_headers(store: Store, make: Make, receivers: list[Rec
 
 
 async def test_logs_once_per_episode_and_never_secrets(
-        store: Store, make: Make, receivers: list[Receiver],
-        caplog: pytest.LogCaptureFixture) -> None:
+    store: Store, make: Make, receivers: list[Receiver], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     clock = FakeClock()
     r = await receiver(receivers, respond=scripted(500, 503, 500), clock=clock)
     url = r.url("/hook?token=SECRETQUERY")
     await store.enqueue(
         Delivery("e1", url, "test", b'{"password": "SECRETBODY"}'),
-        Delivery("e2", url, "test", b'{"password": "SECRETBODY"}'), now=clock.now())
+        Delivery("e2", url, "test", b'{"password": "SECRETBODY"}'),
+        now=clock.now(),
+    )
     svc = make(clock)
     await svc.start()
     svc.wake()

@@ -42,6 +42,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 async def finished(store: Store) -> None:
     async def check() -> bool:
         return await store.reader.run(outbox.count_pending) == 0
+
     await eventually(check)
 
 
@@ -64,7 +65,8 @@ async def test_a_backlog_costs_a_fraction_of_a_commit_per_delivery(store: Store)
 
 
 async def test_a_failure_mid_batch_gives_the_rows_behind_it_their_attempts_back(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     clock = FakeClock()
     answers = [200, 200, 500]  # rows 0 and 1 alone/first batch, row 3 fails inside a batch
 
@@ -74,10 +76,15 @@ async def test_a_failure_mid_batch_gives_the_rows_behind_it_their_attempts_back(
     r = await Receiver(respond=respond, clock=clock).start()
     ids = await store.enqueue(*(delivery(r, n) for n in range(6)), now=clock.now())
     events: list[tuple[int, str, int, str | None]] = []
-    svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, batch=8,
-                           rng=random.Random(1))
-    svc.register_hook("test", lambda _c, row, event, code, _m: events.append(
-        (ids.index(row.id), event, row.attempts, code)))
+    svc = delivery_service(
+        store.writer, store.reader, clock, allow=ALLOW, batch=8, rng=random.Random(1)
+    )
+    svc.register_hook(
+        "test",
+        lambda _c, row, event, code, _m: events.append(
+            (ids.index(row.id), event, row.attempts, code)
+        ),
+    )
     await svc.start()
     svc.wake()
     try:
@@ -99,8 +106,9 @@ async def test_live_traffic_first(store: Store) -> None:
     gateway is quiet it drains at full speed."""
     r = await Receiver().start()
     await store.enqueue(*(delivery(r, n) for n in range(60)))
-    svc = delivery_service(store.writer, store.reader, SystemClock(), allow=ALLOW,
-                          busy_rate=50.0, quiet=0.4)
+    svc = delivery_service(
+        store.writer, store.reader, SystemClock(), allow=ALLOW, busy_rate=50.0, quiet=0.4
+    )
     svc.note_activity()  # an order was just committed
     started = time.monotonic()
     await svc.start()
@@ -146,13 +154,16 @@ async def test_the_schedule_survives_an_outage_without_losing_attempts(store: St
 
     uplink = Uplink(probe, clock, sleep=monitor_sleep, covers=lambda _e: True)
     (row_id,) = await store.enqueue(delivery(r, 1), now=clock.now())
-    svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, jitter=0.0,
-                           uplink=uplink)
+    svc = delivery_service(
+        store.writer, store.reader, clock, allow=ALLOW, jitter=0.0, uplink=uplink
+    )
     await svc.start()
     svc.wake()
     try:
+
         async def held() -> bool:
             return uplink.state is State.DOWN and not svc.busy
+
         await eventually(held)
         row = await store.row(row_id)
         assert (row.state, row.attempts) == ("pending", 3)
@@ -163,6 +174,7 @@ async def test_the_schedule_survives_an_outage_without_losing_attempts(store: St
 
         async def dead() -> bool:
             return (await store.row(row_id)).state == "dead"
+
         await eventually(dead)
         assert (await store.row(row_id)).attempts == 10 and len(answered) == 10
         gaps = [round(b - a) for a, b in itertools.pairwise(answered)]
@@ -176,8 +188,9 @@ async def test_the_schedule_survives_an_outage_without_losing_attempts(store: St
 async def test_prune_keeps_what_is_recent_or_pending(store: Store) -> None:
     clock = FakeClock()
     day = 86_400.0
-    ids = await store.enqueue(*(delivery(f"http://192.0.2.{n % 3 + 1}/h", n)
-                                for n in range(3000)), now=clock.now())
+    ids = await store.enqueue(
+        *(delivery(f"http://192.0.2.{n % 3 + 1}/h", n) for n in range(3000)), now=clock.now()
+    )
 
     def finish(conn: sqlite3.Connection) -> None:
         for n, row_id in enumerate(ids):

@@ -39,8 +39,9 @@ BEHAVIOUR = st.sampled_from(sorted({*SUCCESS, *FAILURE, "gone"}))
 
 # Per event: its endpoint (0-2) and what the receiver answers to its 1st, 2nd... request
 # ("ok" once the list runs out).
-EVENTS = st.lists(st.tuples(st.integers(0, 2), st.lists(BEHAVIOUR, max_size=12)),
-                  min_size=1, max_size=6)
+EVENTS = st.lists(
+    st.tuples(st.integers(0, 2), st.lists(BEHAVIOUR, max_size=12)), min_size=1, max_size=6
+)
 # The request (event index, its n-th request) during which the gateway "crashes".
 CRASH = st.none() | st.tuples(st.integers(0, 5), st.integers(0, 9))
 
@@ -55,8 +56,10 @@ async def _answer(request: web.Request, behaviour: str, clock: FakeClock) -> web
     if behaviour == "busy429":
         return web.Response(status=429, headers={"Retry-After": "600"})
     if behaviour == "busy503":
-        return web.Response(status=503, headers={
-            "Retry-After": email.utils.formatdate(clock.now() + 4000, usegmt=True)})
+        return web.Response(
+            status=503,
+            headers={"Retry-After": email.utils.formatdate(clock.now() + 4000, usegmt=True)},
+        )
     if behaviour == "redirect":
         return web.Response(status=302, headers={"Location": "/elsewhere"})
     assert behaviour == "drop"  # the connection closes without an answer
@@ -65,8 +68,9 @@ async def _answer(request: web.Request, behaviour: str, clock: FakeClock) -> web
     return web.Response(status=500)
 
 
-async def _scenario(path: Path, events: list[tuple[int, list[str]]],
-                    crash: tuple[int, int] | None) -> None:
+async def _scenario(
+    path: Path, events: list[tuple[int, list[str]]], crash: tuple[int, int] | None
+) -> None:
     clock = FakeClock()
     store = Store(path / "db.sqlite")
     await store.open()
@@ -89,10 +93,12 @@ async def _scenario(path: Path, events: list[tuple[int, list[str]]],
             behaviour = plan[n] if n < len(plan) else "ok"
             answered[seen.event_id].append(behaviour)
             return await _answer(request, behaviour, clock)
+
         return respond
 
-    receivers = {e: await Receiver(respond=responder(e), clock=clock).start()
-                 for e in {e for e, _ in events}}
+    receivers = {
+        e: await Receiver(respond=responder(e), clock=clock).start() for e in {e for e, _ in events}
+    }
 
     async def service() -> DeliveryService:
         svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, timeout=5.0)
@@ -101,9 +107,13 @@ async def _scenario(path: Path, events: list[tuple[int, list[str]]],
         return svc
 
     try:
-        ids = await store.enqueue(*(
-            Delivery(f"evt-{i}", receivers[e].url(f"/hook/{i}"), "test", b"{}")
-            for i, (e, _) in enumerate(events)), now=clock.now())
+        ids = await store.enqueue(
+            *(
+                Delivery(f"evt-{i}", receivers[e].url(f"/hook/{i}"), "test", b"{}")
+                for i, (e, _) in enumerate(events)
+            ),
+            now=clock.now(),
+        )
         svc = await service()
         restarted = False
         for _ in range(4000):
@@ -151,8 +161,10 @@ async def _scenario(path: Path, events: list[tuple[int, list[str]]],
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=EVENTS, crash=CRASH)
 def test_random_receivers_never_lose_a_delivery(
-        tmp_path_factory: pytest.TempPathFactory, events: list[tuple[int, list[str]]],
-        crash: tuple[int, int] | None) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+    events: list[tuple[int, list[str]]],
+    crash: tuple[int, int] | None,
+) -> None:
     asyncio.run(_scenario(tmp_path_factory.mktemp("outbox"), events, crash))
 
 
@@ -215,8 +227,10 @@ class OutboxMachine(RuleBasedStateMachine):
         self.dead_at_offline = 0
         self.count = 0
         self.store = Store(self.dir / "db.sqlite")
-        self.receivers = [self.run(Receiver(respond=self._responder(e),
-                                            clock=self.clock).start()) for e in range(2)]
+        self.receivers = [
+            self.run(Receiver(respond=self._responder(e), clock=self.clock).start())
+            for e in range(2)
+        ]
         self.run(self.store.open())
         self.svc = self.run(self._service())
 
@@ -233,6 +247,7 @@ class OutboxMachine(RuleBasedStateMachine):
             self.received[seen.event_id] += 1
             mode = self.modes[endpoint]
             return web.Response(status={"ok": 200, "e500": 500, "gone": 410}[mode])
+
         return respond
 
     async def _probe(self) -> bool:
@@ -244,8 +259,15 @@ class OutboxMachine(RuleBasedStateMachine):
 
     async def _service(self) -> DeliveryService:
         uplink = Uplink(self._probe, self.clock, sleep=self._next_probe, covers=lambda _e: True)
-        svc = delivery_service(self.store.writer, self.store.reader, self.clock, allow=ALLOW,
-                              timeout=5.0, batch=4, uplink=uplink)
+        svc = delivery_service(
+            self.store.writer,
+            self.store.reader,
+            self.clock,
+            allow=ALLOW,
+            timeout=5.0,
+            batch=4,
+            uplink=uplink,
+        )
         await svc.start()
         svc.wake()
         return svc
@@ -262,9 +284,14 @@ class OutboxMachine(RuleBasedStateMachine):
         raise AssertionError("the outbox never went quiet")
 
     async def _rows(self) -> list[tuple[str, str, int, str | None]]:
-        return await self.store.reader.run(lambda c: [
-            (str(e), str(s), int(a), r) for e, s, a, r in c.execute(
-                "SELECT event_id, state, attempts, last_error FROM outbox ORDER BY id")])
+        return await self.store.reader.run(
+            lambda c: [
+                (str(e), str(s), int(a), r)
+                for e, s, a, r in c.execute(
+                    "SELECT event_id, state, attempts, last_error FROM outbox ORDER BY id"
+                )
+            ]
+        )
 
     # -- rules --------------------------------------------------------------------------------
 
@@ -275,8 +302,9 @@ class OutboxMachine(RuleBasedStateMachine):
             event_id = f"evt-{self.count}"
             self.count += 1
             self.enqueued[event_id] = endpoint
-            batch.append(Delivery(event_id, self.receivers[endpoint].url(f"/e{endpoint}"),
-                                  "test", b"{}"))
+            batch.append(
+                Delivery(event_id, self.receivers[endpoint].url(f"/e{endpoint}"), "test", b"{}")
+            )
         self.run(self.store.enqueue(*batch, now=self.clock.now()))
         self.run(self._settle())
 
@@ -354,6 +382,9 @@ class OutboxMachine(RuleBasedStateMachine):
 
 
 OutboxMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=20, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow])
+    max_examples=25,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 test_outbox_state_machine = OutboxMachine.TestCase

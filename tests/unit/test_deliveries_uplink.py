@@ -67,7 +67,8 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def attempts(store: Store) -> list[int]:
     return await store.reader.run(
-        lambda c: [int(a) for (a,) in c.execute("SELECT attempts FROM outbox ORDER BY id")])
+        lambda c: [int(a) for (a,) in c.execute("SELECT attempts FROM outbox ORDER BY id")]
+    )
 
 
 async def never(_seconds: float) -> None:
@@ -78,14 +79,16 @@ async def never(_seconds: float) -> None:
 
 
 async def test_a_weekend_offline_spends_nothing_then_everything_arrives_in_order(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     n, endpoints = 50_000, 4
     seen: dict[int, list[int]] = defaultdict(list)
-    receivers = [FastReceiver(p, partial(lambda i, body: seen[i].append(int(body)), i))
-                 for i, p in enumerate(free_ports(endpoints))]
+    receivers = [
+        FastReceiver(p, partial(lambda i, body: seen[i].append(int(body)), i))
+        for i, p in enumerate(free_ports(endpoints))
+    ]
     # Queued over the weekend, interleaved over the endpoints, in one transaction.
-    rows = [Delivery(f"evt-{i}", receivers[i % endpoints].url, "test", b"%d" % i)
-            for i in range(n)]
+    rows = [Delivery(f"evt-{i}", receivers[i % endpoints].url, "test", b"%d" % i) for i in range(n)]
     clock = FakeClock()
     await store.enqueue(*rows, now=clock.now())
     switch = Switch(up=False)
@@ -102,6 +105,7 @@ async def test_a_weekend_offline_spends_nothing_then_everything_arrives_in_order
         # Nothing answers (the uplink is down): the weekend passes on the fake clock.
         async def weekend_over() -> bool:
             return clock.now() - T0 >= 60 * HOUR
+
         await eventually(weekend_over, timeout=30.0)
         assert uplink.state is State.DOWN
         # Not one attempt spent: at most the canaries now on their way are counted, and they
@@ -121,11 +125,14 @@ async def test_a_weekend_offline_spends_nothing_then_everything_arrives_in_order
 
         async def drained() -> bool:
             return await store.reader.run(outbox.count_pending) == 0
+
         await eventually(drained, timeout=120.0)
         elapsed = time.monotonic() - started
-        print(f"\n50,000 deliveries after the weekend: {elapsed:.1f} s "
-              f"({n / elapsed:,.0f}/s); {sent_while_down} refused requests while offline, "
-              f"{svc.stats.offline} attempts given back")
+        print(
+            f"\n50,000 deliveries after the weekend: {elapsed:.1f} s "
+            f"({n / elapsed:,.0f}/s); {sent_while_down} refused requests while offline, "
+            f"{svc.stats.offline} attempts given back"
+        )
         for i in range(endpoints):
             assert seen[i] == list(range(i, n, endpoints))  # all, once each, in order
         assert set(await attempts(store)) == {1}
@@ -151,8 +158,10 @@ async def test_a_receiver_down_while_the_uplink_is_up_spends_attempts(store: Sto
     await svc.start()
     svc.wake()
     try:
+
         async def dead() -> bool:
             return (await store.row(row_id)).state == "dead"
+
         await eventually(dead, timeout=10.0)
         assert (await store.row(row_id)).attempts == 10
         assert svc.stats.offline == 0 and uplink.state is State.UP
@@ -170,13 +179,16 @@ async def test_offline_attempts_are_given_back_and_the_hook_sees_it(store: Store
     events: list[tuple[str, int, str | None]] = []
     (row_id,) = await store.enqueue(Delivery("e1", url, "test", b"{}"), now=clock.now())
     svc = delivery_service(store.writer, store.reader, clock, allow=ALLOW, uplink=uplink)
-    svc.register_hook("test", lambda _c, row, event, code, _m: events.append(
-        (event, row.attempts, code)))
+    svc.register_hook(
+        "test", lambda _c, row, event, code, _m: events.append((event, row.attempts, code))
+    )
     await svc.start()
     svc.wake()
     try:
+
         async def refunded() -> bool:
             return svc.stats.offline >= 1
+
         await eventually(refunded)
         assert events[:2] == [("sending", 1, None), ("retry", 0, OFFLINE)]
         row = await store.row(row_id)
@@ -199,8 +211,10 @@ async def test_lan_endpoints_are_never_held(store: Store) -> None:
     await svc.start()
     svc.wake()
     try:
+
         async def arrived() -> bool:
             return len(r.requests) == 1
+
         await eventually(arrived)
     finally:
         await svc.close()
@@ -263,6 +277,7 @@ async def test_monitor_finds_the_uplink_back() -> None:
 
     async def back() -> bool:
         return uplink.state is State.UP
+
     await eventually(back)
     assert changes[-1] is True and uplink.stats.outages == 1
     assert await uplink.confirm() is True
@@ -292,10 +307,19 @@ def test_which_endpoints_need_the_uplink() -> None:
     assert needs_uplink("https://backoffice.example.com:443")
     assert needs_uplink("http://93.184.216.34:80")
     assert needs_uplink("http://[2606:4700::1111]:80")
-    for local in ("http://127.0.0.1:80", "http://192.168.1.20:80", "http://10.0.0.5:8080",
-                  "http://172.16.3.3:80", "http://[fe80::1]:80", "http://[fd00::5]:80",
-                  "http://printer.local:80", "http://kds.lan:80", "http://pos:80",
-                  "http://box.home.arpa:80", "not a url"):
+    for local in (
+        "http://127.0.0.1:80",
+        "http://192.168.1.20:80",
+        "http://10.0.0.5:8080",
+        "http://172.16.3.3:80",
+        "http://[fe80::1]:80",
+        "http://[fd00::5]:80",
+        "http://printer.local:80",
+        "http://kds.lan:80",
+        "http://pos:80",
+        "http://box.home.arpa:80",
+        "not a url",
+    ):
         assert not needs_uplink(local), local
     assert parse_target("1.1.1.1:443") == ("1.1.1.1", 443)
     assert parse_target("[2606:4700::1111]:443") == ("2606:4700::1111", 443)

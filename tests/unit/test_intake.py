@@ -23,15 +23,18 @@ def intake(gw: Gateway) -> OrderIntake:
     return gw.ctx.intake
 
 
-ITEMS = [NewItem("Margherita", 2, "PZ1", 850, "well done", "oven"),
-         NewItem("Tiramisu", 1, "DS4", 550)]
+ITEMS = [
+    NewItem("Margherita", 2, "PZ1", 850, "well done", "oven"),
+    NewItem("Tiramisu", 1, "DS4", 550),
+]
 
 
 async def test_create_gives_number_items_and_a_new_order_event(gateway: Gateway) -> None:
     events: list[OrderEvent] = []
     gateway.ctx.bus.subscribe(lambda e: events.append(e) if isinstance(e, OrderEvent) else None)
-    created = await intake(gateway).create(ITEMS, source="test", external_id="ext-1",
-                                           extra={"brand": "Da Mario"})
+    created = await intake(gateway).create(
+        ITEMS, source="test", external_id="ext-1", extra={"brand": "Da Mario"}
+    )
     order = created.order
     assert created.created and order.number >= 1 and order.name == str(order.number)
     assert [i.id for i in order.items] == [f"{order.number}-1", f"{order.number}-2"]
@@ -69,8 +72,9 @@ async def test_items_move_forward_and_journal_item_status(gateway: Gateway) -> N
     assert same.items[0].status is ItemStatus.PRODUCING  # repeated: no change
     with pytest.raises(Conflict):
         await intake(gateway).set_item_status(order.uuid, "1", ItemStatus.REGISTERED)
-    err = await intake(gateway).set_item_status(order.uuid, order.items[1].id, ItemStatus.ERROR,
-                                                cause="out of mascarpone", delay=10)
+    err = await intake(gateway).set_item_status(
+        order.uuid, order.items[1].id, ItemStatus.ERROR, cause="out of mascarpone", delay=10
+    )
     assert (err.items[1].cause, err.items[1].delay) == ("out of mascarpone", 10)
     back = await intake(gateway).set_item_status(order.uuid, "2", ItemStatus.PRODUCING)
     assert back.items[1].status is ItemStatus.PRODUCING  # after an error, production resumes
@@ -84,8 +88,9 @@ async def test_items_move_forward_and_journal_item_status(gateway: Gateway) -> N
 async def test_all_items_shipped_hands_the_order_over(gateway: Gateway) -> None:
     order = (await intake(gateway).create(ITEMS, source="test")).order
     await intake(gateway).set_item_status(order.uuid, "1", ItemStatus.SHIPPED)
-    last = await intake(gateway).set_item_status(order.uuid, "2", ItemStatus.CANCELED,
-                                                 cause="guest left")
+    last = await intake(gateway).set_item_status(
+        order.uuid, "2", ItemStatus.CANCELED, cause="guest left"
+    )
     assert last.state is OrderState.CLEARED and not last.cancelled
     assert last.clear_reason is ClearReason.AUTOMATIC
     with pytest.raises(Conflict):
@@ -95,15 +100,19 @@ async def test_all_items_shipped_hands_the_order_over(gateway: Gateway) -> None:
 async def test_clearing_ships_what_is_left(gateway: Gateway) -> None:
     order = (await intake(gateway).create(ITEMS, source="test")).order
     await intake(gateway).set_item_status(order.uuid, "2", ItemStatus.CANCELED, cause="none left")
-    cleared = await gateway.ctx.orders.clear(OrderRef(uuid=order.uuid),
-                                             ClearReason.MANAGER_OVERRIDE)
+    cleared = await gateway.ctx.orders.clear(
+        OrderRef(uuid=order.uuid), ClearReason.MANAGER_OVERRIDE
+    )
     assert [i.status for i in cleared.items] == [ItemStatus.SHIPPED, ItemStatus.CANCELED]
 
 
 async def test_cancel_only_unpaid_orders(gateway: Gateway) -> None:
     unpaid = (await intake(gateway).create(ITEMS, source="test")).order
-    paid = (await intake(gateway).create(
-        ITEMS, source="test", extra={"payment": {"paid_at": "2026-11-29T12:00:00+00:00"}})).order
+    paid = (
+        await intake(gateway).create(
+            ITEMS, source="test", extra={"payment": {"paid_at": "2026-11-29T12:00:00+00:00"}}
+        )
+    ).order
     cancelled = await intake(gateway).cancel(str(unpaid.number))
     assert cancelled.cancelled and cancelled.state is OrderState.CLEARED
     assert all(i.status is ItemStatus.CANCELED for i in cancelled.items)
@@ -132,16 +141,19 @@ async def test_items_survive_a_restart_and_old_journal_rows_still_read(tmp_path:
     await gw.reader.close()
     # A journal row as an older version wrote it (no number, items or extra keys).
     conn = sqlite3.connect(settings.db_path)
-    payload = conn.execute("SELECT payload FROM journal WHERE order_uuid = ? ORDER BY seq LIMIT 1",
-                           (pos.order.uuid,)).fetchone()[0]
+    payload = conn.execute(
+        "SELECT payload FROM journal WHERE order_uuid = ? ORDER BY seq LIMIT 1", (pos.order.uuid,)
+    ).fetchone()[0]
     import orjson
 
     old: dict[str, Any] = orjson.loads(payload)
     for key in ("number", "source", "external_id", "cancelled", "extra"):
         old.pop(key, None)
-    conn.execute("UPDATE journal SET payload = ? WHERE order_uuid = ? AND seq = "
-                 "(SELECT MIN(seq) FROM journal WHERE order_uuid = ?)",
-                 (orjson.dumps(old).decode(), pos.order.uuid, pos.order.uuid))
+    conn.execute(
+        "UPDATE journal SET payload = ? WHERE order_uuid = ? AND seq = "
+        "(SELECT MIN(seq) FROM journal WHERE order_uuid = ?)",
+        (orjson.dumps(old).decode(), pos.order.uuid, pos.order.uuid),
+    )
     conn.commit()
     conn.close()
     gw2 = await build(settings)
@@ -156,7 +168,8 @@ async def test_items_survive_a_restart_and_old_journal_rows_still_read(tmp_path:
 
 
 async def test_table_tracker_feed_shows_item_moves_as_modifications(
-        client: Any, auth: dict[str, str], gateway: Gateway) -> None:
+    client: Any, auth: dict[str, str], gateway: Gateway
+) -> None:
     order = (await intake(gateway).create(ITEMS, source="test")).order
     ws = await client.ws_connect("/api/v2/websocket", headers=auth)
     snapshot = await ws.receive_json(timeout=5)
@@ -173,11 +186,24 @@ async def test_kitchen_tickets_split_by_item_station(tmp_path: Path, aiohttp_cli
 
     async with FakePrinter() as kitchen, FakePrinter() as oven:
         settings = make_settings(
-            tmp_path / "data", outbound_allow=["127.0.0.1"], print_kitchen_station="kitchen",
-            printers=[{"id": "k", "name": "Kitchen", "station": "kitchen",
-                       "address": f"tcp://127.0.0.1:{kitchen.port}"},
-                      {"id": "o", "name": "Oven", "station": "oven",
-                       "address": f"tcp://127.0.0.1:{oven.port}"}])
+            tmp_path / "data",
+            outbound_allow=["127.0.0.1"],
+            print_kitchen_station="kitchen",
+            printers=[
+                {
+                    "id": "k",
+                    "name": "Kitchen",
+                    "station": "kitchen",
+                    "address": f"tcp://127.0.0.1:{kitchen.port}",
+                },
+                {
+                    "id": "o",
+                    "name": "Oven",
+                    "station": "oven",
+                    "address": f"tcp://127.0.0.1:{oven.port}",
+                },
+            ],
+        )
         gw = await build(settings)
         await aiohttp_client(gw.app)
         order = (await intake(gw).create(ITEMS, source="test")).order

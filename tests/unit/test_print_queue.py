@@ -41,8 +41,9 @@ async def test_earliest_deadline_first_with_shuffled_deadlines(tmp_path: Path) -
         random.Random(7).shuffle(offsets)
         ids = []
         for off in offsets:
-            r = await h.svc.submit("kp", Command.PRINT_TEXT, f"ticket {off:02d}",
-                                   deadline=now + 60 + off * 5)
+            r = await h.svc.submit(
+                "kp", Command.PRINT_TEXT, f"ticket {off:02d}", deadline=now + 60 + off * 5
+            )
             ids.append(r.id)
         await h.svc.start()
         await h.until(lambda: len(fake.printed) == 10)
@@ -74,8 +75,13 @@ async def test_power_cut_mid_job_resends_same_id_and_prints_once(tmp_path: Path)
         await h.until(lambda: h.svc.devices["kp"].is_online)
         fake.disconnect_after = 40  # the printer dies 40 bytes into the job: it is lost
         r = await h.svc.submit("kp", Command.PRINT_TEXT, "grilled fish " * 10)
-        await h.until(lambda: h.svc.open.get(r.id) is not None
-                      and h.svc.open[r.id].attempts >= 1 and len(fake.jobs) >= 1)
+        await h.until(
+            lambda: (
+                h.svc.open.get(r.id) is not None
+                and h.svc.open[r.id].attempts >= 1
+                and len(fake.jobs) >= 1
+            )
+        )
         fake.disconnect_after = None  # power back
         done = await h.finished("kp", r.id)
         assert done.id == r.id and done.error is None
@@ -136,8 +142,7 @@ async def test_accept_flow(tmp_path: Path) -> None:
         await h.add_tcp("kp", fake.port)
         r = await h.svc.submit("kp", Command.PRINT_ORDER, "1x Margherita\n1x Tiramisu")
         await h.until(lambda: h.svc.open[r.id].process_status is ProcessStatus.WAITING_OUTPUT)
-        await h.until(
-            lambda: h.svc.devices["kp"].status is DeviceStatus.WAITING_ORDER_RESPONSE)
+        await h.until(lambda: h.svc.devices["kp"].status is DeviceStatus.WAITING_ORDER_RESPONSE)
         assert "Margherita" in texts(fake.printed)[0] and r.id[-6:] in texts(fake.printed)[0]
         done = await h.svc.respond("kp", r.id, True, 15)
         assert done.process_status is ProcessStatus.ARCHIVED
@@ -151,8 +156,11 @@ async def test_accept_flow(tmp_path: Path) -> None:
 async def test_refuse_flow_and_bad_answers(tmp_path: Path) -> None:
     async with FakePrinter() as fake, harness(tmp_path / "db") as h:
         await h.add_tcp("kp", fake.port)
-        r = await h.svc.submit("kp", Command.PRINT_ORDER, {"number": "42", "items": [
-            {"title": "Soup", "quantity": 2, "notes": "no salt"}]})
+        r = await h.svc.submit(
+            "kp",
+            Command.PRINT_ORDER,
+            {"number": "42", "items": [{"title": "Soup", "quantity": 2, "notes": "no salt"}]},
+        )
         await h.until(lambda: h.svc.open[r.id].process_status is ProcessStatus.WAITING_OUTPUT)
         for accepted, minutes in (("yes", 5), (True, None), (True, -1), (True, 2000)):
             with pytest.raises(ValidationFailed):
@@ -165,8 +173,7 @@ async def test_refuse_flow_and_bad_answers(tmp_path: Path) -> None:
 async def test_unanswered_order_expires_with_deadline(tmp_path: Path) -> None:
     async with FakePrinter() as fake, harness(tmp_path / "db") as h:
         await h.add_tcp("kp", fake.port)
-        r = await h.svc.submit("kp", Command.PRINT_ORDER, "1x Pizza",
-                               deadline=time.time() + 1.0)
+        r = await h.svc.submit("kp", Command.PRINT_ORDER, "1x Pizza", deadline=time.time() + 1.0)
         done = await h.finished("kp", r.id)
         assert done.error is not None and done.error.code is ErrorCode.DEADLINE
         assert done.error.process_status is ProcessStatus.WAITING_OUTPUT
@@ -205,9 +212,13 @@ async def test_station_tickets_fall_back_to_a_working_printer(tmp_path: Path) ->
     async with FakePrinter() as bar, harness(tmp_path / "db") as h:
         await h.add_tcp("kitchen1", free_port(), station="kitchen")  # switched off
         await h.add_tcp("kitchen2", bar.port, station="kitchen")
-        await h.until(lambda: not h.svc.devices["kitchen1"].is_online
-                      and h.svc.devices["kitchen1"].status_date is not None
-                      and h.svc.devices["kitchen2"].is_online)
+        await h.until(
+            lambda: (
+                not h.svc.devices["kitchen1"].is_online
+                and h.svc.devices["kitchen1"].status_date is not None
+                and h.svc.devices["kitchen2"].is_online
+            )
+        )
         r = await h.svc.submit_to_station("kitchen", Command.PRINT_TEXT, "to the fallback")
         assert r.device_id == "kitchen2"
         done = await h.finished("kitchen2", r.id)
@@ -234,8 +245,15 @@ async def test_queued_station_ticket_moves_when_its_printer_dies(tmp_path: Path)
 async def test_kitchen_ticket_commits_with_the_order(tmp_path: Path) -> None:
     async with FakePrinter() as fake, harness(tmp_path / "db", kitchen_station="kitchen") as h:
         await h.add_tcp("kp", fake.port, station="kitchen")
-        order = Order("6f1c0d1e-0000-4000-8000-000000000001", "57", "TO_GO", "",
-                      OrderState.STARTED, time.time(), time.time())
+        order = Order(
+            "6f1c0d1e-0000-4000-8000-000000000001",
+            "57",
+            "TO_GO",
+            "",
+            OrderState.STARTED,
+            time.time(),
+            time.time(),
+        )
         h.orders[order.uuid] = order
 
         def job(conn: sqlite3.Connection) -> None:
@@ -289,10 +307,16 @@ async def test_silent_printer_is_not_resent_and_says_unconfirmed(tmp_path: Path)
 async def test_receipt_and_drawer_commands_print(tmp_path: Path) -> None:
     async with FakePrinter() as fake, harness(tmp_path / "db") as h:
         await h.add_tcp("kp", fake.port)
-        receipt = await h.svc.submit("kp", Command.PRINT_RECEIPT, {
-            "number": "31", "lines": [{"title": "Espresso", "quantity": 2, "unitPrice": 180}],
-            "totals": [{"label": "Total", "amount": 360, "emphasis": True}],
-            "footer": "Grazie!"})
+        receipt = await h.svc.submit(
+            "kp",
+            Command.PRINT_RECEIPT,
+            {
+                "number": "31",
+                "lines": [{"title": "Espresso", "quantity": 2, "unitPrice": 180}],
+                "totals": [{"label": "Total", "amount": 360, "emphasis": True}],
+                "footer": "Grazie!",
+            },
+        )
         drawer = await h.svc.submit("kp", Command.OPEN_DRAWER, {"pin": 5})
         assert (await h.finished("kp", receipt.id)).output_data == {"printed": True}
         assert (await h.finished("kp", drawer.id)).output_data == {"opened": True}
@@ -313,8 +337,13 @@ async def test_an_expired_job_is_archived_where_the_worker_finds_it(tmp_path: Pa
         r = await h.svc.submit("vp", Command.PRINT_TEXT, "late", deadline=time.time() + 0.2)
         await asyncio.sleep(0.3)
         guard = ConnectGuard(frozenset())
-        worker = DeviceWorker(h.svc.queue, "vp", make_link(h.svc.devices["vp"], {}, guard),
-                              render=lambda r, d: b"", wake=lambda did: None)
+        worker = DeviceWorker(
+            h.svc.queue,
+            "vp",
+            make_link(h.svc.devices["vp"], {}, guard),
+            render=lambda r, d: b"",
+            wake=lambda did: None,
+        )
         await asyncio.wait_for(worker._step(), 5)
         assert r.id not in h.svc.open
         done = await h.svc.request("vp", r.id)
@@ -323,11 +352,18 @@ async def test_an_expired_job_is_archived_where_the_worker_finds_it(tmp_path: Pa
 
 
 async def test_jobs_that_expired_while_stopped_are_settled_before_the_workers_start(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     async with harness(tmp_path / "db", start=False) as h:
         await h.svc.add_device(DeviceSpec("nowhere", "virtual://nowhere", id="vp"), Source.API)
-        ids = [(await h.svc.submit("vp", Command.PRINT_TEXT, f"late {i}",
-                                   deadline=time.time() + 0.2)).id for i in range(3)]
+        ids = [
+            (
+                await h.svc.submit(
+                    "vp", Command.PRINT_TEXT, f"late {i}", deadline=time.time() + 0.2
+                )
+            ).id
+            for i in range(3)
+        ]
     await asyncio.sleep(0.3)
     async with harness(tmp_path / "db", start=False) as h:
         assert all(rid in h.svc.open for rid in ids)

@@ -56,19 +56,24 @@ class Receiver:
 
 
 @asynccontextmanager
-async def reported(db: Path, url: str, *, send: bool = True,
-                   **changes: Any) -> AsyncIterator[tuple[Harness, DeliveryService]]:
+async def reported(
+    db: Path, url: str, *, send: bool = True, **changes: Any
+) -> AsyncIterator[tuple[Harness, DeliveryService]]:
     box: list[DeliveryService] = []
-    async with harness(db, report_url=url, wake_outbox=lambda: box[0].wake(), start=False,
-                       **changes) as h:
-        deliveries = delivery_service(h.writer, h.reader, SystemClock(),
-                                     allow=frozenset({"127.0.0.1"}))
+    async with harness(
+        db, report_url=url, wake_outbox=lambda: box[0].wake(), start=False, **changes
+    ) as h:
+        deliveries = delivery_service(
+            h.writer, h.reader, SystemClock(), allow=frozenset({"127.0.0.1"})
+        )
         box.append(deliveries)
         deliveries.register_hook(
             REPORT_KIND,
-            lambda conn, row, event, code, msg: h.svc.report_hook(conn, row.ref, event, code,
-                                                                  msg, row.attempts),
-            on_commit=h.svc.apply_report_updates)
+            lambda conn, row, event, code, msg: h.svc.report_hook(
+                conn, row.ref, event, code, msg, row.attempts
+            ),
+            on_commit=h.svc.apply_report_updates,
+        )
         await h.svc.start()
         if send:
             await deliveries.start()
@@ -79,12 +84,10 @@ async def reported(db: Path, url: str, *, send: bool = True,
 
 
 async def test_outcome_and_device_reports_reach_the_submitter(tmp_path: Path) -> None:
-    async with Receiver() as rx, FakePrinter() as fake, \
-            reported(tmp_path / "db", rx.url) as (h, _):
+    async with Receiver() as rx, FakePrinter() as fake, reported(tmp_path / "db", rx.url) as (h, _):
         await h.add_tcp("kp", fake.port)
         r = await h.svc.submit("kp", Command.PRINT_TEXT, "report me", reserved="pos-77")
-        await h.until(lambda: any(x["process"]["status"] == "archived"
-                                  for x in rx.requests(r.id)))
+        await h.until(lambda: any(x["process"]["status"] == "archived" for x in rx.requests(r.id)))
         final = next(x for x in rx.requests(r.id) if x["process"]["status"] == "archived")
         assert final["deviceId"] == "kp" and final["reserved"] == "pos-77"
         assert final["output"]["data"] == {"printed": True}
@@ -106,15 +109,18 @@ async def test_outcome_and_device_reports_reach_the_submitter(tmp_path: Path) ->
 
 
 async def test_accept_answer_is_reported_with_output_data(tmp_path: Path) -> None:
-    async with Receiver() as rx, FakePrinter() as fake, \
-            reported(tmp_path / "db", rx.url) as (h, _):
+    async with Receiver() as rx, FakePrinter() as fake, reported(tmp_path / "db", rx.url) as (h, _):
         await h.add_tcp("kp", fake.port)
         r = await h.svc.submit("kp", Command.PRINT_ORDER, "1x Lasagne")
-        await h.until(lambda: any(x["process"]["status"] == "waiting-output"
-                                  for x in rx.requests(r.id)))
+        await h.until(
+            lambda: any(x["process"]["status"] == "waiting-output" for x in rx.requests(r.id))
+        )
         await h.svc.respond("kp", r.id, True, 20)
-        await h.until(lambda: any(x["output"]["data"] == {"accepted": True, "time": 20}
-                                  for x in rx.requests(r.id)))
+        await h.until(
+            lambda: any(
+                x["output"]["data"] == {"accepted": True, "time": 20} for x in rx.requests(r.id)
+            )
+        )
 
 
 async def test_reports_survive_a_restart_between_commit_and_send(tmp_path: Path) -> None:
@@ -128,14 +134,14 @@ async def test_reports_survive_a_restart_between_commit_and_send(tmp_path: Path)
             await h.finished("kp", r.id)
             assert await deliveries.pending() >= 1  # committed with the outcome, not sent
         async with Receiver(port) as rx, reported(db, url) as (h2, _):
-            await h2.until(lambda: any(x["process"]["status"] == "archived"
-                                       for x in rx.requests(r.id)))
+            await h2.until(
+                lambda: any(x["process"]["status"] == "archived" for x in rx.requests(r.id))
+            )
         assert len(fake.printed) == 1  # the restart reported it; it did not print it again
 
 
 async def test_failed_report_keeps_the_report_block_true(tmp_path: Path) -> None:
-    async with Receiver() as rx, FakePrinter() as fake, \
-            reported(tmp_path / "db", rx.url) as (h, _):
+    async with Receiver() as rx, FakePrinter() as fake, reported(tmp_path / "db", rx.url) as (h, _):
         rx.status = 410  # the submitter says: stop
         await h.add_tcp("kp", fake.port)
         r = await h.svc.submit("kp", Command.PRINT_TEXT, "nobody listens")
@@ -149,4 +155,3 @@ async def test_failed_report_keeps_the_report_block_true(tmp_path: Path) -> None
         assert rep.status is ReportStatus.ARCHIVED and rep.error is not None
         assert rep.attempts == 1
         assert (await h.svc.request("kp", r.id)).process_status is ProcessStatus.ARCHIVED
-

@@ -28,8 +28,13 @@ def test_readme_curl_examples(tmp_path: Path) -> None:
         script = _curl_block().replace("127.0.0.1:8000", f"127.0.0.1:{gw.port}")
         # Each command's answer on its own line, so they can be checked one by one.
         script = re.sub(r"^(curl .*?[^\\])$", r"\1; echo", script, flags=re.M | re.S)
-        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
-                                text=True, timeout=60, cwd=ROOT)
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
         assert result.returncode == 0, result.stderr
         answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
         assert len(answers) == script.count("curl -s") - 1  # the token line is captured
@@ -49,7 +54,7 @@ def test_readme_printing_examples(tmp_path: Path) -> None:
     gw.start(TABLEGATE_DEMO="true")
     try:
         base = f"http://127.0.0.1:{gw.port}"
-        token = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"token\"][\"token\"])'"
+        token = 'python3 -c \'import json,sys; print(json.load(sys.stdin)["token"]["token"])\''
         token_line = f"TOKEN=$(curl -s '{base}/api/v2/accesstoken/generate?name=p' | {token})\n"
         script = token_line + block.replace("127.0.0.1:8000", f"127.0.0.1:{gw.port}")
         script = re.sub(r"^(curl .*?[^\\])$", r"\1; echo", script, flags=re.M | re.S)
@@ -57,8 +62,13 @@ def test_readme_printing_examples(tmp_path: Path) -> None:
         script = script.replace("# see what the virtual printer", "sleep 1\n# see what the virtual")
         answer = f"curl -s -X POST {base}/api/dev/devices/demo-kitchen/requests/$RID"
         script = script.replace(answer, "sleep 1; " + answer)
-        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
-                                text=True, timeout=60, cwd=ROOT)
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
         assert result.returncode == 0, result.stderr
         answers = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
         assert len(answers) == 4, answers

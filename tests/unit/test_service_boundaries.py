@@ -25,15 +25,20 @@ BYPASS = re.compile(r"time\.(monotonic|time|perf_counter)\(|asyncio\.sleep\((?!0
 
 
 def test_no_service_module_is_over_400_lines() -> None:
-    sizes = {p.relative_to(SERVICES).as_posix(): len(p.read_text().splitlines())
-             for p in SERVICES.rglob("*.py")}
+    sizes = {
+        p.relative_to(SERVICES).as_posix(): len(p.read_text().splitlines())
+        for p in SERVICES.rglob("*.py")
+    }
     assert sizes and {p: n for p, n in sizes.items() if n > 400} == {}
 
 
 def test_services_read_time_and_wait_only_through_the_clock() -> None:
-    found = [f"{p.relative_to(SERVICES)}:{n}: {line.strip()}"
-             for p in sorted(SERVICES.rglob("*.py"))
-             for n, line in enumerate(p.read_text().splitlines(), 1) if BYPASS.search(line)]
+    found = [
+        f"{p.relative_to(SERVICES)}:{n}: {line.strip()}"
+        for p in sorted(SERVICES.rglob("*.py"))
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if BYPASS.search(line)
+    ]
     assert found == []
 
 
@@ -50,8 +55,9 @@ async def test_pacing_waits_on_the_injected_clock(tmp_path: Path) -> None:
     store = Store(tmp_path / "outbox.db")
     await store.open()
     clock = FakeClock()
-    svc = DeliveryService(store.writer, store.reader, clock,
-                          OutboxPolicy(busy_rate=10.0, quiet=3600.0))
+    svc = DeliveryService(
+        store.writer, store.reader, clock, OutboxPolicy(busy_rate=10.0, quiet=3600.0)
+    )
     try:
         svc.note_activity()
         for _ in range(3):
@@ -87,7 +93,8 @@ async def test_a_unit_of_work_lands_after_commit_or_not_at_all(gateway: Gateway)
     assert orders.lookup("41") is not None and seen == []
 
     cleared = await orders.transact(
-        lambda unit: unit.clear(made.order, ClearReason.MANAGER_OVERRIDE))
+        lambda unit: unit.clear(made.order, ClearReason.MANAGER_OVERRIDE)
+    )
     assert orders.lookup("41") is None and not cleared.active
     await asyncio.sleep(0)
     assert [getattr(e, "type", None) for e in seen] == [OrderEventType.ORDER_CLEARED]

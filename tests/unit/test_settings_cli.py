@@ -63,8 +63,12 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway", *args], cwd=ROOT, capture_output=True, text=True,
-        timeout=30, env={**os.environ, **(env or {})},
+        [sys.executable, "-m", "gateway", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -83,8 +87,9 @@ def test_token_window_cli_opens_the_running_gateways_window(tmp_path: Path) -> N
     try:
         status, body = http("GET", f"{gw.url}/api/v2/accesstoken/generate?name=pos")
         assert (status, body["returnCode"]) == (403, -3)
-        result = _cli("token-window", "--port", str(gw.port),
-                      env={"TABLEGATE_DATA_DIR": str(gw.data_dir)})
+        result = _cli(
+            "token-window", "--port", str(gw.port), env={"TABLEGATE_DATA_DIR": str(gw.data_dir)}
+        )
         assert result.returncode == 0, result.stderr
         assert "Token window open" in result.stdout
         status, body = http("GET", f"{gw.url}/api/v2/accesstoken/generate?name=pos")
@@ -94,12 +99,14 @@ def test_token_window_cli_opens_the_running_gateways_window(tmp_path: Path) -> N
 
 
 def test_token_window_cli_without_gateway(tmp_path: Path) -> None:
-    result = _cli("token-window", "--port", str(free_port()),
-                  env={"TABLEGATE_DATA_DIR": str(tmp_path)})
+    result = _cli(
+        "token-window", "--port", str(free_port()), env={"TABLEGATE_DATA_DIR": str(tmp_path)}
+    )
     assert result.returncode == 1 and "admin.cookie" in result.stderr
     (tmp_path / "admin.cookie").write_text("x")
-    result = _cli("token-window", "--port", str(free_port()),
-                  env={"TABLEGATE_DATA_DIR": str(tmp_path)})
+    result = _cli(
+        "token-window", "--port", str(free_port()), env={"TABLEGATE_DATA_DIR": str(tmp_path)}
+    )
     assert result.returncode == 1 and "no gateway answering" in result.stderr
 
 
@@ -109,8 +116,9 @@ def test_sigterm_stops_cleanly_and_keeps_orders(tmp_path: Path) -> None:
     gw = GatewayProcess(tmp_path / "data", free_port())
     gw.start()
     token = gw.token()
-    status, _ = http("POST", f"{gw.url}/api/v2/activeorders",
-                     {"name": "66", "orderType": "TO_GO"}, token)
+    status, _ = http(
+        "POST", f"{gw.url}/api/v2/activeorders", {"name": "66", "orderType": "TO_GO"}, token
+    )
     assert status == 201
     assert gw.proc is not None
     gw.proc.send_signal(signal.SIGTERM)

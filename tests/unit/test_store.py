@@ -32,9 +32,11 @@ def _insert(value: str) -> Any:
 
 async def test_pragmas(writer: Writer) -> None:
     def read(conn: sqlite3.Connection) -> tuple[str, int, int]:
-        return (conn.execute("PRAGMA journal_mode").fetchone()[0],
-                conn.execute("PRAGMA synchronous").fetchone()[0],
-                conn.execute("PRAGMA foreign_keys").fetchone()[0])
+        return (
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+            conn.execute("PRAGMA foreign_keys").fetchone()[0],
+        )
 
     assert await writer.run(read) == ("wal", 2, 1)  # 2 = FULL
 
@@ -54,19 +56,23 @@ async def test_failing_job_does_not_undo_neighbours(writer: Writer) -> None:
         raise ValueError("job failed after writing")
 
     results = await asyncio.gather(
-        writer.run(_insert("a")), writer.run(boom), writer.run(_insert("b")),
+        writer.run(_insert("a")),
+        writer.run(boom),
+        writer.run(_insert("b")),
         return_exceptions=True,
     )
     assert isinstance(results[1], ValueError)
     keys = await writer.run(
-        lambda c: sorted(r[0] for r in c.execute("SELECT key FROM gateway_settings")))
+        lambda c: sorted(r[0] for r in c.execute("SELECT key FROM gateway_settings"))
+    )
     assert keys == ["a", "b"]
 
 
 async def test_on_commit_runs_in_order_before_the_caller_resumes(writer: Writer) -> None:
     seen: list[int] = []
-    done = await asyncio.gather(*(
-        writer.run(_insert(f"x{i}"), lambda rowid: seen.append(rowid)) for i in range(50)))
+    done = await asyncio.gather(
+        *(writer.run(_insert(f"x{i}"), lambda rowid: seen.append(rowid)) for i in range(50))
+    )
     assert seen == sorted(seen) and sorted(done) == seen
 
 
@@ -113,9 +119,12 @@ async def test_corrupt_database_fails_quick_check(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     w = Writer(path)
     await w.open()
-    await w.run(lambda c: c.executemany(
-        "INSERT INTO gateway_settings (key, value) VALUES (?, ?)",
-        [(f"k{i}", "v" * 500) for i in range(200)]))
+    await w.run(
+        lambda c: c.executemany(
+            "INSERT INTO gateway_settings (key, value) VALUES (?, ?)",
+            [(f"k{i}", "v" * 500) for i in range(200)],
+        )
+    )
     await w.close()
     data = bytearray(path.read_bytes())
     for off in range(4096 * 2, min(len(data), 4096 * 6)):

@@ -38,8 +38,7 @@ def pager() -> FakePager:
 
 @pytest.fixture
 async def gw(tmp_path: Any, pager: FakePager) -> AsyncIterator[Gateway]:
-    g = await build(make_settings(tmp_path / "d", debounce_seconds=0, page_duration=1),
-                    pager=pager)
+    g = await build(make_settings(tmp_path / "d", debounce_seconds=0, page_duration=1), pager=pager)
     yield g
     await g.paging.close()
     await g.writer.close()
@@ -62,8 +61,9 @@ async def api(aiohttp_client: Any, gw: Gateway) -> Any:
 
 
 def reading(address: str, number: int, table: int = 0, **flags: Any) -> TrackerReading:
-    return TrackerReading(address=address, number=number, table=table,
-                          battery=flags.pop("battery", 80), **flags)
+    return TrackerReading(
+        address=address, number=number, table=table, battery=flags.pop("battery", 80), **flags
+    )
 
 
 def order_types(events: list[Event]) -> list[str]:
@@ -99,8 +99,9 @@ async def test_pairing_window_then_starter_then_table_then_clearer(
     await svc.drain()
     assert gw.ctx.orders.active() == []
     assert order_types(events) == ["NEW_ORDER", "ORDER_MODIFIED", "ORDER_CLEARED"]
-    cleared = next(e for e in events if isinstance(e, OrderEvent)
-                   and e.type.value == "ORDER_CLEARED")
+    cleared = next(
+        e for e in events if isinstance(e, OrderEvent) and e.type.value == "ORDER_CLEARED"
+    )
     assert cleared.order.clear_reason is not None
     assert cleared.order.clear_reason.value == "TRACKER"
     assert cleared.order.time_to_sit is not None and cleared.order.delivery_time is not None
@@ -108,14 +109,19 @@ async def test_pairing_window_then_starter_then_table_then_clearer(
 
 async def test_pos_first_then_starter_binds_and_warning_goes(gw: Gateway, api: Any) -> None:
     await gw.trackers.pair(7, A7)
-    resp = await api.post("/api/v2/activeorders", json={"name": "7", "orderType": "TO_GO"},
-                          headers=api.auth_headers)
+    resp = await api.post(
+        "/api/v2/activeorders", json={"name": "7", "orderType": "TO_GO"}, headers=api.auth_headers
+    )
     assert "warning" in await resp.json()
     gw.trackers.on_pad("p", "STARTER_DINE_IN", 7, A7)
     await gw.trackers.drain()
-    body = await (await api.post("/api/v2/activeorders",
-                                 json={"name": "7", "orderType": "TO_GO"},
-                                 headers=api.auth_headers)).json()
+    body = await (
+        await api.post(
+            "/api/v2/activeorders",
+            json={"name": "7", "orderType": "TO_GO"},
+            headers=api.auth_headers,
+        )
+    ).json()
     assert body == {"status": 200, "returnCode": 1009, "message": "Order already started."}
     (order,) = gw.ctx.orders.active()
     assert (order.tracker, order.order_type) == (A7, "TO_GO")  # the POS's type is kept
@@ -174,8 +180,9 @@ async def test_paging_with_tracking_until_picked_up(
     await gw.trackers.pair(66, A66)
     gw.trackers.on_pad("p", "STARTER_TO_GO", 66, A66)
     await gw.trackers.drain()
-    resp = await api.post("/api/v2/activeorders/66/page", json={"tracking": True},
-                          headers=api.auth_headers)
+    resp = await api.post(
+        "/api/v2/activeorders/66/page", json={"tracking": True}, headers=api.auth_headers
+    )
     assert (await resp.json())["returnCode"] == 1014
     await asyncio.sleep(1.3)  # page_duration=1: paged again when the first page ran out
     assert [c[0] for c in pager.calls].count("page") >= 2
@@ -191,8 +198,9 @@ async def test_page_once_and_cancel(gw: Gateway, api: Any, pager: FakePager) -> 
     await gw.trackers.pair(66, A66)
     gw.trackers.on_pad("p", "STARTER_TO_GO", 66, A66)
     await gw.trackers.drain()
-    await api.post("/api/v2/activeorders/66/page", json={"tracking": False},
-                   headers=api.auth_headers)
+    await api.post(
+        "/api/v2/activeorders/66/page", json={"tracking": False}, headers=api.auth_headers
+    )
     await asyncio.sleep(0.05)
     resp = await api.delete("/api/v2/activeorders/66/page", headers=api.auth_headers)
     assert (await resp.json())["returnCode"] == 1002
@@ -228,8 +236,9 @@ async def test_automatic_clear_after_max_age(gw: Gateway) -> None:
 
 async def test_tracker_api(gw: Gateway, api: Any) -> None:
     h = api.auth_headers
-    resp = await api.post("/api/v2/trackers", json={"number": 66, "address": A66.lower()},
-                          headers=h)
+    resp = await api.post(
+        "/api/v2/trackers", json={"number": 66, "address": A66.lower()}, headers=h
+    )
     body = await resp.json()
     assert (resp.status, body["returnCode"], body["tracker"]["address"]) == (200, 1016, A66)
     listing = await (await api.get("/api/v2/trackers", headers=h)).json()
@@ -237,8 +246,11 @@ async def test_tracker_api(gw: Gateway, api: Any) -> None:
     assert listing["items"][0]["state"] == "unseen"
     gw.trackers.on_reading(reading(A66, 66, battery=55))
     one = await (await api.get("/api/v2/trackers/66", headers=h)).json()
-    assert (one["returnCode"], one["tracker"]["battery"], one["tracker"]["state"]) == \
-        (17, 55, "idle")
+    assert (one["returnCode"], one["tracker"]["battery"], one["tracker"]["state"]) == (
+        17,
+        55,
+        "idle",
+    )
     resp = await api.post("/api/v2/trackers/66/rename", json={"number": 67}, headers=h)
     assert (await resp.json())["returnCode"] == 1017
     assert (await api.get("/api/v2/trackers/66", headers=h)).status == 404
@@ -265,8 +277,9 @@ async def test_tracker_api(gw: Gateway, api: Any) -> None:
         ("POST", "/api/v2/repeaters/beginPairing", {"timeout": "soon"}, 400, -16),
     ],
 )
-async def test_radio_api_errors(api: Any, method: str, path: str, body: Any, status: int,
-                                rc: int) -> None:
+async def test_radio_api_errors(
+    api: Any, method: str, path: str, body: Any, status: int, rc: int
+) -> None:
     resp = await api.request(method, path, json=body, headers=api.auth_headers)
     assert (resp.status, (await resp.json())["returnCode"]) == (status, rc)
 

@@ -29,14 +29,23 @@ WS = "/api/v2/websocket"
 AO = "/api/v2/activeorders"
 WAIT = 5.0  # upper bound for any single frame, close or HTTP call
 ORDER_KEYS = {
-    "uuid", "created", "orderType", "locationName", "state", "stateChanged", "name", "paged",
+    "uuid",
+    "created",
+    "orderType",
+    "locationName",
+    "state",
+    "stateChanged",
+    "name",
+    "paged",
     "elapsedTime",
 }
 AUTH_STYLES = ["header", "query", "frame"]
 INVALID_TOKEN = {"status": 401, "returnCode": -2, "message": "Invalid access token."}
 BAD_FRAME = {"status": 400, "returnCode": -1, "message": "Expected an accesstoken frame."}
 BAD_SINCE = {
-    "status": 400, "returnCode": -24, "message": "Invalid since: must be a non-negative integer.",
+    "status": 400,
+    "returnCode": -24,
+    "message": "Invalid since: must be a non-negative integer.",
 }
 CLOSE_AUTH = 4001
 CLOSE_POLICY = 1008
@@ -90,8 +99,13 @@ async def connect(
 
 
 async def start(
-    client: Client, auth: dict[str, str], name: str, location: str | None = None,
-    *, dummy: bool = False, order_type: str = "ON_PREMISES",
+    client: Client,
+    auth: dict[str, str],
+    name: str,
+    location: str | None = None,
+    *,
+    dummy: bool = False,
+    order_type: str = "ON_PREMISES",
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"name": name, "orderType": order_type}
     if location is not None:
@@ -115,12 +129,15 @@ def assert_contiguous(frames: Iterable[dict[str, Any]], first: int, last: int) -
 def _gaps(seqs: list[int], first: int, last: int) -> str:
     expected = set(range(first, last + 1))
     dup = len(seqs) - len(set(seqs))
-    return (f"missing={sorted(expected - set(seqs))[:10]} extra={sorted(set(seqs) - expected)[:10]}"
-            f" duplicates={dup}")
+    return (
+        f"missing={sorted(expected - set(seqs))[:10]} extra={sorted(set(seqs) - expected)[:10]}"
+        f" duplicates={dup}"
+    )
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = WAIT) -> None:
     """For server-side state no frame announces: poll, bounded."""
+
     async def poll() -> None:
         while not condition():
             await asyncio.sleep(0.01)
@@ -257,14 +274,15 @@ async def test_revoked_token_is_refused(client: Client, gateway: Gateway, style:
     await recv_close(ws, CLOSE_AUTH)
 
 
-@pytest.mark.parametrize(
-    "header", ["Basic dG9rZW46", "Bearer", "Bearer " + "a" * 300, "Token abc"]
-)
+@pytest.mark.parametrize("header", ["Basic dG9rZW46", "Bearer", "Bearer " + "a" * 300, "Token abc"])
 async def test_malformed_authorization_header_is_400(client: Client, header: str) -> None:
     ws = await client.ws_connect(WS, headers={"Authorization": header})
     frame = await recv_json(ws)
-    assert frame == {"status": 400, "returnCode": -1,
-                     "message": "Malformed or missing Authorization header."}
+    assert frame == {
+        "status": 400,
+        "returnCode": -1,
+        "message": "Malformed or missing Authorization header.",
+    }
     await recv_close(ws, CLOSE_AUTH)
 
 
@@ -272,12 +290,12 @@ async def test_malformed_authorization_header_is_400(client: Client, header: str
     "first",
     [
         "not json",
-        "{\"accesstoken\": ",
-        "[\"accesstoken\"]",
+        '{"accesstoken": ',
+        '["accesstoken"]',
         "{}",
-        "{\"token\": \"abc\"}",
-        "{\"accesstoken\": \"\"}",
-        "{\"accesstoken\": 12345}",
+        '{"token": "abc"}',
+        '{"accesstoken": ""}',
+        '{"accesstoken": 12345}',
         "null",
         "[" * 50_000,  # nested too deep for json (RecursionError), under the frame limit
     ],
@@ -302,8 +320,11 @@ async def test_no_first_frame_times_out(custom: GatewayFactory) -> None:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     frame = await recv_json(ws, timeout=3)
-    assert frame == {"status": 400, "returnCode": -1,
-                     "message": "No access token received in time."}
+    assert frame == {
+        "status": 400,
+        "returnCode": -1,
+        "message": "No access token received in time.",
+    }
     assert 0.25 <= loop.time() - t0 < 3
     await recv_close(ws, CLOSE_AUTH)
     assert feed_listeners(gw) == 0
@@ -338,7 +359,9 @@ async def test_live_events_follow_the_snapshot(
     located = (await start(client, auth, "66", "12"))["activeorder"]
     frame = await recv_json(ws)
     assert without(frame, "elapsedTime") == {
-        **without(located, "elapsedTime"), "type": "ORDER_MODIFIED", "seq": 2
+        **without(located, "elapsedTime"),
+        "type": "ORDER_MODIFIED",
+        "seq": 2,
     }
     assert frame["state"] == "located" and frame["locationName"] == "12"
     assert frame["uuid"] == created["uuid"]
@@ -348,7 +371,9 @@ async def test_live_events_follow_the_snapshot(
     paged = (await resp.json())["activeorder"]
     frame = await recv_json(ws)
     assert without(frame, "elapsedTime") == {
-        **without(paged, "elapsedTime"), "type": "ORDER_PAGED", "seq": 3
+        **without(paged, "elapsedTime"),
+        "type": "ORDER_PAGED",
+        "seq": 3,
     }
     assert frame["paged"] is True
 
@@ -409,7 +434,9 @@ async def test_new_order_event_type_setting_renames_creation_frames(
     # a replay renders with the setting in force now, including for seq 1
     replay = await client.ws_connect(WS, headers=auth, params={"since": "0"})
     assert [(await recv_json(replay))["type"] for _ in range(3)] == [
-        "ORDER_CREATED", "ORDER_CREATED", "ORDER_MODIFIED"
+        "ORDER_CREATED",
+        "ORDER_CREATED",
+        "ORDER_MODIFIED",
     ]
 
     resp = await client.post(
@@ -451,7 +478,9 @@ async def test_resume_with_since_gets_exactly_the_missed_frames(
     missed = [await recv_json(ws) for _ in range(head - last)]
     assert_contiguous(missed, last + 1, head)
     assert [(f["type"], f["name"]) for f in missed] == [
-        ("NEW_ORDER", "4"), ("ORDER_MODIFIED", "1"), ("ORDER_CLEARED", "2")
+        ("NEW_ORDER", "4"),
+        ("ORDER_MODIFIED", "1"),
+        ("ORDER_CLEARED", "2"),
     ]
     # the replay (read back from the journal) is identical to what live clients were sent
     await seen.until_seq(head)
@@ -492,9 +521,7 @@ async def test_since_beyond_head_gets_a_snapshot(
 
 @pytest.mark.parametrize("style", AUTH_STYLES)
 @pytest.mark.parametrize("since", ["abc", "-1", "1.5", "", " 1", "1" * 19, "\u00b2", "\u0661"])
-async def test_invalid_since_is_refused(
-    client: Client, token: str, style: str, since: str
-) -> None:
+async def test_invalid_since_is_refused(client: Client, token: str, style: str, since: str) -> None:
     ws = await connect(client, style, token, params={"since": since})
     assert await recv_json(ws) == BAD_SINCE
     await recv_close(ws, CLOSE_POLICY)
@@ -622,8 +649,11 @@ class StalledClient:
         await asyncio.get_running_loop().sock_connect(sock, (host, port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
         lines = [
-            f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
-            "Connection: Upgrade", "Sec-WebSocket-Version: 13",
+            f"GET {path} HTTP/1.1",
+            f"Host: {host}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            "Sec-WebSocket-Version: 13",
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
             *(f"{k}: {v}" for k, v in headers.items()),
         ]
@@ -673,9 +703,7 @@ def _constrain_marked_links(gw: Gateway) -> None:
 async def test_slow_client_is_cut_off_and_resumes_without_gap(
     custom: GatewayFactory, feeds: list[Feed]
 ) -> None:
-    gw, client, auth = await custom(
-        _constrain_marked_links, ws_queue_size=8, synchronous="NORMAL"
-    )
+    gw, client, auth = await custom(_constrain_marked_links, ws_queue_size=8, synchronous="NORMAL")
     gw.ctx.ws.send_timeout = 0.3  # how long a blocked send may wait before the cut-off
     slow = await StalledClient.connect(client.host, client.port, WS, {**auth, CONSTRAINED: "1"})
     try:
@@ -779,7 +807,9 @@ async def test_foreign_origin_is_refused_before_the_upgrade(
     assert "Upgrade" not in resp.headers and "Sec-WebSocket-Accept" not in resp.headers
     assert resp.content_type == "application/json"
     assert await resp.json() == {
-        "status": 403, "returnCode": -43, "message": "Cross-origin request refused."
+        "status": 403,
+        "returnCode": -43,
+        "message": "Cross-origin request refused.",
     }
     assert feed_listeners(gateway) == 0
 
@@ -876,7 +906,9 @@ async def test_shutdown_closes_every_socket_with_1001(
             for ws in (a, b, pending):
                 msg = await asyncio.wait_for(ws.receive(), WAIT)
                 assert (msg.type, msg.data, msg.extra) == (
-                    WSMsgType.CLOSE, 1001, "gateway stopping"
+                    WSMsgType.CLOSE,
+                    1001,
+                    "gateway stopping",
                 ), msg
             await asyncio.wait_for(closing, WAIT)
         finally:

@@ -55,7 +55,6 @@ class FrameCache:
                 self._frames.popitem(last=False)
         return text
 
-
     def snapshot(self) -> bytes:
         """The ACTIVE_ORDERS frame. Clients connecting in the same second at the same journal
         position share one rendering (a reconnect storm renders it once, not once per client):

@@ -32,13 +32,25 @@ def render(ctx: Services, event: Event) -> bytes:
     if isinstance(event, OrderEvent):
         return orjson.dumps(_order_body(ctx, event))
     if isinstance(event, AlarmEvent):
-        return orjson.dumps({"type": event.type.value, "ts": local_time(event.ts, ctx.config.tz),
-                             "alarm": event.alarm, "detail": event.detail})
+        return orjson.dumps(
+            {
+                "type": event.type.value,
+                "ts": local_time(event.ts, ctx.config.tz),
+                "alarm": event.alarm,
+                "detail": event.detail,
+            }
+        )
     tracker = None
     if event.tracker is not None:
         tracker = tracker_dict(ctx, ctx.trackers, event.tracker)
-    return orjson.dumps({"type": event.type.value, "ts": local_time(event.ts, ctx.config.tz),
-                         "tracker": tracker, "detail": event.detail})
+    return orjson.dumps(
+        {
+            "type": event.type.value,
+            "ts": local_time(event.ts, ctx.config.tz),
+            "tracker": tracker,
+            "detail": event.detail,
+        }
+    )
 
 
 def snapshot(ctx: Services) -> bytes:
@@ -49,8 +61,9 @@ def snapshot(ctx: Services) -> bytes:
         body["tracker"] = o.tracker
         orders.append(body)
     trackers = [tracker_dict(ctx, ctx.trackers, t) for t in ctx.trackers.list()]
-    return orjson.dumps({"type": "SNAPSHOT", "seq": ctx.bus.last_seq, "orders": orders,
-                         "trackers": trackers})
+    return orjson.dumps(
+        {"type": "SNAPSHOT", "seq": ctx.bus.last_seq, "orders": orders, "trackers": trackers}
+    )
 
 
 class LastFrame:

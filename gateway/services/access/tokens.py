@@ -42,8 +42,13 @@ class AuthThrottle:
     or hostile client from filling logs. Memory is bounded: at most `max_clients` addresses are
     tracked."""
 
-    def __init__(self, limit: int = 20, window: float = 60.0,
-                 now: Callable[[], float] | None = None, max_clients: int = 10_000) -> None:
+    def __init__(
+        self,
+        limit: int = 20,
+        window: float = 60.0,
+        now: Callable[[], float] | None = None,
+        max_clients: int = 10_000,
+    ) -> None:
         self.limit = limit
         self.window = window
         self.now = now or SystemClock().monotonic  # tests pass a stepped one
@@ -69,8 +74,12 @@ class AuthThrottle:
         recent.append(now)
         if len(recent) >= self.limit:
             self._block(key, now)
-            log.warning("client %s blocked for %.0f s after %d failed authentications",
-                        key or "?", self.window, len(recent))
+            log.warning(
+                "client %s blocked for %.0f s after %d failed authentications",
+                key or "?",
+                self.window,
+                len(recent),
+            )
             return
         self._failures[key] = recent  # re-inserted: the dict stays in least-recent order
         if len(self._failures) > self.max_clients:
@@ -98,8 +107,14 @@ class Issued:
 
 class TokenService:
     def __init__(
-        self, writer: Writer, clock: Clock, window_seconds: float = WINDOW_SECONDS, *,
-        per_name: int = 1, max_tokens: int = 5, max_waiting: int = 8,
+        self,
+        writer: Writer,
+        clock: Clock,
+        window_seconds: float = WINDOW_SECONDS,
+        *,
+        per_name: int = 1,
+        max_tokens: int = 5,
+        max_waiting: int = 8,
     ) -> None:
         self._writer = writer
         self._window_seconds = window_seconds

@@ -139,8 +139,11 @@ def signals_for(event: OrderEvent) -> Iterator[Signal]:
     if not order.items:
         return  # an order without items means nothing to an item-level production system
     if event.type is OrderEventType.NEW_ORDER:
-        yield Signal(SignalType.ORDER_REGISTERED, f"{order.uuid}:registered",
-                     (("order", order_id(order)), ("datetime", signal_time(event.ts))))
+        yield Signal(
+            SignalType.ORDER_REGISTERED,
+            f"{order.uuid}:registered",
+            (("order", order_id(order)), ("datetime", signal_time(event.ts))),
+        )
     for item in order.items:
         if item.status_changed == event.ts and (signal := item_signal(order, item)):
             yield signal
@@ -159,9 +162,16 @@ class Inbound:
 
 
 class CloudSignalService:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock, intake: OrderIntake, *,
-                 allow: frozenset[str] = frozenset(),
-                 enqueued_with: Callable[[int], None] = lambda _seq: None) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        reader: Reader,
+        clock: Clock,
+        intake: OrderIntake,
+        *,
+        allow: frozenset[str] = frozenset(),
+        enqueued_with: Callable[[int], None] = lambda _seq: None,
+    ) -> None:
         self._writer = writer
         self._reader = reader
         self._clock = clock
@@ -192,24 +202,43 @@ class CloudSignalService:
         for signal in signals_for(event):
             for sub in subs:
                 event_id = f"cloudsignal:{sub.id}:{signal.fact}"
-                if conn.execute("SELECT 1 FROM outbox WHERE event_id = ?",
-                                (event_id,)).fetchone():
+                if conn.execute("SELECT 1 FROM outbox WHERE event_id = ?", (event_id,)).fetchone():
                     continue  # the same fact, already written by an earlier event
-                outbox.enqueue(conn, outbox.Delivery(
-                    event_id, sub.url, KIND, signal.body(sub.apikey or ""), CONTENT_TYPE,
-                    ref=event.order.uuid), event.ts)
+                outbox.enqueue(
+                    conn,
+                    outbox.Delivery(
+                        event_id,
+                        sub.url,
+                        KIND,
+                        signal.body(sub.apikey or ""),
+                        CONTENT_TYPE,
+                        ref=event.order.uuid,
+                    ),
+                    event.ts,
+                )
                 written = True
         if written:
             self._enqueued_with(event.seq)
 
-    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: HookEvent,
-                      code: str | None, message: str | None) -> None:
+    def delivery_hook(
+        self,
+        conn: sqlite3.Connection,
+        row: OutboxRow,
+        event: HookEvent,
+        code: str | None,
+        message: str | None,
+    ) -> None:
         """The outbox moved a CloudSignal row (writer thread, in its transaction): a receiver
         that answered 410 is unsubscribed with it."""
-        if event == HookEvent.DEAD and code == GONE and subs_repo.disable(
-                conn, KIND, row.url, self._clock.now(), "HTTP 410 Gone"):
-            log.warning("cloudsignal subscriber %s answered 410: subscription disabled",
-                        outbox.endpoint_of(row.url))
+        if (
+            event == HookEvent.DEAD
+            and code == GONE
+            and subs_repo.disable(conn, KIND, row.url, self._clock.now(), "HTTP 410 Gone")
+        ):
+            log.warning(
+                "cloudsignal subscriber %s answered 410: subscription disabled",
+                outbox.endpoint_of(row.url),
+            )
             self._disabled = tuple(subs_repo.list_kind(conn, KIND))
 
     def after_delivery(self) -> None:
@@ -230,10 +259,14 @@ class CloudSignalService:
         """Send signals to `url` with `apikey` in every body; the same URL again replaces its
         apikey (and enables it again). Returns the subscription and whether it is new."""
         url = self.check_url(url)
-        if not isinstance(apikey, str) or not 0 < len(apikey) <= APIKEY_MAX \
-                or not apikey.isprintable():
-            raise ValidationFailed(Code.BAD_SETTING_VALUE,
-                                   f"apikey must be 1 to {APIKEY_MAX} printable characters.")
+        if (
+            not isinstance(apikey, str)
+            or not 0 < len(apikey) <= APIKEY_MAX
+            or not apikey.isprintable()
+        ):
+            raise ValidationFailed(
+                Code.BAD_SETTING_VALUE, f"apikey must be 1 to {APIKEY_MAX} printable characters."
+            )
         now = self._clock.now()
 
         def job(conn: sqlite3.Connection) -> tuple[Subscription, bool, list[Subscription]]:
@@ -241,8 +274,12 @@ class CloudSignalService:
             return sub, new, subs_repo.list_kind(conn, KIND)
 
         sub, new, _ = await self._writer.run(job, self._remember_subs)
-        log.info("cloudsignal subscription %d %s for %s", sub.id, "added" if new else "updated",
-                 outbox.endpoint_of(url))
+        log.info(
+            "cloudsignal subscription %d %s for %s",
+            sub.id,
+            "added" if new else "updated",
+            outbox.endpoint_of(url),
+        )
         return sub, new
 
     async def unsubscribe(self, sub_id: int) -> None:
@@ -264,14 +301,17 @@ class CloudSignalService:
     async def create_key(self, name: Any) -> tuple[IntegrationKey, str]:
         """A new apikey (32 hex characters, like the seed's), returned this once."""
         if not isinstance(name, str) or not TOKEN_NAME.fullmatch(name):
-            raise ValidationFailed(Code.TOKEN_BAD_NAME, "Invalid key name: 1 to 64 letters, "
-                                   "digits, spaces or _.@:+-")
+            raise ValidationFailed(
+                Code.TOKEN_BAD_NAME, "Invalid key name: 1 to 64 letters, digits, spaces or _.@:+-"
+            )
         apikey = secrets.token_hex(16)
         now = self._clock.now()
         key = await self._writer.run(
-            lambda conn: keys_repo.insert(conn, KIND, name, secrets.token_hex(6), created=now,
-                                          key_digest=digest(apikey)),
-            self._add_key)
+            lambda conn: keys_repo.insert(
+                conn, KIND, name, secrets.token_hex(6), created=now, key_digest=digest(apikey)
+            ),
+            self._add_key,
+        )
         log.info("cloudsignal key %d (%s) created", key.id, key.app_id)
         return key, apikey
 
@@ -282,7 +322,8 @@ class CloudSignalService:
         now = self._clock.now()
         await self._writer.run(
             lambda conn: keys_repo.revoke(conn, KIND, key.app_id, now),
-            lambda _: self._forget_key(key_id))
+            lambda _: self._forget_key(key_id),
+        )
         log.info("cloudsignal key %d (%s) revoked", key.id, key.app_id)
 
     def _add_key(self, key: IntegrationKey) -> None:
@@ -315,8 +356,13 @@ class CloudSignalService:
             return False
         try:
             await self._intake.set_item_status(
-                order.uuid, item.id, status, cause=signal.cause, delay=signal.delay,
-                message=signal.message)
+                order.uuid,
+                item.id,
+                status,
+                cause=signal.cause,
+                delay=signal.delay,
+                message=signal.message,
+            )
         except Conflict:
             # The same signal may have been applied meanwhile (a retry racing the original).
             if _reflects(_item(await self._order(order.uuid), item.id), status, signal):

@@ -70,8 +70,15 @@ class PrintStatus(StrEnum):
     CANCELLED = "Cancelled"
 
 
-IN_PRODUCTION = frozenset({ItemStatus.PRODUCING, ItemStatus.PRODUCED, ItemStatus.PACKED,
-                           ItemStatus.SHIPPED, ItemStatus.ERROR})
+IN_PRODUCTION = frozenset(
+    {
+        ItemStatus.PRODUCING,
+        ItemStatus.PRODUCED,
+        ItemStatus.PACKED,
+        ItemStatus.SHIPPED,
+        ItemStatus.ERROR,
+    }
+)
 
 
 def print_status(order: Order) -> PrintStatus:
@@ -87,9 +94,15 @@ def webhook_body(order: Order) -> bytes:
 
 
 class PrintApiService:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock, *,
-                 allow: frozenset[str] = frozenset(),
-                 enqueued_with: Callable[[int], None] = lambda _seq: None) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        reader: Reader,
+        clock: Clock,
+        *,
+        allow: frozenset[str] = frozenset(),
+        enqueued_with: Callable[[int], None] = lambda _seq: None,
+    ) -> None:
         self._writer = writer
         self._reader = reader
         self._clock = clock
@@ -106,8 +119,11 @@ class PrintApiService:
         for order in active:
             self._announced[order.uuid] = (0, print_status(order))
         secrets_ = await self._reader.run(subs_repo.signing_secrets)
-        self._keys = {url: key for (kind, url), s in secrets_.items()
-                      if kind == KIND and (key := webhook_signing.secret_key(s)) is not None}
+        self._keys = {
+            url: key
+            for (kind, url), s in secrets_.items()
+            if kind == KIND and (key := webhook_signing.secret_key(s)) is not None
+        }
 
     # -- outbound (writer thread, inside the order change's transaction) --------------------
 
@@ -121,13 +137,21 @@ class PrintApiService:
             return
         body = webhook_body(order)
         for sub_id, url in targets:
-            outbox.enqueue(conn, outbox.Delivery(
-                f"printapi_{event.seq}_{sub_id}_{secrets.token_hex(4)}", url, KIND, body,
-                CONTENT_TYPE, ref=str(order.number)), event.ts)
+            outbox.enqueue(
+                conn,
+                outbox.Delivery(
+                    f"printapi_{event.seq}_{sub_id}_{secrets.token_hex(4)}",
+                    url,
+                    KIND,
+                    body,
+                    CONTENT_TYPE,
+                    ref=str(order.number),
+                ),
+                event.ts,
+            )
         self._enqueued_with(event.seq)
 
-    def _changed(self, conn: sqlite3.Connection, event: OrderEvent,
-                 status: PrintStatus) -> bool:
+    def _changed(self, conn: sqlite3.Connection, event: OrderEvent, status: PrintStatus) -> bool:
         uuid = event.order.uuid
         before = self._announced.get(uuid)
         if event.order.active:
@@ -145,18 +169,29 @@ class PrintApiService:
 
     # -- the outbox's view (writer thread, in the outbox change's transaction) -----------------
 
-    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: HookEvent,
-                      code: str | None, message: str | None) -> None:
+    def delivery_hook(
+        self,
+        conn: sqlite3.Connection,
+        row: OutboxRow,
+        event: HookEvent,
+        code: str | None,
+        message: str | None,
+    ) -> None:
         """A receiver that answered 410 is unsubscribed: its subscription is disabled and
         its other pending rows die with it (they would only get 410 again)."""
         if event != HookEvent.DEAD or code != GONE:
             return
         now = self._clock.now()
         if subs_repo.disable(conn, KIND, row.url, now, "HTTP 410 Gone"):
-            killed = outbox.kill_pending(conn, row.endpoint, KIND, row.url, now,
-                                         f"{GONE}: subscription disabled by HTTP 410")
-            log.warning("Print API subscriber %s answered 410: subscription disabled, %d "
-                        "pending webhooks dropped", outbox.endpoint_of(row.url), killed)
+            killed = outbox.kill_pending(
+                conn, row.endpoint, KIND, row.url, now, f"{GONE}: subscription disabled by HTTP 410"
+            )
+            log.warning(
+                "Print API subscriber %s answered 410: subscription disabled, %d "
+                "pending webhooks dropped",
+                outbox.endpoint_of(row.url),
+                killed,
+            )
 
     def sign(self, row: OutboxRow, timestamp: int) -> Mapping[str, str]:
         """Standard Webhooks headers for a row whose subscription has a secret (loop)."""
@@ -180,7 +215,8 @@ class PrintApiService:
             if key is None:
                 raise ValidationFailed(
                     Code.BAD_SETTING_VALUE,
-                    "signingSecret must be whsec_ followed by the base64 of 24 to 64 bytes.")
+                    "signingSecret must be whsec_ followed by the base64 of 24 to 64 bytes.",
+                )
         now = self._clock.now()
 
         def job(conn: sqlite3.Connection) -> tuple[Subscription, bool]:
@@ -193,8 +229,13 @@ class PrintApiService:
                 self._keys[url] = key
 
         sub, new = await self._writer.run(job, remember)
-        log.info("Print API subscription %d %s for %s%s", sub.id, "added" if new else "updated",
-                 outbox.endpoint_of(url), " (signed)" if key else "")
+        log.info(
+            "Print API subscription %d %s for %s%s",
+            sub.id,
+            "added" if new else "updated",
+            outbox.endpoint_of(url),
+            " (signed)" if key else "",
+        )
         return sub, new
 
     async def unsubscribe(self, sub_id: int) -> int:
@@ -206,8 +247,14 @@ class PrintApiService:
             if sub is None:
                 return None
             subs_repo.delete(conn, KIND, sub_id)
-            killed = outbox.kill_pending(conn, outbox.endpoint_of(sub.url), KIND, sub.url, now,
-                                         "unsubscribed: the subscription was removed")
+            killed = outbox.kill_pending(
+                conn,
+                outbox.endpoint_of(sub.url),
+                KIND,
+                sub.url,
+                now,
+                "unsubscribed: the subscription was removed",
+            )
             return sub.url, killed
 
         def forget(result: tuple[str, int] | None) -> None:
@@ -217,8 +264,9 @@ class PrintApiService:
         result = await self._writer.run(job, forget)
         if result is None:
             raise NotFound(Code.UNKNOWN_HTTP_CLIENT, "Unknown subscription.")
-        log.info("Print API subscription %d removed (%d pending webhooks dropped)", sub_id,
-                 result[1])
+        log.info(
+            "Print API subscription %d removed (%d pending webhooks dropped)", sub_id, result[1]
+        )
         return result[1]
 
     async def subscriptions(self) -> list[Subscription]:

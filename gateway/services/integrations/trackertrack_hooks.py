@@ -44,8 +44,9 @@ def _local(ts: float, tz: ZoneInfo) -> str:
     return datetime.fromtimestamp(int(ts // 1), tz).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def order_frame(order: Order, tz: ZoneInfo, now: float, type_name: str, seq: int, *,
-                v1: bool = False) -> dict[str, Any]:
+def order_frame(
+    order: Order, tz: ZoneInfo, now: float, type_name: str, seq: int, *, v1: bool = False
+) -> dict[str, Any]:
     """The order as `web.render.order_dict` renders it, plus `type` and `seq` (the feed's
     frame; a test keeps the two renderings equal)."""
     created = _local(order.created, tz)
@@ -66,8 +67,9 @@ def order_frame(order: Order, tz: ZoneInfo, now: float, type_name: str, seq: int
 
 
 class TrackerTrackWebhooks:
-    def __init__(self, config: ConfigService, *,
-                 enqueued_with: Callable[[int], None] = lambda _seq: None) -> None:
+    def __init__(
+        self, config: ConfigService, *, enqueued_with: Callable[[int], None] = lambda _seq: None
+    ) -> None:
         self._config = config
         self._enqueued_with = enqueued_with
         self._gone: list[str] = []  # writer thread -> loop (after the outbox's commit)
@@ -92,23 +94,48 @@ class TrackerTrackWebhooks:
             body = bodies.get(v1)
             if body is None:
                 body = bodies[v1] = orjson.dumps(
-                    order_frame(event.order, tz, event.ts, type_name, event.seq, v1=v1))
-            outbox.enqueue(conn, outbox.Delivery(
-                f"tt_{event.seq}_{client.id}_{secrets.token_hex(4)}", client.url, KIND, body,
-                CONTENT_TYPE, ref=str(client.id)), event.ts)
+                    order_frame(event.order, tz, event.ts, type_name, event.seq, v1=v1)
+                )
+            outbox.enqueue(
+                conn,
+                outbox.Delivery(
+                    f"tt_{event.seq}_{client.id}_{secrets.token_hex(4)}",
+                    client.url,
+                    KIND,
+                    body,
+                    CONTENT_TYPE,
+                    ref=str(client.id),
+                ),
+                event.ts,
+            )
         self._enqueued_with(event.seq)
 
-    def delivery_hook(self, conn: sqlite3.Connection, row: OutboxRow, event: HookEvent,
-                      code: str | None, message: str | None) -> None:
+    def delivery_hook(
+        self,
+        conn: sqlite3.Connection,
+        row: OutboxRow,
+        event: HookEvent,
+        code: str | None,
+        message: str | None,
+    ) -> None:
         """Writer thread: a client that answered 410 is unregistered with its pending rows."""
         if event != HookEvent.DEAD or code != GONE:
             return
         if config_repo.remove_client(conn, row.url):
-            killed = outbox.kill_pending(conn, row.endpoint, KIND, row.url, row.finished or 0.0,
-                                         f"{GONE}: client unregistered by HTTP 410")
+            killed = outbox.kill_pending(
+                conn,
+                row.endpoint,
+                KIND,
+                row.url,
+                row.finished or 0.0,
+                f"{GONE}: client unregistered by HTTP 410",
+            )
             self._gone.append(row.url)
-            log.warning("webhook client %s answered 410: unregistered, %d pending webhooks "
-                        "dropped", outbox.endpoint_of(row.url), killed)
+            log.warning(
+                "webhook client %s answered 410: unregistered, %d pending webhooks dropped",
+                outbox.endpoint_of(row.url),
+                killed,
+            )
 
     def after_delivery(self) -> None:
         """Loop, after the outbox's commit: the gateway's list of clients follows."""

@@ -132,8 +132,9 @@ class OrderService:
             changes: dict[str, object] = {}
             if not same_order_type(existing.order_type, order_type):
                 changes["order_type"] = order_type
-            if location and (existing.location != location or existing.state is not
-                             OrderState.LOCATED):
+            if location and (
+                existing.location != location or existing.state is not OrderState.LOCATED
+            ):
                 changes["location"] = location
                 if existing.state is not OrderState.LOCATED:
                     changes["state"] = OrderState.LOCATED
@@ -198,8 +199,9 @@ class OrderService:
                 return None
             if not existing.paged and not existing.tracking:
                 return Change(existing, None)
-            return self._modified(conn, existing.evolve(paged=False, tracking=False),
-                                  self._clock.now())
+            return self._modified(
+                conn, existing.evolve(paged=False, tracking=False), self._clock.now()
+            )
 
         target = self.find(ref).uuid
         change = await self._writer.run(job, self._apply_optional)
@@ -223,10 +225,18 @@ class OrderService:
                 # The same puck still bound to an order nobody cleared: it is back in service.
                 changes.append(self._clear_one(conn, stale, ClearReason.AUTOMATIC))
             if existing is None:
-                order = Order(uuid=str(uuidlib.uuid4()), name=name, order_type=order_type,
-                              location="", state=OrderState.STARTED, created=now,
-                              state_changed=now, tracker=address,
-                              number=repo.next_number(conn), source="tracker")
+                order = Order(
+                    uuid=str(uuidlib.uuid4()),
+                    name=name,
+                    order_type=order_type,
+                    location="",
+                    state=OrderState.STARTED,
+                    created=now,
+                    state_changed=now,
+                    tracker=address,
+                    number=repo.next_number(conn),
+                    source="tracker",
+                )
                 repo.save(conn, order)
                 event = self._journal(conn, OrderEventType.NEW_ORDER, now, order)
                 return Change(order, event, StartOutcome.CREATED, tuple(changes))
@@ -244,14 +254,16 @@ class OrderService:
     async def locate_by_tracker(self, address: str, location: str) -> Order | None:
         def job(conn: sqlite3.Connection) -> Change | None:
             existing = repo.active_by_tracker(conn, address)
-            if existing is None or (existing.location == location
-                                    and existing.state is OrderState.LOCATED):
+            if existing is None or (
+                existing.location == location and existing.state is OrderState.LOCATED
+            ):
                 return None
             now = self._clock.now()
             order = existing.evolve(
                 location=location,
                 state=OrderState.LOCATED,
-                state_changed=now if existing.state is not OrderState.LOCATED
+                state_changed=now
+                if existing.state is not OrderState.LOCATED
                 else existing.state_changed,
                 located_at=existing.located_at or now,
             )
@@ -275,16 +287,18 @@ class OrderService:
             existing = repo.active_by_tracker(conn, address)
             if existing is None or not (existing.paged or existing.tracking):
                 return None
-            return self._modified(conn, existing.evolve(paged=False, tracking=False),
-                                  self._clock.now())
+            return self._modified(
+                conn, existing.evolve(paged=False, tracking=False), self._clock.now()
+            )
 
         change = await self._writer.run(job, self._apply_optional)
         return None if change is None else change.order
 
     async def clear_older_than(self, cutoff: float, reason: ClearReason) -> list[Order]:
         def job(conn: sqlite3.Connection) -> list[Change]:
-            return [self._clear_one(conn, o, reason)
-                    for o in repo.active_created_before(conn, cutoff)]
+            return [
+                self._clear_one(conn, o, reason) for o in repo.active_created_before(conn, cutoff)
+            ]
 
         return [c.order for c in await self._writer.run(job, self._apply_all)]
 
@@ -319,8 +333,14 @@ class OrderService:
             raise NotFound(Code.ORDER_NOT_FOUND)
         return existing
 
-    def _clear_one(self, conn: sqlite3.Connection, existing: Order, reason: ClearReason,
-                   *, cancelled: bool = False) -> Change:
+    def _clear_one(
+        self,
+        conn: sqlite3.Connection,
+        existing: Order,
+        reason: ClearReason,
+        *,
+        cancelled: bool = False,
+    ) -> Change:
         now = self._clock.now()
         order = cleared(existing, reason, now, cancelled=cancelled)
         repo.save(conn, order)
@@ -349,8 +369,9 @@ class OrderService:
         all. It runs on the writer thread: no awaiting, no loop state."""
         self._tx_hooks.append(hook)
 
-    def _journal(self, conn: sqlite3.Connection, kind: OrderEventType, now: float,
-                 order: Order) -> OrderEvent:
+    def _journal(
+        self, conn: sqlite3.Connection, kind: OrderEventType, now: float, order: Order
+    ) -> OrderEvent:
         event = repo.append_event(conn, kind, now, order)
         for hook in self._tx_hooks:
             # A failing hook must not cost the order: its writes alone are undone.
@@ -390,8 +411,11 @@ class OrderService:
             self._by_uuid.pop(order.uuid, None)
             if (current := self._by_name.get(order.name)) and current.uuid == order.uuid:
                 del self._by_name[order.name]
-            if order.tracker and (bound := self._by_tracker.get(order.tracker)) \
-                    and bound.uuid == order.uuid:
+            if (
+                order.tracker
+                and (bound := self._by_tracker.get(order.tracker))
+                and bound.uuid == order.uuid
+            ):
                 del self._by_tracker[order.tracker]
         if change.event is not None:
             self._bus.publish(change.event)

@@ -54,9 +54,17 @@ class OrderIntake:
         self._reader = reader
         self._clock = clock
 
-    async def create(self, items: list[NewItem], *, source: str, order_type: str = "TO_GO",
-                     location: str = "", name: str | None = None, external_id: str = "",
-                     extra: dict[str, Any] | None = None) -> Created:
+    async def create(
+        self,
+        items: list[NewItem],
+        *,
+        source: str,
+        order_type: str = "TO_GO",
+        location: str = "",
+        name: str | None = None,
+        external_id: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> Created:
         """A new active order with its items. Idempotent per (source, external_id): an
         integrator retrying after a lost answer gets the first order back, not a second."""
         if not items or len(items) > MAX_ITEMS:
@@ -71,28 +79,54 @@ class OrderIntake:
             wanted = name or str(number)
             if repo.active_by_name(conn, wanted) is not None:
                 if name:
-                    raise Conflict(Code.ORDER_NAME_TAKEN,
-                                   f"Order number {name} is already active.")
+                    raise Conflict(Code.ORDER_NAME_TAKEN, f"Order number {name} is already active.")
                 while repo.active_by_name(conn, str(number)) is not None:
                     number += 1  # a POS used this number as a name: skip it
                 wanted = str(number)
             order = Order(
-                uuid=str(uuidlib.uuid4()), name=wanted, order_type=order_type,
-                location=location, state=OrderState.LOCATED if location else OrderState.STARTED,
-                created=now, state_changed=now, located_at=now if location else None,
-                number=number, source=source, external_id=external_id, extra=extra or {},
+                uuid=str(uuidlib.uuid4()),
+                name=wanted,
+                order_type=order_type,
+                location=location,
+                state=OrderState.LOCATED if location else OrderState.STARTED,
+                created=now,
+                state_changed=now,
+                located_at=now if location else None,
+                number=number,
+                source=source,
+                external_id=external_id,
+                extra=extra or {},
                 items=tuple(
-                    Item(f"{number}-{pos}", pos, i.title, i.quantity, i.product_code, i.price,
-                         i.notes, i.station, ItemStatus.REGISTERED, now, extra=i.extra)
-                    for pos, i in enumerate(items, 1)),
+                    Item(
+                        f"{number}-{pos}",
+                        pos,
+                        i.title,
+                        i.quantity,
+                        i.product_code,
+                        i.price,
+                        i.notes,
+                        i.station,
+                        ItemStatus.REGISTERED,
+                        now,
+                        extra=i.extra,
+                    )
+                    for pos, i in enumerate(items, 1)
+                ),
             )
             return Created(unit.save(order, OrderEventType.NEW_ORDER, now), True)
 
         return await self._orders.transact(work)
 
-    async def set_item_status(self, order_ref: str, item_ref: str, status: ItemStatus, *,
-                              cause: str = "", delay: int | None = None,
-                              message: str = "") -> Order:
+    async def set_item_status(
+        self,
+        order_ref: str,
+        item_ref: str,
+        status: ItemStatus,
+        *,
+        cause: str = "",
+        delay: int | None = None,
+        message: str = "",
+    ) -> Order:
         """Move one item; when every item is done the order is handed over (cleared)."""
 
         def work(unit: OrderUnit) -> Order:
@@ -102,19 +136,22 @@ class OrderIntake:
             index = _find_item(order, item_ref)
             item = order.items[index]
             repeated = item.status is status and (
-                status is not ItemStatus.ERROR or (item.cause, item.delay) == (cause, delay))
+                status is not ItemStatus.ERROR or (item.cause, item.delay) == (cause, delay)
+            )
             if repeated:
                 return unit.unchanged(order)  # a repeated signal changes nothing
             if not order.active:
                 raise _closed(order)
             if not item.can_move_to(status):
-                raise Conflict(Code.ITEM_BAD_TRANSITION,
-                               f"Item {item.id} is {item.status.value}; it cannot become "
-                               f"{status.value}.")
+                raise Conflict(
+                    Code.ITEM_BAD_TRANSITION,
+                    f"Item {item.id} is {item.status.value}; it cannot become {status.value}.",
+                )
             now = self._clock.now()
-            moved = item.evolve(status=status, status_changed=now, cause=cause, delay=delay,
-                                message=message)
-            items = (*order.items[:index], moved, *order.items[index + 1:])
+            moved = item.evolve(
+                status=status, status_changed=now, cause=cause, delay=delay, message=message
+            )
+            items = (*order.items[:index], moved, *order.items[index + 1 :])
             changed = unit.save(order.evolve(items=items), OrderEventType.ITEM_STATUS, now)
             if all(i.status in ITEM_FINAL for i in items):
                 everything_cancelled = all(i.status is ItemStatus.CANCELED for i in items)
@@ -163,8 +200,10 @@ class OrderIntake:
 
 
 def _closed(order: Order) -> Conflict:
-    return Conflict(Code.ORDER_CLOSED, f"Order {order.number} is already "
-                                       f"{'cancelled' if order.cancelled else 'handed over'}.")
+    return Conflict(
+        Code.ORDER_CLOSED,
+        f"Order {order.number} is already {'cancelled' if order.cancelled else 'handed over'}.",
+    )
 
 
 def _lookup(conn: sqlite3.Connection, ref: str) -> Order | None:

@@ -35,8 +35,7 @@ class Change:
     before: tuple[Change, ...] = ()  # changes committed with this one, applied first
 
 
-def cleared(existing: Order, reason: ClearReason, now: float, *,
-            cancelled: bool = False) -> Order:
+def cleared(existing: Order, reason: ClearReason, now: float, *, cancelled: bool = False) -> Order:
     """The order handed over (or cancelled): every dish not yet done goes with it."""
     done = ItemStatus.CANCELED if cancelled else ItemStatus.SHIPPED
     return existing.evolve(
@@ -47,10 +46,14 @@ def cleared(existing: Order, reason: ClearReason, now: float, *,
         paged=False,
         tracking=False,
         cancelled=cancelled,
-        items=tuple(i if i.status in ITEM_FINAL else
-                    i.evolve(status=done, status_changed=now,
-                             cause="order-cancelled" if cancelled else i.cause)
-                    for i in existing.items),
+        items=tuple(
+            i
+            if i.status in ITEM_FINAL
+            else i.evolve(
+                status=done, status_changed=now, cause="order-cancelled" if cancelled else i.cause
+            )
+            for i in existing.items
+        ),
     )
 
 
@@ -77,5 +80,6 @@ class OrderUnit:
 
     def clear(self, existing: Order, reason: ClearReason, *, cancelled: bool = False) -> Order:
         now = self._clock.now()
-        return self.save(cleared(existing, reason, now, cancelled=cancelled),
-                         OrderEventType.ORDER_CLEARED, now)
+        return self.save(
+            cleared(existing, reason, now, cancelled=cancelled), OrderEventType.ORDER_CLEARED, now
+        )

@@ -34,13 +34,18 @@ class Answer:
     message: str | None = None
 
 
-async def post(session: aiohttp.ClientSession, url: str, body: bytes,
-               headers: dict[str, str], now: float, time_limit: float) -> Answer:
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    now: float,
+    time_limit: float,
+) -> Answer:
     """One attempt, and what its answer means: 2xx delivered; 410 gone; 3xx a failure (not
     followed); 429/503 may carry a Retry-After; no answer is a network failure."""
     try:
-        async with session.post(url, data=body, headers=headers,
-                                allow_redirects=False) as resp:
+        async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
             status = resp.status
             retry_after = resp.headers.get("Retry-After")
     except TimeoutError:

@@ -22,7 +22,6 @@ from gateway.store.writer import Writer
 log = logging.getLogger("gateway.services.outbox.service")  # one logger for the outbox
 
 
-
 class Internal(StrEnum):
     """Steps and outcomes the hooks never hear as such."""
 
@@ -78,8 +77,9 @@ class DeliveryOutcome:
 
 
 class Ledger:
-    def __init__(self, writer: Writer, clock: Clock, allow: frozenset[str], max_attempts: int,
-                 batch: int) -> None:
+    def __init__(
+        self, writer: Writer, clock: Clock, allow: frozenset[str], max_attempts: int, batch: int
+    ) -> None:
         self._writer = writer
         self._clock = clock
         self._allow = allow
@@ -97,7 +97,6 @@ class Ledger:
 
     # -- writer jobs (writer thread) --------------------------------------------------------
 
-
     def begin(self, conn: sqlite3.Connection, row_id: int) -> Step | None:
         row = outbox.get(conn, row_id)
         if row is None or row.state != outbox.PENDING:
@@ -107,13 +106,19 @@ class Ledger:
             return Step(row, Internal.NOT_DUE)
         if row.attempts >= self.max_attempts:
             # Only after a crash between the last attempt's commit and its outcome.
-            return self.finish(conn, row_id, HookEvent.DEAD, row.last_status, MAX_RETRIES,
-                                "attempts spent before a restart", 0.0)
+            return self.finish(
+                conn,
+                row_id,
+                HookEvent.DEAD,
+                row.last_status,
+                MAX_RETRIES,
+                "attempts spent before a restart",
+                0.0,
+            )
         row = outbox.mark_attempt(conn, row_id)
         return None if row is None else self.fire(conn, Step(row, HookEvent.SENDING))
 
-    def begin_batch(self, conn: sqlite3.Connection, endpoint: str, limit: int
-                    ) -> list[Step]:
+    def begin_batch(self, conn: sqlite3.Connection, endpoint: str, limit: int) -> list[Step]:
         """Count the attempts of the endpoint's oldest pending rows, up to `limit` of them,
         stopping before one that is not due or whose URL is refused (the loop deals with
         it). Committed before any of them is sent. One UPDATE for the batch."""
@@ -127,8 +132,15 @@ class Ledger:
                 break
             if row.attempts >= self.max_attempts:
                 # Only after a crash between the last attempt's commit and its outcome.
-                dead = self.finish(conn, row.id, HookEvent.DEAD, row.last_status, MAX_RETRIES,
-                                   "attempts spent before a restart", 0.0)
+                dead = self.finish(
+                    conn,
+                    row.id,
+                    HookEvent.DEAD,
+                    row.last_status,
+                    MAX_RETRIES,
+                    "attempts spent before a restart",
+                    0.0,
+                )
                 if dead is not None:
                     steps.append(dead)
                 continue
@@ -137,8 +149,14 @@ class Ledger:
             steps.append(self.fire(conn, Step(row, HookEvent.SENDING)))
         return steps
 
-    def settle(self, conn: sqlite3.Connection, endpoint: str, outcomes: list[DeliveryOutcome],
-               unsent: list[int], chain: bool) -> tuple[list[Step], list[Step]]:
+    def settle(
+        self,
+        conn: sqlite3.Connection,
+        endpoint: str,
+        outcomes: list[DeliveryOutcome],
+        unsent: list[int],
+        chain: bool,
+    ) -> tuple[list[Step], list[Step]]:
         """The outcomes of a batch, the attempts of its rows that were not sent given back,
         and (`chain`) the next batch begun: one commit."""
         done: list[Step | None] = []
@@ -148,14 +166,17 @@ class Ledger:
                 delivered.setdefault(o.status, []).append(o.row.id)
         now = self._clock.now()
         for status, ids in delivered.items():
-            done += [self.fire(conn, Step(row, HookEvent.DELIVERED))
-                     for row in outbox.mark_delivered_many(conn, ids, now, status)]
+            done += [
+                self.fire(conn, Step(row, HookEvent.DELIVERED))
+                for row in outbox.mark_delivered_many(conn, ids, now, status)
+            ]
         for o in outcomes:
             if o.event == Internal.REFUND:
                 done.append(self.refund(conn, o.row.id, o.message))
             elif o.event != HookEvent.DELIVERED:
-                done.append(self.finish(conn, o.row.id, o.event, o.status, o.code, o.message,
-                                        o.next_at))
+                done.append(
+                    self.finish(conn, o.row.id, o.event, o.status, o.code, o.message, o.next_at)
+                )
         for row_id in unsent:
             row = outbox.refund_attempt(conn, row_id, None)
             if row is not None:
@@ -163,8 +184,7 @@ class Ledger:
         begun = self.begin_batch(conn, endpoint, self._batch if chain else 0)
         return [s for s in done if s is not None], begun
 
-    async def commit_steps(self, job: Callable[[sqlite3.Connection], list[Step]]
-                           ) -> list[Step]:
+    async def commit_steps(self, job: Callable[[sqlite3.Connection], list[Step]]) -> list[Step]:
         return await self._writer.run(job, self.committed_steps)
 
     def committed_steps(self, steps: list[Step]) -> None:
@@ -175,15 +195,23 @@ class Ledger:
         for group in steps:
             self.committed_steps(group)
 
-    def refund(self, conn: sqlite3.Connection, row_id: int, message: str | None
-                ) -> Step | None:
+    def refund(self, conn: sqlite3.Connection, row_id: int, message: str | None) -> Step | None:
         error = f"{OFFLINE}: uplink down ({message or 'no answer'}); attempt not counted"
         row = outbox.refund_attempt(conn, row_id, error)
-        return None if row is None else self.fire(conn, Step(row, HookEvent.RETRY, OFFLINE,
-                                                             message))
+        return (
+            None if row is None else self.fire(conn, Step(row, HookEvent.RETRY, OFFLINE, message))
+        )
 
-    def finish(self, conn: sqlite3.Connection, row_id: int, event: Event, status: int | None,
-                code: str | None, message: str | None, next_at: float) -> Step | None:
+    def finish(
+        self,
+        conn: sqlite3.Connection,
+        row_id: int,
+        event: Event,
+        status: int | None,
+        code: str | None,
+        message: str | None,
+        next_at: float,
+    ) -> Step | None:
         now = self._clock.now()
         error = f"{code}: {message}" if code else ""
         if event == HookEvent.DELIVERED:
@@ -210,8 +238,12 @@ class Ledger:
             self.stats.hook_errors += 1
             if step.row.kind not in self._hook_failing:
                 self._hook_failing.add(step.row.kind)
-                log.exception("outbox hook for %s failed (%s of row %d); further failures "
-                              "are only counted", step.row.kind, step.event, step.row.id)
+                log.exception(
+                    "outbox hook for %s failed (%s of row %d); further failures are only counted",
+                    step.row.kind,
+                    step.event,
+                    step.row.id,
+                )
         finally:
             conn.execute("RELEASE outbox_hook")
         return step
@@ -239,12 +271,21 @@ class Ledger:
                 self.stats.failed += 1
             if event == HookEvent.DEAD:
                 self.stats.dead += 1
-                log.warning("delivery %d (%s) to %s is dead: %s %s", row.id, row.kind,
-                            safe_url(row.url), step.code, step.message or "")
+                log.warning(
+                    "delivery %d (%s) to %s is dead: %s %s",
+                    row.id,
+                    row.kind,
+                    safe_url(row.url),
+                    step.code,
+                    step.message or "",
+                )
             elif row.endpoint not in self._down:
                 self._down.add(row.endpoint)
-                log.warning("deliveries to %s failing: %s (retrying on schedule)",
-                            safe_url(row.url), step.message)
+                log.warning(
+                    "deliveries to %s failing: %s (retrying on schedule)",
+                    safe_url(row.url),
+                    step.message,
+                )
         entry = self._hooks.get(row.kind)
         if entry is not None and entry[1] is not None:
             try:
@@ -254,5 +295,3 @@ class Ledger:
                 if row.kind not in self._hook_failing:
                     self._hook_failing.add(row.kind)
                     log.exception("outbox on_commit for %s failed", row.kind)
-
-

@@ -18,8 +18,14 @@ from gateway.store.writer import Writer
 log = logging.getLogger("gateway.services.outbox.service")  # one logger for the outbox
 
 
-async def prune_outbox(writer: Writer, reader: Reader, *, delivered_before: float,
-                       dead_before: float, stop: Callable[[], bool] = lambda: False) -> int:
+async def prune_outbox(
+    writer: Writer,
+    reader: Reader,
+    *,
+    delivered_before: float,
+    dead_before: float,
+    stop: Callable[[], bool] = lambda: False,
+) -> int:
     """Delete delivered rows finished before `delivered_before` and dead ones finished
     before `dead_before`; returns how many. Pending rows are never touched."""
     # A row finishes after it is created: one created after both cutoffs cannot go, nor can
@@ -34,9 +40,15 @@ async def prune_outbox(writer: Writer, reader: Reader, *, delivered_before: floa
     lo, below = await reader.run(bounds)  # the scan for the bound runs on a reader
     after, deleted = lo - 1, 0
     while after < below - 1 and not stop():
-        n, after = await writer.run(partial(
-            outbox.prune, after_id=after, below_id=below,
-            delivered_before=delivered_before, dead_before=dead_before))
+        n, after = await writer.run(
+            partial(
+                outbox.prune,
+                after_id=after,
+                below_id=below,
+                delivered_before=delivered_before,
+                dead_before=dead_before,
+            )
+        )
         deleted += n
     return deleted
 
@@ -45,8 +57,17 @@ class Pruner:
     """Delivered rows go `keep_delivered` seconds after they finished, dead ones after
     `keep_dead`; `run` does it every so often until `stop()` says so."""
 
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock, stats: DeliveryStats, *,
-                 keep_delivered: float, keep_dead: float, stop: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        reader: Reader,
+        clock: Clock,
+        stats: DeliveryStats,
+        *,
+        keep_delivered: float,
+        keep_dead: float,
+        stop: Callable[[], bool],
+    ) -> None:
         self._writer = writer
         self._reader = reader
         self._clock = clock
@@ -54,14 +75,17 @@ class Pruner:
         self._keep = (keep_delivered, keep_dead)
         self._stop = stop
 
-    async def prune(self, keep_delivered: float | None = None,
-                    keep_dead: float | None = None) -> int:
+    async def prune(
+        self, keep_delivered: float | None = None, keep_dead: float | None = None
+    ) -> int:
         now = self._clock.now()
         deleted = await prune_outbox(
-            self._writer, self._reader,
+            self._writer,
+            self._reader,
             delivered_before=now - (self._keep[0] if keep_delivered is None else keep_delivered),
             dead_before=now - (self._keep[1] if keep_dead is None else keep_dead),
-            stop=self._stop)
+            stop=self._stop,
+        )
         self._stats.pruned += deleted
         if deleted:
             log.info("pruned %d finished deliveries", deleted)

@@ -48,8 +48,16 @@ from gateway.store.writer import Writer
 log = logging.getLogger(__name__)
 
 __all__ = [  # re-exported: callers and tests name them from here
-    "OFFLINE", "RETRY_AFTER_CAP", "SCHEDULE", "GuardedResolver", "HookEvent", "OutboxPolicy",
-    "OutboxRow", "retry_after_at", "safe_url"]
+    "OFFLINE",
+    "RETRY_AFTER_CAP",
+    "SCHEDULE",
+    "GuardedResolver",
+    "HookEvent",
+    "OutboxPolicy",
+    "OutboxRow",
+    "retry_after_at",
+    "safe_url",
+]
 
 
 class DeliveryService:
@@ -59,10 +67,18 @@ class DeliveryService:
     are spent (see `outbox.uplink`); `resolver` is DNS under the guard (tests pass a stub: no
     traffic). One-shot: start once, close once; close it before the reader and the writer."""
 
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock,
-                 policy: OutboxPolicy | None = None, *, signer: Signer | None = None,
-                 uplink: Uplink | None = None, rng: random.Random | None = None,
-                 resolver: AbstractResolver | None = None) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        reader: Reader,
+        clock: Clock,
+        policy: OutboxPolicy | None = None,
+        *,
+        signer: Signer | None = None,
+        uplink: Uplink | None = None,
+        rng: random.Random | None = None,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         self.policy = policy = policy or OutboxPolicy()
         self._writer = writer
         self._reader = reader
@@ -87,9 +103,15 @@ class DeliveryService:
         if uplink is not None:
             uplink.on_change(lambda _up: self.wake())
         self._wake_seqs: set[int] = set()  # journal seqs whose transaction enqueued rows
-        self._pruner = Pruner(writer, reader, clock, self.stats,
-                              keep_delivered=policy.keep_delivered, keep_dead=policy.keep_dead,
-                              stop=lambda: self._closing)
+        self._pruner = Pruner(
+            writer,
+            reader,
+            clock,
+            self.stats,
+            keep_delivered=policy.keep_delivered,
+            keep_dead=policy.keep_dead,
+            stop=lambda: self._closing,
+        )
         self._pruning: asyncio.Task[None] | None = None
 
     @property
@@ -150,8 +172,9 @@ class DeliveryService:
         self._sender.open()
         self._worker = asyncio.create_task(self._run(), name="deliveries")
         if self.policy.prune_every:
-            self._pruning = asyncio.create_task(self._pruner.run(self.policy.prune_every),
-                                                name="deliveries-prune")
+            self._pruning = asyncio.create_task(
+                self._pruner.run(self.policy.prune_every), name="deliveries-prune"
+            )
 
     def wake(self) -> None:
         """Look at the outbox now: call after committing a job that enqueued rows."""
@@ -171,8 +194,9 @@ class DeliveryService:
         self._sender.abandon_all()
         if self._uplink is not None:
             await self._uplink.close()
-        tasks = [t for t in (self._worker, self._timer, self._pruning, *self._inflight.values())
-                 if t]
+        tasks = [
+            t for t in (self._worker, self._timer, self._pruning, *self._inflight.values()) if t
+        ]
         await asyncio.gather(*tasks, return_exceptions=True)
         self._worker = self._timer = self._pruning = None
         await self._sender.close()
@@ -197,8 +221,9 @@ class DeliveryService:
     async def dead_count(self) -> int:
         return await self._reader.run(outbox.count_dead)
 
-    async def prune(self, keep_delivered: float | None = None,
-                    keep_dead: float | None = None) -> int:
+    async def prune(
+        self, keep_delivered: float | None = None, keep_dead: float | None = None
+    ) -> int:
         """Delete delivered rows finished more than `keep_delivered` seconds ago and dead ones
         more than `keep_dead` ago (the policy's by default); returns how many. Each chunk is
         its own short write job."""
@@ -238,7 +263,8 @@ class DeliveryService:
         free = self._max_inflight - len(self._inflight)
         for head in due[:free]:
             self._inflight[head.endpoint] = asyncio.create_task(
-                self._drain(head), name=f"deliveries-{head.endpoint}")
+                self._drain(head), name=f"deliveries-{head.endpoint}"
+            )
         self._slot_wanted = len(due) > free
         later = [self._due_at(h) for h in waiting if self._due_at(h) > now]
         self._arm_timer(min(later) - now if later else None)
@@ -279,18 +305,31 @@ class DeliveryService:
                         break  # the uplink went down meanwhile: the dispatcher decides
                     reason = forbidden_reason(row.url, self.policy.allow)
                     if reason is not None:
-                        await self._ledger.commit(partial(
-                            self._ledger.finish, row_id=row.id, event=HookEvent.DEAD, status=None,
-                            code=INVALID_URL, message=reason, next_at=0.0))
+                        await self._ledger.commit(
+                            partial(
+                                self._ledger.finish,
+                                row_id=row.id,
+                                event=HookEvent.DEAD,
+                                status=None,
+                                code=INVALID_URL,
+                                message=reason,
+                                next_at=0.0,
+                            )
+                        )
                     else:
                         # One row first (a receiver that fails costs one request); its
                         # success begins full batches.
-                        batch = [s for s in await self._ledger.commit_steps(partial(
-                            self._ledger.begin_batch, endpoint=endpoint, limit=1))
-                            if s.event is HookEvent.SENDING]
+                        batch = [
+                            s
+                            for s in await self._ledger.commit_steps(
+                                partial(self._ledger.begin_batch, endpoint=endpoint, limit=1)
+                            )
+                            if s.event is HookEvent.SENDING
+                        ]
                     if not batch:
-                        row = await self._reader.run(partial(outbox.next_pending,
-                                                             endpoint=endpoint))
+                        row = await self._reader.run(
+                            partial(outbox.next_pending, endpoint=endpoint)
+                        )
                         continue
                 batch, going_on = await self._send_batch(endpoint, batch)
                 if not going_on:
@@ -304,8 +343,11 @@ class DeliveryService:
             pass  # the store is closing
         except Exception:
             # A bug or a storage error: hold the endpoint for a poll interval rather than spin.
-            log.exception("delivery to %s failed unexpectedly; holding it for %.0f s",
-                          endpoint, self.policy.poll)
+            log.exception(
+                "delivery to %s failed unexpectedly; holding it for %.0f s",
+                endpoint,
+                self.policy.poll,
+            )
             self._held[endpoint] = self._clock.now() + self.policy.poll
         finally:
             self._inflight.pop(endpoint, None)
@@ -315,8 +357,7 @@ class DeliveryService:
 
     # -- one batch --------------------------------------------------------------------------
 
-    async def _send_batch(self, endpoint: str, batch: list[Step]
-                          ) -> tuple[list[Step], bool]:
+    async def _send_batch(self, endpoint: str, batch: list[Step]) -> tuple[list[Step], bool]:
         """Send the begun rows in order, stopping at the first that is not delivered; settle
         them in one commit that, when the endpoint may go on, begins its next batch. Returns
         that batch and whether the endpoint may go on."""
@@ -331,8 +372,11 @@ class DeliveryService:
             if answer is None:
                 abandoned = True  # by close(): counted, maybe received; sent again next start
                 break
-            if answer.code is None and answer.status is not None and (
-                    self._uplink is None or not self._uplink.covers(endpoint)):
+            if (
+                answer.code is None
+                and answer.status is not None
+                and (self._uplink is None or not self._uplink.covers(endpoint))
+            ):
                 outcome = DeliveryOutcome(step.row, HookEvent.DELIVERED, answer.status)  # common
             else:
                 outcome = await self._judge(step.row, answer)
@@ -341,14 +385,25 @@ class DeliveryService:
                 break
         done = len(outcomes) + (1 if abandoned else 0)
         unsent = [s.row.id for s in batch[done:]]
-        going_on = bool(outcomes) and outcomes[-1].event in (HookEvent.DELIVERED, HookEvent.DEAD) \
-            and not abandoned and not self._closing
+        going_on = (
+            bool(outcomes)
+            and outcomes[-1].event in (HookEvent.DELIVERED, HookEvent.DEAD)
+            and not abandoned
+            and not self._closing
+        )
         chain = going_on and not (self._slot_wanted or self._held_offline(endpoint))
         if not outcomes and not unsent:
             return [], False
-        _, begun = await self._writer.run(partial(
-            self._ledger.settle, endpoint=endpoint, outcomes=outcomes, unsent=unsent, chain=chain),
-            self._ledger.committed_batch)
+        _, begun = await self._writer.run(
+            partial(
+                self._ledger.settle,
+                endpoint=endpoint,
+                outcomes=outcomes,
+                unsent=unsent,
+                chain=chain,
+            ),
+            self._ledger.committed_batch,
+        )
         return [s for s in begun if s.event is HookEvent.SENDING], going_on
 
     async def _send(self, row: OutboxRow) -> Answer | None:
@@ -373,8 +428,9 @@ class DeliveryService:
         next_at = self._clock.now() + self._delay(row.attempts)
         if answer.retry_at is not None:  # Retry-After: not before that, nor before the schedule
             next_at = max(next_at, answer.retry_at)
-        return DeliveryOutcome(row, HookEvent.RETRY, answer.status, answer.code, answer.message,
-                               next_at)
+        return DeliveryOutcome(
+            row, HookEvent.RETRY, answer.status, answer.code, answer.message, next_at
+        )
 
     def _delay(self, attempts: int) -> float:
         base, jitter = self.policy.schedule[attempts - 1], self.policy.jitter
@@ -383,5 +439,3 @@ class DeliveryService:
 
 def _heads_and_count(conn: sqlite3.Connection) -> tuple[list[OutboxRow], int]:
     return outbox.pending_heads(conn), outbox.count_pending(conn)
-
-

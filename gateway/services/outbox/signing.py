@@ -23,7 +23,7 @@ def secret_key(secret: str) -> bytes | None:
     """The HMAC key of a `whsec_` secret, or None if it is not one."""
     if not isinstance(secret, str) or not secret.startswith(PREFIX) or len(secret) > 200:
         return None
-    text = secret[len(PREFIX):].rstrip("=")
+    text = secret[len(PREFIX) :].rstrip("=")
     try:  # padding is optional (some providers leave it out)
         key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
@@ -43,5 +43,7 @@ def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
 
 def headers(key: bytes, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
     """The two headers an attempt adds to its `webhook-id`."""
-    return {"webhook-timestamp": str(timestamp),
-            "webhook-signature": signature(key, msg_id, timestamp, body)}
+    return {
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature(key, msg_id, timestamp, body),
+    }

@@ -110,7 +110,8 @@ class TcpProbe:
     async def _connect(self, host: str, port: int) -> bool:
         try:
             _reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), self.timeout)
+                asyncio.open_connection(host, port), self.timeout
+            )
         except (OSError, TimeoutError):
             return False
         writer.close()
@@ -236,8 +237,11 @@ class Uplink:
         self.state = State.DOWN
         self.stats.outages += 1
         self._canary = False
-        log.warning("uplink down (%s does not answer): deliveries over the internet are "
-                    "held, no attempt is spent until it answers again", self._describe)
+        log.warning(
+            "uplink down (%s does not answer): deliveries over the internet are "
+            "held, no attempt is spent until it answers again",
+            self._describe,
+        )
         if self._monitor is None and not self._closed:
             self._monitor = asyncio.create_task(self._watch(), name="uplink-monitor")
         self._notify(False)

@@ -34,8 +34,9 @@ def parse_command(value: object) -> Command:
         except ValueError:
             pass
     known = ", ".join(c.value for c in Command)
-    raise ValidationFailed(Code.PRINT_BAD_COMMAND, f"Unknown command {str(value)[:40]!r}; "
-                                                   f"use one of: {known}.")
+    raise ValidationFailed(
+        Code.PRINT_BAD_COMMAND, f"Unknown command {str(value)[:40]!r}; use one of: {known}."
+    )
 
 
 def _bad(message: str) -> ValidationFailed:
@@ -46,8 +47,9 @@ def _text(value: object, name: str, limit: int, *, required: bool = False) -> st
     if value is None and not required:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
-        raise _bad(f"{name} must be a non-empty string." if required else
-                   f"{name} must be a string.")
+        raise _bad(
+            f"{name} must be a non-empty string." if required else f"{name} must be a string."
+        )
     if len(value) > limit:
         raise _bad(f"{name} is longer than {limit} characters.")
     return value
@@ -67,13 +69,15 @@ def _object(value: object, name: str) -> dict[str, Any]:
     return value
 
 
-def _list(value: object, name: str, each: Callable[[object, str], dict[str, Any]],
-          *, required: bool) -> list[dict[str, Any]]:
+def _list(
+    value: object, name: str, each: Callable[[object, str], dict[str, Any]], *, required: bool
+) -> list[dict[str, Any]]:
     if value is None and not required:
         return []
     if not isinstance(value, list) or (required and not value):
-        raise _bad(f"{name} must be a non-empty array." if required else
-                   f"{name} must be an array.")
+        raise _bad(
+            f"{name} must be a non-empty array." if required else f"{name} must be an array."
+        )
     if len(value) > MAX_ITEMS:
         raise _bad(f"{name} has more than {MAX_ITEMS} entries.")
     return [each(v, f"{name}[{i}]") for i, v in enumerate(value)]
@@ -87,18 +91,22 @@ def _unknown_keys(obj: dict[str, Any], allowed: set[str], name: str) -> None:
 def _item(value: object, name: str) -> dict[str, Any]:
     obj = _object(value, name)
     _unknown_keys(obj, {"title", "quantity", "notes", "station"}, name)
-    return {"title": _text(obj.get("title"), f"{name}.title", 200, required=True),
-            "quantity": _int(obj.get("quantity"), f"{name}.quantity", 1, 9999, 1),
-            "notes": _text(obj.get("notes"), f"{name}.notes", 500),
-            "station": _text(obj.get("station"), f"{name}.station", 32)}
+    return {
+        "title": _text(obj.get("title"), f"{name}.title", 200, required=True),
+        "quantity": _int(obj.get("quantity"), f"{name}.quantity", 1, 9999, 1),
+        "notes": _text(obj.get("notes"), f"{name}.notes", 500),
+        "station": _text(obj.get("station"), f"{name}.station", 32),
+    }
 
 
 def _line(value: object, name: str) -> dict[str, Any]:
     obj = _object(value, name)
     _unknown_keys(obj, {"title", "quantity", "unitPrice"}, name)
-    return {"title": _text(obj.get("title"), f"{name}.title", 200, required=True),
-            "quantity": _int(obj.get("quantity"), f"{name}.quantity", 1, 9999, 1),
-            "unitPrice": _int(obj.get("unitPrice"), f"{name}.unitPrice", -10**9, 10**9)}
+    return {
+        "title": _text(obj.get("title"), f"{name}.title", 200, required=True),
+        "quantity": _int(obj.get("quantity"), f"{name}.quantity", 1, 9999, 1),
+        "unitPrice": _int(obj.get("unitPrice"), f"{name}.unitPrice", -(10**9), 10**9),
+    }
 
 
 def _total(value: object, name: str) -> dict[str, Any]:
@@ -107,9 +115,11 @@ def _total(value: object, name: str) -> dict[str, Any]:
     emphasis = obj.get("emphasis", False)
     if not isinstance(emphasis, bool):
         raise _bad(f"{name}.emphasis must be true or false.")
-    return {"label": _text(obj.get("label"), f"{name}.label", 60, required=True),
-            "amount": _int(obj.get("amount"), f"{name}.amount", -10**10, 10**10),
-            "emphasis": emphasis}
+    return {
+        "label": _text(obj.get("label"), f"{name}.label", 60, required=True),
+        "amount": _int(obj.get("amount"), f"{name}.amount", -(10**10), 10**10),
+        "emphasis": emphasis,
+    }
 
 
 def _order(data: object, order_exists: Callable[[str], bool]) -> Any:
@@ -141,12 +151,14 @@ def _receipt(data: object) -> dict[str, Any]:
     currency = _text(obj.get("currency", "EUR"), "data.currency", 3, required=True)
     if not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
         raise _bad("data.currency must be a 3-letter ISO 4217 code.")
-    return {"number": _text(obj.get("number"), "data.number", 32),
-            "lines": _list(obj.get("lines"), "data.lines", _line, required=True),
-            "totals": _list(obj.get("totals"), "data.totals", _total, required=False),
-            "currency": currency.upper(),
-            "minorDigits": _int(obj.get("minorDigits"), "data.minorDigits", 0, 3, 2),
-            "footer": _text(obj.get("footer"), "data.footer", 500)}
+    return {
+        "number": _text(obj.get("number"), "data.number", 32),
+        "lines": _list(obj.get("lines"), "data.lines", _line, required=True),
+        "totals": _list(obj.get("totals"), "data.totals", _total, required=False),
+        "currency": currency.upper(),
+        "minorDigits": _int(obj.get("minorDigits"), "data.minorDigits", 0, 3, 2),
+        "footer": _text(obj.get("footer"), "data.footer", 500),
+    }
 
 
 def _drawer(data: object) -> Any:

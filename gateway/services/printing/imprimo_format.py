@@ -43,19 +43,29 @@ def request_json(r: PrintRequest, *, with_device: bool = False) -> dict[str, Any
         "dateCreated": int(r.date_created),
         "deadline": int(r.deadline),
         "reserved": r.reserved,
-        "process": {"status": r.process_status.value,
-                    "statusDate": int(r.process_status_date)},
+        "process": {"status": r.process_status.value, "statusDate": int(r.process_status_date)},
         "input": {"command": r.command.value, "data": r.data, "dateSent": _ts(r.date_sent)},
         "output": {"data": r.output_data, "dateReceived": _ts(r.date_received)},
-        "error": None if err is None else {
-            "processStatus": err.process_status.value, "code": err.code.value,
-            "message": err.message, "dateCreated": int(err.date_created)},
+        "error": None
+        if err is None
+        else {
+            "processStatus": err.process_status.value,
+            "code": err.code.value,
+            "message": err.message,
+            "dateCreated": int(err.date_created),
+        },
         "report": {
-            "enabled": rep.enabled, "attemps": rep.attempts, "status": rep.status.value,
+            "enabled": rep.enabled,
+            "attemps": rep.attempts,
+            "status": rep.status.value,
             "statusDate": _ts(rep.status_date),
-            "error": None if rep.error is None else {
-                "code": rep.error.code.value, "message": rep.error.message,
-                "dateCreated": int(rep.error.date_created)},
+            "error": None
+            if rep.error is None
+            else {
+                "code": rep.error.code.value,
+                "message": rep.error.message,
+                "dateCreated": int(rep.error.date_created),
+            },
         },
     }
     if with_device:

@@ -53,18 +53,26 @@ __all__ = ["REPORT_KIND", "DeviceSpec", "PrintPolicy", "PrintService", "Renderer
 class Renderer(Protocol):
     """Turns a request into the bytes its printer needs (the printers library, via app.py)."""
 
-    def render(self, request: PrintRequest, device: Device, order: Order | None,
-               reprint: bool) -> bytes: ...
+    def render(
+        self, request: PrintRequest, device: Device, order: Order | None, reprint: bool
+    ) -> bytes: ...
 
 
 LinkFactory = Callable[[Device], PrinterLink]
 
 
 class PrintService:
-    def __init__(self, writer: Writer, reader: Reader, clock: Clock,
-                 find_order: Callable[[str], Order | None], links: LinkFactory,
-                 renderer: Renderer, policy: PrintPolicy,
-                 wake_outbox: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        reader: Reader,
+        clock: Clock,
+        find_order: Callable[[str], Order | None],
+        links: LinkFactory,
+        renderer: Renderer,
+        policy: PrintPolicy,
+        wake_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
         self._writer = writer
         self._reader = reader
         self.clock = clock
@@ -101,8 +109,11 @@ class PrintService:
             if r.process_status in (ProcessStatus.SENDING_INPUT, ProcessStatus.WAITING_ACK):
                 # Stopped mid-send: the printer may have it. Send again (same id) marked as a
                 # reprint rather than lose a ticket.
-                r = r.evolve(process_status=ProcessStatus.QUEUEING, process_status_date=now,
-                             delivered_once=True)
+                r = r.evolve(
+                    process_status=ProcessStatus.QUEUEING,
+                    process_status_date=now,
+                    delivered_once=True,
+                )
                 recovered.append(r)
             self.queue.index(r)
         for spec in configured:
@@ -122,8 +133,13 @@ class PrintService:
     def _spawn(self, device_id: str) -> None:
         if not self._started or device_id in self._workers:
             return
-        worker = DeviceWorker(self.queue, device_id, self._links(self.devices[device_id]),
-                              render=self._render, wake=self.wake)
+        worker = DeviceWorker(
+            self.queue,
+            device_id,
+            self._links(self.devices[device_id]),
+            render=self._render,
+            wake=self.wake,
+        )
         self._workers[device_id] = worker
         worker.start()
 
@@ -150,27 +166,42 @@ class PrintService:
 
     def list_devices(self, limit: int, offset: int) -> tuple[list[Device], int]:
         all_ = list(self.devices.values())
-        return all_[offset:offset + limit], len(all_)
+        return all_[offset : offset + limit], len(all_)
 
     def check_spec(self, spec: DeviceSpec) -> None:
-        bad = device_spec_problem(spec.id, spec.name, spec.address, spec.station, spec.paper,
-                                  self.policy.allow)
+        bad = device_spec_problem(
+            spec.id, spec.name, spec.address, spec.station, spec.paper, self.policy.allow
+        )
         if bad:
             raise ValidationFailed(Code.PRINT_BAD_DEVICE, bad)
 
-    async def add_device(self, spec: DeviceSpec, source: Source, *,
-                         replace: bool = False) -> Device:
+    async def add_device(
+        self, spec: DeviceSpec, source: Source, *, replace: bool = False
+    ) -> Device:
         self.check_spec(spec)
         did = spec.id or secrets.token_hex(8)
         now = self.clock.now()
         old = self.devices.get(did)
         if old is not None and not replace:
             raise Conflict(Code.PRINT_DEVICE_EXISTS, f"Device {did!r} already exists.")
-        device = Device(did, spec.name, spec.address, spec.station, spec.paper, source,
-                        old.date_created if old else now, status=DeviceStatus.UNKNOWN,
-                        status_date=now)
+        device = Device(
+            did,
+            spec.name,
+            spec.address,
+            spec.station,
+            spec.paper,
+            source,
+            old.date_created if old else now,
+            status=DeviceStatus.UNKNOWN,
+            status_date=now,
+        )
         if old is not None and (old.address, old.name, old.station, old.paper, old.source) == (
-                device.address, device.name, device.station, device.paper, device.source):
+            device.address,
+            device.name,
+            device.station,
+            device.paper,
+            device.source,
+        ):
             return old
         await self.queue.commit([], [device], report=False)
         if old is not None and old.address != device.address and did in self._workers:
@@ -188,8 +219,10 @@ class PrintService:
         """A manager's word: the printer is now at `address` (confirms a held mDNS move)."""
         d = self.device(device_id)
         if d.source is Source.SETTINGS:
-            raise Conflict(Code.PRINT_DEVICE_CONFIGURED, f"Device {device_id!r} is configured "
-                                                         "in the settings file; change it there.")
+            raise Conflict(
+                Code.PRINT_DEVICE_CONFIGURED,
+                f"Device {device_id!r} is configured in the settings file; change it there.",
+            )
         spec = DeviceSpec(d.name, address, d.station, d.paper, d.id)
         moved = await self.add_device(spec, d.source, replace=True)
         self.hold_move(device_id, None)
@@ -198,11 +231,16 @@ class PrintService:
     async def remove_device(self, device_id: str) -> None:
         if self.device(device_id).source is Source.SETTINGS:
             # It would come back at the next start: say where it is managed instead.
-            raise Conflict(Code.PRINT_DEVICE_CONFIGURED, f"Device {device_id!r} is configured "
-                                                         "in the settings file; remove it there.")
+            raise Conflict(
+                Code.PRINT_DEVICE_CONFIGURED,
+                f"Device {device_id!r} is configured in the settings file; remove it there.",
+            )
         now = self.clock.now()
-        dropped = [fail(r, ErrorCode.INCOMPATIBLE_DEVICE_STATE, "The device was removed.", now)
-                   for r in self.open.values() if r.device_id == device_id]
+        dropped = [
+            fail(r, ErrorCode.INCOMPATIBLE_DEVICE_STATE, "The device was removed.", now)
+            for r in self.open.values()
+            if r.device_id == device_id
+        ]
 
         def job(conn: sqlite3.Connection) -> None:
             self.queue.write(conn, dropped, [], report=True)
@@ -218,37 +256,61 @@ class PrintService:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def submit(self, device_id: str, command: Command, data: object, *,
-                     deadline: float | None = None, reserved: str | None = None,
-                     report_url: str | None = None, station: str = "",
-                     order_uuid: str | None = None) -> PrintRequest:
+    async def submit(
+        self,
+        device_id: str,
+        command: Command,
+        data: object,
+        *,
+        deadline: float | None = None,
+        reserved: str | None = None,
+        report_url: str | None = None,
+        station: str = "",
+        order_uuid: str | None = None,
+    ) -> PrintRequest:
         self.device(device_id)
-        request = self.new_request(device_id, command, data, deadline=deadline,
-                                   reserved=reserved, report_url=report_url, station=station,
-                                   order_uuid=order_uuid)
+        request = self.new_request(
+            device_id,
+            command,
+            data,
+            deadline=deadline,
+            reserved=reserved,
+            report_url=report_url,
+            station=station,
+            order_uuid=order_uuid,
+        )
         await self.queue.commit([request], [], report=False)
         self.wake(device_id)
         return self.open.get(request.id, request)
 
-    async def submit_to_station(self, station: str, command: Command, data: object,
-                                **kwargs: Any) -> PrintRequest:
+    async def submit_to_station(
+        self, station: str, command: Command, data: object, **kwargs: Any
+    ) -> PrintRequest:
         return await self.submit(self.pick(station), command, data, station=station, **kwargs)
 
-    def new_request(self, device_id: str, command: Command, data: object, *,
-                    deadline: float | None = None, reserved: str | None = None,
-                    report_url: str | None = None, station: str = "",
-                    order_uuid: str | None = None) -> PrintRequest:
+    def new_request(
+        self,
+        device_id: str,
+        command: Command,
+        data: object,
+        *,
+        deadline: float | None = None,
+        reserved: str | None = None,
+        report_url: str | None = None,
+        station: str = "",
+        order_uuid: str | None = None,
+    ) -> PrintRequest:
         now = self.clock.now()
         if deadline is None:
             deadline = now + self.policy.default_deadline
         elif deadline <= now:
             raise ValidationFailed(Code.PRINT_BAD_DEADLINE, "deadline is in the past.")
         elif deadline > now + self.policy.max_deadline:
-            raise ValidationFailed(Code.PRINT_BAD_DEADLINE,
-                                   "deadline is more than 7 days away.")
+            raise ValidationFailed(Code.PRINT_BAD_DEADLINE, "deadline is more than 7 days away.")
         if reserved is not None and (len(reserved) > MAX_RESERVED or not reserved.isascii()):
-            raise ValidationFailed(Code.PRINT_BAD_RESERVED,
-                                   "reserved must be at most 60 ASCII characters.")
+            raise ValidationFailed(
+                Code.PRINT_BAD_RESERVED, "reserved must be at most 60 ASCII characters."
+            )
         if report_url is not None and (why := forbidden_reason(report_url, self.policy.allow)):
             raise ValidationFailed(Code.PRINT_BAD_REPORT_URL, f"reportUrl refused: {why}")
         data = check_data(command, data, lambda oid: self.find_order(oid) is not None)
@@ -257,9 +319,20 @@ class PrintService:
             order_uuid = order.uuid if order else None
         enabled = bool(report_url or self.policy.report_url)
         return PrintRequest(
-            secrets.token_hex(16), device_id, now, deadline, reserved, command, data,
-            ProcessStatus.QUEUEING, now, Report(enabled, 0, ReportStatus.ARCHIVED, None),
-            station, order_uuid, report_url)
+            secrets.token_hex(16),
+            device_id,
+            now,
+            deadline,
+            reserved,
+            command,
+            data,
+            ProcessStatus.QUEUEING,
+            now,
+            Report(enabled, 0, ReportStatus.ARCHIVED, None),
+            station,
+            order_uuid,
+            report_url,
+        )
 
     async def request(self, device_id: str, request_id: str) -> PrintRequest:
         self.device(device_id)
@@ -267,40 +340,51 @@ class PrintService:
             return r
         found = await self._reader.run(lambda c: repo.load_request(c, device_id, request_id))
         if found is None:
-            raise NotFound(Code.PRINT_REQUEST_NOT_FOUND,
-                           f"Request {request_id[:40]!r} not found on device {device_id!r}.")
+            raise NotFound(
+                Code.PRINT_REQUEST_NOT_FOUND,
+                f"Request {request_id[:40]!r} not found on device {device_id!r}.",
+            )
         return self.open.get(found.id, found)
 
-    async def list_requests(self, device_id: str, limit: int,
-                            offset: int) -> tuple[list[PrintRequest], int]:
+    async def list_requests(
+        self, device_id: str, limit: int, offset: int
+    ) -> tuple[list[PrintRequest], int]:
         self.device(device_id)
         rows, total = await self._reader.run(
-            lambda c: repo.page_requests(c, device_id, limit, offset))
+            lambda c: repo.page_requests(c, device_id, limit, offset)
+        )
         # Memory is ahead of the file by the in-flight step (waiting-ack) only.
         return [self.open.get(r.id, r) for r in rows], total
 
-    async def respond(self, device_id: str, request_id: str, accepted: object,
-                      minutes: object) -> PrintRequest:
+    async def respond(
+        self, device_id: str, request_id: str, accepted: object, minutes: object
+    ) -> PrintRequest:
         """A worker's answer to an order ticket: output.data {accepted, time}."""
         if not isinstance(accepted, bool):
             raise ValidationFailed(Code.PRINT_BAD_RESPONSE, "accepted must be true or false.")
-        if minutes is not None and (not isinstance(minutes, int) or isinstance(minutes, bool)
-                                    or not 0 <= minutes <= 1440):
-            raise ValidationFailed(Code.PRINT_BAD_RESPONSE,
-                                   "time must be an integer number of minutes from 0 to 1440.")
+        if minutes is not None and (
+            not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= 1440
+        ):
+            raise ValidationFailed(
+                Code.PRINT_BAD_RESPONSE, "time must be an integer number of minutes from 0 to 1440."
+            )
         if accepted and minutes is None:
-            raise ValidationFailed(Code.PRINT_BAD_RESPONSE,
-                                   "time (minutes) is required when accepting.")
+            raise ValidationFailed(
+                Code.PRINT_BAD_RESPONSE, "time (minutes) is required when accepting."
+            )
         current = await self.request(device_id, request_id)
         if current.process_status is not ProcessStatus.WAITING_OUTPUT:
-            raise Conflict(Code.PRINT_NOT_AWAITING,
-                           f"Request is {current.process_status.value}, not waiting for an "
-                           "answer.")
+            raise Conflict(
+                Code.PRINT_NOT_AWAITING,
+                f"Request is {current.process_status.value}, not waiting for an answer.",
+            )
         now = self.clock.now()
-        done = current.evolve(process_status=ProcessStatus.ARCHIVED, process_status_date=now,
-                              output_data={"accepted": accepted,
-                                           "time": minutes if accepted else None},
-                              date_received=now)
+        done = current.evolve(
+            process_status=ProcessStatus.ARCHIVED,
+            process_status_date=now,
+            output_data={"accepted": accepted, "time": minutes if accepted else None},
+            date_received=now,
+        )
         await self.queue.commit([done], self.queue.device_after([done]), report=True)
         return self.open.get(done.id, done)
 
@@ -326,31 +410,47 @@ class PrintService:
         order = event.order
         groups: dict[str, list[dict[str, Any]]] = {}
         for item in order.items:
-            station = item.station if item.station and self.station_devices(item.station) \
-                else kitchen
+            station = (
+                item.station if item.station and self.station_devices(item.station) else kitchen
+            )
             groups.setdefault(station, []).append(
-                {"title": item.title, "quantity": item.quantity, "notes": item.notes,
-                 "station": ""})
+                {"title": item.title, "quantity": item.quantity, "notes": item.notes, "station": ""}
+            )
         for station, items in (groups or {kitchen: []}).items():
             try:
                 device_id = self.pick(station)
             except ValidationFailed:
                 continue
-            data = {"orderId": order.uuid, "number": order.name, "table": order.location,
-                    "type": order.order_type, "items": items,
-                    "needsAnswer": self.policy.kitchen_needs_answer}
+            data = {
+                "orderId": order.uuid,
+                "number": order.name,
+                "table": order.location,
+                "type": order.order_type,
+                "items": items,
+                "needsAnswer": self.policy.kitchen_needs_answer,
+            }
             request = self._ticket(device_id, data, station, order.uuid)
             self.queue.write(conn, [request], [], report=False)
             self._stash.setdefault(order.uuid, []).append(request)
 
-    def _ticket(self, device_id: str, data: dict[str, Any], station: str,
-                order_uuid: str) -> PrintRequest:
+    def _ticket(
+        self, device_id: str, data: dict[str, Any], station: str, order_uuid: str
+    ) -> PrintRequest:
         now = self.clock.now()
         return PrintRequest(
-            secrets.token_hex(16), device_id, now, now + self.policy.default_deadline, None,
-            Command.PRINT_ORDER, data, ProcessStatus.QUEUEING, now,
-            Report(bool(self.policy.report_url), 0, ReportStatus.ARCHIVED, None), station,
-            order_uuid)
+            secrets.token_hex(16),
+            device_id,
+            now,
+            now + self.policy.default_deadline,
+            None,
+            Command.PRINT_ORDER,
+            data,
+            ProcessStatus.QUEUEING,
+            now,
+            Report(bool(self.policy.report_url), 0, ReportStatus.ARCHIVED, None),
+            station,
+            order_uuid,
+        )
 
     def on_event(self, event: Event) -> None:
         """After the order committed: its ticket joins the queue."""
@@ -361,8 +461,15 @@ class PrintService:
 
     # -- reports (called by the outbox, on the writer thread) ------------------------------
 
-    def report_hook(self, conn: sqlite3.Connection, ref: str, event: HookEvent,
-                    code: str | None, message: str | None, attempts: int) -> None:
+    def report_hook(
+        self,
+        conn: sqlite3.Connection,
+        ref: str,
+        event: HookEvent,
+        code: str | None,
+        message: str | None,
+        attempts: int,
+    ) -> None:
         self._reports.hook(conn, ref, event, code, message, attempts)
 
     def apply_report_updates(self) -> None:
@@ -386,5 +493,6 @@ class PrintService:
         """Requests past their deadline that no worker holds: archived with why."""
         now = self.clock.now()
         busy = {w.current for w in self._workers.values()}
-        await self.queue.expire([r for r in self.open.values()
-                                 if r.deadline <= now and r.id not in busy], now)
+        await self.queue.expire(
+            [r for r in self.open.values() if r.deadline <= now and r.id not in busy], now
+        )

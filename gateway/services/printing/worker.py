@@ -56,9 +56,15 @@ class DeviceWorker:
     """Drives one printer from the shared queue. `render` turns a request into the printer's
     bytes; `wake(device_id)` nudges another device's worker (after a reroute)."""
 
-    def __init__(self, queue: PrintQueue, device_id: str, link: PrinterLink, *,
-                 render: Callable[[PrintRequest, Device], bytes],
-                 wake: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        queue: PrintQueue,
+        device_id: str,
+        link: PrinterLink,
+        *,
+        render: Callable[[PrintRequest, Device], bytes],
+        wake: Callable[[str], None],
+    ) -> None:
         self.queue = queue
         self.device_id = device_id
         self.link = link
@@ -136,9 +142,12 @@ class DeviceWorker:
         while heap:
             deadline, created, rid = heap[0]
             r = self.queue.open.get(rid)
-            if (r is None or r.device_id != self.device_id
-                    or r.process_status is not ProcessStatus.QUEUEING
-                    or (r.deadline, r.date_created) != (deadline, created)):
+            if (
+                r is None
+                or r.device_id != self.device_id
+                or r.process_status is not ProcessStatus.QUEUEING
+                or (r.deadline, r.date_created) != (deadline, created)
+            ):
                 heapq.heappop(heap)  # stale: sent, archived or moved since it was queued
                 continue
             if r.deadline <= now:
@@ -169,8 +178,11 @@ class DeviceWorker:
 
     def _queued_here(self, rid: str) -> bool:
         r = self.queue.open.get(rid)
-        return (r is not None and r.device_id == self.device_id
-                and r.process_status is ProcessStatus.QUEUEING)
+        return (
+            r is not None
+            and r.device_id == self.device_id
+            and r.process_status is ProcessStatus.QUEUEING
+        )
 
     async def poll(self) -> None:
         """Ask the printer how it is (not while a job is on it: one connection at a time)."""
@@ -197,13 +209,17 @@ class DeviceWorker:
             try:
                 payload = self._render(request, device)
             except Exception as exc:  # a bad ticket must not stop the printer
-                log.warning("printer %s: cannot render request %s: %s", self.device_id,
-                            request.id, exc)
+                log.warning(
+                    "printer %s: cannot render request %s: %s", self.device_id, request.id, exc
+                )
                 await self._archive(request, error=(ErrorCode.UNKNOWN, f"Cannot render: {exc}"))
                 return
-            sending = request.evolve(process_status=ProcessStatus.SENDING_INPUT,
-                                     process_status_date=now, date_sent=now,
-                                     attempts=request.attempts + 1)
+            sending = request.evolve(
+                process_status=ProcessStatus.SENDING_INPUT,
+                process_status_date=now,
+                date_sent=now,
+                attempts=request.attempts + 1,
+            )
             await q.commit([sending], [], report=False)
             self._retry_at.pop(request.id, None)
             self._show(DeviceStatus.PRINTING)
@@ -232,8 +248,11 @@ class DeviceWorker:
         """The printer has the data: wait for it, never resend (paper-out holds the job)."""
         q = self.queue
         pending: PendingJob | None = attempt.pending
-        held = request.evolve(process_status=ProcessStatus.WAITING_ACK,
-                              process_status_date=q.clock.now(), delivered_once=True)
+        held = request.evolve(
+            process_status=ProcessStatus.WAITING_ACK,
+            process_status_date=q.clock.now(),
+            delivered_once=True,
+        )
         await q.commit([held], [], report=False)
         if attempt.outcome is SendOutcome.HELD:
             await self._observe(attempt.health, reachable=True)
@@ -242,16 +261,24 @@ class DeviceWorker:
             while pending is not None:
                 now = q.clock.now()
                 if now >= held.deadline:
-                    await self._archive(held, error=(
-                        ErrorCode.INCOMPATIBLE_DEVICE_STATE,
-                        "The printer held the job past its deadline (paper out or cover open); "
-                        "it may still print it when the fault is cleared."))
+                    await self._archive(
+                        held,
+                        error=(
+                            ErrorCode.INCOMPATIBLE_DEVICE_STATE,
+                            "The printer held the job past its deadline (paper out or cover open); "
+                            "it may still print it when the fault is cleared.",
+                        ),
+                    )
                     return
                 if attempt.outcome is SendOutcome.UNCONFIRMED and now >= silent_until:
-                    await self._archive(held, error=(
-                        ErrorCode.UNKNOWN,
-                        "Delivered, but the printer never confirmed printing it; not resent, "
-                        "so it is not printed twice."))
+                    await self._archive(
+                        held,
+                        error=(
+                            ErrorCode.UNKNOWN,
+                            "Delivered, but the printer never confirmed printing it; not resent, "
+                            "so it is not printed twice.",
+                        ),
+                    )
                     return
                 attempt = await pending.wait(min(q.policy.hold_poll, held.deadline - now))
                 if attempt.outcome is SendOutcome.PRINTED:
@@ -270,8 +297,11 @@ class DeviceWorker:
     async def _printed(self, request: PrintRequest) -> None:
         q, now = self.queue, self.queue.clock.now()
         if request.needs_answer:
-            waiting = request.evolve(process_status=ProcessStatus.WAITING_OUTPUT,
-                                     process_status_date=now, delivered_once=True)
+            waiting = request.evolve(
+                process_status=ProcessStatus.WAITING_OUTPUT,
+                process_status_date=now,
+                delivered_once=True,
+            )
             await q.commit([waiting], q.device_after([waiting]), report=True)
             return
         output = {"opened": True} if request.command is Command.OPEN_DRAWER else {"printed": True}
@@ -280,12 +310,22 @@ class DeviceWorker:
     async def _retry(self, request: PrintRequest, attempt: Attempt) -> None:
         policy = self.queue.policy
         delivered = request.delivered_once or attempt.bytes_delivered > 0
-        log.info("printer %s: link broke during request %s (%s); send %d of %d",
-                 self.device_id, request.id, attempt.detail, request.attempts,
-                 policy.max_retries)
+        log.info(
+            "printer %s: link broke during request %s (%s); send %d of %d",
+            self.device_id,
+            request.id,
+            attempt.detail,
+            request.attempts,
+            policy.max_retries,
+        )
         if request.attempts >= policy.max_retries:
-            await self._archive(request.evolve(delivered_once=delivered), error=(
-                ErrorCode.MAX_RETRIES, f"The link to the printer broke {request.attempts} times."))
+            await self._archive(
+                request.evolve(delivered_once=delivered),
+                error=(
+                    ErrorCode.MAX_RETRIES,
+                    f"The link to the printer broke {request.attempts} times.",
+                ),
+            )
             return
         backoff = policy.backoff[min(request.attempts, len(policy.backoff)) - 1]
         self._retry_at[request.id] = self.queue.clock.now() + backoff
@@ -295,12 +335,18 @@ class DeviceWorker:
     async def _requeue(self, request: PrintRequest) -> None:
         if request.id not in self._retry_at:
             self._retry_at[request.id] = self.queue.clock.now() + self.queue.policy.backoff[0]
-        queued = request.evolve(process_status=ProcessStatus.QUEUEING,
-                                process_status_date=self.queue.clock.now())
+        queued = request.evolve(
+            process_status=ProcessStatus.QUEUEING, process_status_date=self.queue.clock.now()
+        )
         await self.queue.commit([queued], [], report=False)
 
-    async def _archive(self, request: PrintRequest, *, output: object = None,
-                       error: tuple[ErrorCode, str] | None = None) -> None:
+    async def _archive(
+        self,
+        request: PrintRequest,
+        *,
+        output: object = None,
+        error: tuple[ErrorCode, str] | None = None,
+    ) -> None:
         self._retry_at.pop(request.id, None)
         await self.queue.archive(request, output=output, error=error)
 
@@ -309,8 +355,11 @@ class DeviceWorker:
     def _show(self, status: DeviceStatus) -> None:
         """printing <-> idle flips stay in memory: a report per ticket would be noise."""
         d = self.queue.devices.get(self.device_id)
-        if d is not None and d.status in (DeviceStatus.IDLE, DeviceStatus.PRINTING) \
-                and d.status is not status:
+        if (
+            d is not None
+            and d.status in (DeviceStatus.IDLE, DeviceStatus.PRINTING)
+            and d.status is not status
+        ):
             self.queue.devices[self.device_id] = d.evolve(status=status)
 
     async def _observe(self, health: Health, *, reachable: bool) -> None:
@@ -325,12 +374,18 @@ class DeviceWorker:
         self._blocked = reachable and health.blocking
         quiet = {DeviceStatus.IDLE, DeviceStatus.PRINTING}
         same = (d.is_online, d.status_detail) == (online, detail) and (
-            d.status is status or {d.status, status} <= quiet)
+            d.status is status or {d.status, status} <= quiet
+        )
         if same:
             q.devices[self.device_id] = d.evolve(date_last_seen=seen)
             return
-        changed = d.evolve(status=status, status_detail=detail, is_online=online,
-                           status_date=now, date_last_seen=seen)
+        changed = d.evolve(
+            status=status,
+            status_detail=detail,
+            is_online=online,
+            status_date=now,
+            date_last_seen=seen,
+        )
         _log_transition(d, changed)
         await q.commit([], [changed], report=True)
         if not online or self._blocked:
@@ -341,15 +396,22 @@ class DeviceWorker:
         q = self.queue
         moved: list[PrintRequest] = []
         for r in list(q.open.values()):
-            if (r.device_id != self.device_id or not r.station or r.id == self.current
-                    or r.process_status is not ProcessStatus.QUEUEING):
+            if (
+                r.device_id != self.device_id
+                or not r.station
+                or r.id == self.current
+                or r.process_status is not ProcessStatus.QUEUEING
+            ):
                 continue
             alt = q.pick(r.station, exclude=self.device_id)
             if alt != self.device_id and usable(q.devices[alt]):
                 moved.append(r.evolve(device_id=alt, process_status_date=q.clock.now()))
         if moved:
-            log.warning("printer %s unavailable: %d station tickets moved to a fallback",
-                        self.device_id, len(moved))
+            log.warning(
+                "printer %s unavailable: %d station tickets moved to a fallback",
+                self.device_id,
+                len(moved),
+            )
             await q.commit(moved, [], report=True)
             for did in {r.device_id for r in moved}:
                 self._wake_device(did)

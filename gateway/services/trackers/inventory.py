@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 ADDRESS = re.compile(r"[0-9A-F]{2}(:[0-9A-F]{2}){5}")
 DINE_IN, TO_GO = "ON_PREMISES", "TO_GO"
 
+
 @dataclass(frozen=True, slots=True)
 class RadioPolicy:
     # Adverts (repeats included: a beacon repeats a steady reading) that must agree on a table,
@@ -35,6 +36,7 @@ class RadioPolicy:
     offline_after: float = 60.0
     battery_low: int = 20
     auto_clear_after: float | None = 4 * 3600.0
+
 
 @dataclass(slots=True)
 class _Live:
@@ -49,9 +51,16 @@ class _Live:
     online: bool = True
     battery_low: bool = False
 
+
 class TrackerService:
-    def __init__(self, writer: Writer, bus: Bus, clock: Clock, orders: OrderService,
-                 policy: RadioPolicy | None = None) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        bus: Bus,
+        clock: Clock,
+        orders: OrderService,
+        policy: RadioPolicy | None = None,
+    ) -> None:
         self._writer = writer
         self._bus = bus
         self._clock = clock
@@ -96,8 +105,9 @@ class TrackerService:
         if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
             raise ValidationFailed(Code.BAD_TRACKER, "Tracker number must be 1 to 65535.")
         if not isinstance(address, str) or not ADDRESS.fullmatch(address.upper()):
-            raise ValidationFailed(Code.BAD_TRACKER,
-                                   "Tracker address must look like AA:BB:CC:DD:EE:FF.")
+            raise ValidationFailed(
+                Code.BAD_TRACKER, "Tracker address must look like AA:BB:CC:DD:EE:FF."
+            )
         return number, address.upper()
 
     async def pair(self, number: object, address: object) -> Tracker:
@@ -194,8 +204,11 @@ class TrackerService:
             return
         live.candidate_count += 1
         p = self.policy
-        if (live.candidate != live.table and live.candidate_count >= p.debounce_readings
-                and now - live.candidate_since >= p.debounce_seconds):
+        if (
+            live.candidate != live.table
+            and live.candidate_count >= p.debounce_readings
+            and now - live.candidate_since >= p.debounce_seconds
+        ):
             live.table = live.candidate
             if self._orders.bound_to(reading.address) is not None:
                 self._spawn(self._orders.locate_by_tracker(reading.address, str(live.table)))
@@ -308,5 +321,6 @@ class TrackerService:
 
     def _publish(self, kind: TrackerEventType, tracker: Tracker | None, detail: str = "") -> None:
         self._bus.publish(TrackerEvent(kind, self._clock.now(), tracker, detail))
+
 
 Spawner = Callable[[Awaitable[object]], None]

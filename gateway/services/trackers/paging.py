@@ -16,8 +16,15 @@ log = logging.getLogger(__name__)
 
 
 class PagingDriver:
-    def __init__(self, bus: Bus, pager: Pager, *, duration_s: int = 60,
-                 retry_after: float = 5.0, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        pager: Pager,
+        *,
+        duration_s: int = 60,
+        retry_after: float = 5.0,
+        clock: Clock | None = None,
+    ) -> None:
         self._pager = pager
         self._clock = clock or SystemClock()
         self._duration = duration_s
@@ -37,7 +44,8 @@ class PagingDriver:
         if event.type is OrderEventType.ORDER_PAGED:
             self._cancel(address)
             self._jobs[address] = asyncio.create_task(
-                self._page(address, event.order.tracking), name=f"page-{address}")
+                self._page(address, event.order.tracking), name=f"page-{address}"
+            )
         elif address in self._jobs and not event.order.paged:
             self._cancel(address)
             stop = asyncio.create_task(self._stop(address), name=f"page-stop-{address}")

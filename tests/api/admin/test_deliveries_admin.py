@@ -30,16 +30,20 @@ async def receiver() -> AsyncIterator[Receiver]:
     await r.close()
 
 
-async def test_dead_letters_and_replay(client: Client, auth: dict[str, str], gateway: Gateway,
-                                       receiver: Receiver) -> None:
-    resp = await client.post("/api/v2/register", json={"http_client": receiver.url("/x?k=S")},
-                             headers=auth)
+async def test_dead_letters_and_replay(
+    client: Client, auth: dict[str, str], gateway: Gateway, receiver: Receiver
+) -> None:
+    resp = await client.post(
+        "/api/v2/register", json={"http_client": receiver.url("/x?k=S")}, headers=auth
+    )
     assert resp.status == 200
-    await client.post("/api/v2/activeorders", json={"name": "5", "orderType": "TO_GO"},
-                      headers=auth)
+    await client.post(
+        "/api/v2/activeorders", json={"name": "5", "orderType": "TO_GO"}, headers=auth
+    )
 
     async def dead() -> bool:
         return await gateway.deliveries.dead_count() == 1
+
     await eventually(dead)
 
     resp = await client.get("/api/admin/deliveries", headers=auth)
@@ -63,6 +67,7 @@ async def test_dead_letters_and_replay(client: Client, auth: dict[str, str], gat
 
     async def delivered() -> bool:
         return len(receiver.requests) == 2 and await gateway.deliveries.pending() == 0
+
     await eventually(delivered)
     assert receiver.requests[1].headers["webhook-id"] == item["eventId"]  # the same event
     listing = await (await client.get("/api/admin/deliveries/dead", headers=auth)).json()
@@ -72,24 +77,31 @@ async def test_dead_letters_and_replay(client: Client, auth: dict[str, str], gat
     assert resp.status == 404  # not dead any more
 
 
-@pytest.mark.parametrize(("method", "path", "status", "rc"), [
-    ("GET", "/api/admin/deliveries/dead?limit=0", 400, -23),
-    ("GET", "/api/admin/deliveries/dead?limit=101", 400, -23),
-    ("GET", "/api/admin/deliveries/dead?limit=x", 400, -23),
-    ("GET", "/api/admin/deliveries/dead?offset=-1", 400, -24),
-    ("POST", "/api/admin/deliveries/99/replay", 404, -40),
-    ("POST", "/api/admin/deliveries/abc/replay", 400, -7),
-])
-async def test_admin_bad_input(client: Client, auth: dict[str, str], method: str, path: str,
-                               status: int, rc: int) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "status", "rc"),
+    [
+        ("GET", "/api/admin/deliveries/dead?limit=0", 400, -23),
+        ("GET", "/api/admin/deliveries/dead?limit=101", 400, -23),
+        ("GET", "/api/admin/deliveries/dead?limit=x", 400, -23),
+        ("GET", "/api/admin/deliveries/dead?offset=-1", 400, -24),
+        ("POST", "/api/admin/deliveries/99/replay", 404, -40),
+        ("POST", "/api/admin/deliveries/abc/replay", 400, -7),
+    ],
+)
+async def test_admin_bad_input(
+    client: Client, auth: dict[str, str], method: str, path: str, status: int, rc: int
+) -> None:
     resp = await client.request(method, path, headers=auth)
     body = await resp.json()
     assert (resp.status, body["returnCode"]) == (status, rc), body
 
 
 async def test_admin_needs_a_token(client: Client) -> None:
-    for method, path in (("GET", "/api/admin/deliveries"), ("GET", "/api/admin/deliveries/dead"),
-                         ("POST", "/api/admin/deliveries/1/replay")):
+    for method, path in (
+        ("GET", "/api/admin/deliveries"),
+        ("GET", "/api/admin/deliveries/dead"),
+        ("POST", "/api/admin/deliveries/1/replay"),
+    ):
         resp = await client.request(method, path)
         assert resp.status == 400 and (await resp.json())["returnCode"] == -1
         resp = await client.request(method, path, headers={"Authorization": "Bearer " + "2" * 48})

@@ -26,8 +26,9 @@ WHEN = "2016-01-20 13:00:00 GMT"  # the seed's
 
 
 async def new_key(client: Client, auth: dict[str, str], name: str = "kds") -> str:
-    resp = await client.post("/api/integrations/cloudsignal/keys", json={"name": name},
-                             headers=auth)
+    resp = await client.post(
+        "/api/integrations/cloudsignal/keys", json={"name": name}, headers=auth
+    )
     assert resp.status == 201
     return str((await resp.json())["key"]["apikey"])
 
@@ -42,7 +43,9 @@ async def order(gateway: Gateway) -> Order:
     assert gateway.ctx.intake is not None
     made = await gateway.ctx.intake.create(
         [NewItem("Burger", product_code="B1"), NewItem("Fries"), NewItem("Shake")],
-        source="test", location="12")
+        source="test",
+        location="12",
+    )
     return made.order
 
 
@@ -52,12 +55,14 @@ async def current(gateway: Gateway, order: Order) -> Order:
 
 
 async def journal_size(gateway: Gateway) -> int:
-    return int(await gateway.reader.run(
-        lambda c: c.execute("SELECT count(*) FROM journal").fetchone()[0]))
+    return int(
+        await gateway.reader.run(lambda c: c.execute("SELECT count(*) FROM journal").fetchone()[0])
+    )
 
 
-def signal(apikey: str, type_: str, order: Order, item: int | None = 0,
-           **extra: Any) -> dict[str, Any]:
+def signal(
+    apikey: str, type_: str, order: Order, item: int | None = 0, **extra: Any
+) -> dict[str, Any]:
     """A body in the seed's key order; `item` is an index into the order's items."""
     body: dict[str, Any] = {"apikey": apikey, "type": type_, "order": str(order.number)}
     if item is not None:
@@ -90,8 +95,13 @@ SEED_SIGNALS = [
 
 @pytest.mark.parametrize(("type_", "extra", "status"), SEED_SIGNALS)
 async def test_each_seed_signal_moves_the_item(
-    client: Client, gateway: Gateway, apikey: str, order: Order, type_: str,
-    extra: dict[str, str], status: ItemStatus,
+    client: Client,
+    gateway: Gateway,
+    apikey: str,
+    order: Order,
+    type_: str,
+    extra: dict[str, str],
+    status: ItemStatus,
 ) -> None:
     code, answer = await post(client, signal(apikey, type_, order, **extra))
     assert (code, answer["returnCode"]) == (200, 1200), answer
@@ -105,11 +115,18 @@ async def test_each_seed_signal_moves_the_item(
 
 
 async def test_a_whole_item_life_and_the_order_is_handed_over(
-    client: Client, gateway: Gateway, apikey: str, order: Order,
+    client: Client,
+    gateway: Gateway,
+    apikey: str,
+    order: Order,
 ) -> None:
     for index in range(3):
-        for type_, extra in (("ItemProduce", {}), ("ItemProduced", {}), ("ItemPacked", {}),
-                             ("ItemShipped", {"tracking": "table:12"})):
+        for type_, extra in (
+            ("ItemProduce", {}),
+            ("ItemProduced", {}),
+            ("ItemPacked", {}),
+            ("ItemShipped", {"tracking": "table:12"}),
+        ):
             code, answer = await post(client, signal(apikey, type_, order, index, **extra))
             assert code == 200, answer
     done = await current(gateway, order)
@@ -118,7 +135,10 @@ async def test_a_whole_item_life_and_the_order_is_handed_over(
 
 
 async def test_an_item_in_error_is_produced_again(
-    client: Client, gateway: Gateway, apikey: str, order: Order,
+    client: Client,
+    gateway: Gateway,
+    apikey: str,
+    order: Order,
 ) -> None:
     assert (await post(client, signal(apikey, "ItemError", order, cause="burnt")))[0] == 200
     assert (await post(client, signal(apikey, "ItemProduce", order)))[0] == 200
@@ -127,15 +147,20 @@ async def test_an_item_in_error_is_produced_again(
 
 @pytest.mark.parametrize("path", PATHS)
 async def test_every_spelling_of_the_path_answers(
-    client: Client, gateway: Gateway, apikey: str, order: Order, path: str,
+    client: Client,
+    gateway: Gateway,
+    apikey: str,
+    order: Order,
+    path: str,
 ) -> None:
     code, _ = await post(client, signal(apikey, "ItemProduce", order), path)
     assert code == 200
     assert (await current(gateway, order)).items[0].status is ItemStatus.PRODUCING
 
 
-async def test_order_and_item_refs(client: Client, gateway: Gateway, apikey: str,
-                                   order: Order) -> None:
+async def test_order_and_item_refs(
+    client: Client, gateway: Gateway, apikey: str, order: Order
+) -> None:
     """The seed's ids are strings; the order's uuid, an integer order id and the item's
     position are accepted too."""
     body = signal(apikey, "ItemProduce", order) | {"order": order.uuid}
@@ -143,17 +168,22 @@ async def test_order_and_item_refs(client: Client, gateway: Gateway, apikey: str
     body = signal(apikey, "ItemProduce", order, 1) | {"order": order.number, "item": "2"}
     assert (await post(client, body))[0] == 200
     assert [i.status for i in (await current(gateway, order)).items] == [
-        ItemStatus.PRODUCING, ItemStatus.PRODUCING, ItemStatus.REGISTERED]
+        ItemStatus.PRODUCING,
+        ItemStatus.PRODUCING,
+        ItemStatus.REGISTERED,
+    ]
 
 
-async def test_order_registered_is_acknowledged(client: Client, gateway: Gateway, apikey: str,
-                                               order: Order) -> None:
+async def test_order_registered_is_acknowledged(
+    client: Client, gateway: Gateway, apikey: str, order: Order
+) -> None:
     before = await journal_size(gateway)
     code, answer = await post(client, signal(apikey, "OrderRegistered", order, None))
     assert (code, answer["returnCode"]) == (200, 1201), answer
     assert await journal_size(gateway) == before
-    code, answer = await post(client, signal(apikey, "OrderRegistered", order, None)
-                              | {"order": "999999"})
+    code, answer = await post(
+        client, signal(apikey, "OrderRegistered", order, None) | {"order": "999999"}
+    )
     assert (code, answer["returnCode"]) == (400, -63)
 
 
@@ -162,8 +192,13 @@ async def test_order_registered_is_acknowledged(client: Client, gateway: Gateway
 
 @pytest.mark.parametrize(("type_", "extra", "status"), SEED_SIGNALS)
 async def test_the_same_signal_twice_changes_nothing_the_second_time(
-    client: Client, gateway: Gateway, apikey: str, order: Order, type_: str,
-    extra: dict[str, str], status: ItemStatus,
+    client: Client,
+    gateway: Gateway,
+    apikey: str,
+    order: Order,
+    type_: str,
+    extra: dict[str, str],
+    status: ItemStatus,
 ) -> None:
     body = signal(apikey, type_, order, **extra)
     assert (await post(client, body))[1]["returnCode"] == 1200
@@ -175,7 +210,9 @@ async def test_the_same_signal_twice_changes_nothing_the_second_time(
 
 
 async def test_a_repeated_last_signal_of_a_handed_over_order_is_still_200(
-    client: Client, gateway: Gateway, apikey: str,
+    client: Client,
+    gateway: Gateway,
+    apikey: str,
 ) -> None:
     assert gateway.ctx.intake is not None
     one = (await gateway.ctx.intake.create([NewItem("Tea")], source="test")).order
@@ -183,17 +220,26 @@ async def test_a_repeated_last_signal_of_a_handed_over_order_is_still_200(
     assert (await post(client, body))[0] == 200
     assert not (await current(gateway, one)).active  # its only item shipped: handed over
     before = await journal_size(gateway)
-    assert await post(client, body) == (200, {"status": 200, "returnCode": 1201, "message":
-                                             "ItemShipped acknowledged; nothing to change."})
+    assert await post(client, body) == (
+        200,
+        {
+            "status": 200,
+            "returnCode": 1201,
+            "message": "ItemShipped acknowledged; nothing to change.",
+        },
+    )
     assert await journal_size(gateway) == before
 
 
-async def test_a_new_error_cause_is_a_new_fact(client: Client, gateway: Gateway, apikey: str,
-                                              order: Order) -> None:
+async def test_a_new_error_cause_is_a_new_fact(
+    client: Client, gateway: Gateway, apikey: str, order: Order
+) -> None:
     assert (await post(client, signal(apikey, "ItemError", order, cause="a")))[1][
-        "returnCode"] == 1200
+        "returnCode"
+    ] == 1200
     assert (await post(client, signal(apikey, "ItemError", order, cause="b", delay="1")))[1][
-        "returnCode"] == 1200
+        "returnCode"
+    ] == 1200
     item = (await current(gateway, order)).items[0]
     assert (item.cause, item.delay) == ("b", 60)
 
@@ -202,8 +248,9 @@ async def test_a_new_error_cause_is_a_new_fact(client: Client, gateway: Gateway,
 
 
 @pytest.mark.parametrize("apikey_value", [None, "", 13, ["k"], {"k": 1}, True])
-async def test_401_without_an_apikey(client: Client, gateway: Gateway, order: Order,
-                                     apikey_value: Any) -> None:
+async def test_401_without_an_apikey(
+    client: Client, gateway: Gateway, order: Order, apikey_value: Any
+) -> None:
     body = signal("x", "ItemProduce", order)
     if apikey_value is None:
         del body["apikey"]
@@ -214,11 +261,19 @@ async def test_401_without_an_apikey(client: Client, gateway: Gateway, order: Or
     assert (await current(gateway, order)).items[0].status is ItemStatus.REGISTERED
 
 
-@pytest.mark.parametrize("body", [{}, {"type": "Nonsense"}, {"apikey": "x"},
-                                  {"apikey": "13b37bb1ed6d3403e158abe719b4f6d0"},
-                                  {"apikey": "", "type": "ItemProduce"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"type": "Nonsense"},
+        {"apikey": "x"},
+        {"apikey": "13b37bb1ed6d3403e158abe719b4f6d0"},
+        {"apikey": "", "type": "ItemProduce"},
+    ],
+)
 async def test_400_for_missing_parameters_comes_before_the_apikey(
-    client: Client, body: dict[str, Any],
+    client: Client,
+    body: dict[str, Any],
 ) -> None:
     """Issue 10 (seed 002: 400 "the request was invalid or parameters are missing"): a body
     without the signal's required parameters is 400 with a message, whatever its apikey."""
@@ -228,8 +283,9 @@ async def test_400_for_missing_parameters_comes_before_the_apikey(
 
 
 @pytest.mark.parametrize("wrong", ["13b37bb1ed6d3403e158abe719b4f6d0", "x", "k" * 300])
-async def test_403_with_a_wrong_apikey(client: Client, gateway: Gateway, apikey: str,
-                                       order: Order, wrong: str) -> None:
+async def test_403_with_a_wrong_apikey(
+    client: Client, gateway: Gateway, apikey: str, order: Order, wrong: str
+) -> None:
     code, answer = await post(client, signal(wrong, "ItemProduce", order))
     assert (code, answer["returnCode"]) == (403, -61), answer
     assert apikey not in answer["message"] and wrong not in answer["message"]
@@ -237,7 +293,11 @@ async def test_403_with_a_wrong_apikey(client: Client, gateway: Gateway, apikey:
 
 
 async def test_a_revoked_key_is_refused_and_others_still_work(
-    client: Client, auth: dict[str, str], gateway: Gateway, apikey: str, order: Order,
+    client: Client,
+    auth: dict[str, str],
+    gateway: Gateway,
+    apikey: str,
+    order: Order,
 ) -> None:
     other = await new_key(client, auth, "expo")
     listing = await (await client.get("/api/integrations/cloudsignal/keys", headers=auth)).json()
@@ -277,7 +337,12 @@ BAD: list[tuple[str, Any, str]] = [
 
 @pytest.mark.parametrize(("what", "spoil", "word"), BAD, ids=[b[0] for b in BAD])
 async def test_400_for_invalid_or_missing_parameters(
-    client: Client, gateway: Gateway, apikey: str, order: Order, what: str, spoil: Any,
+    client: Client,
+    gateway: Gateway,
+    apikey: str,
+    order: Order,
+    what: str,
+    spoil: Any,
     word: str,
 ) -> None:
     body = spoil(signal(apikey, "ItemShipped", order, tracking="t"))
@@ -289,22 +354,23 @@ async def test_400_for_invalid_or_missing_parameters(
 
 
 @pytest.mark.parametrize("delay", ["soon", "-1", "1e3", "99999", True, [1]])
-async def test_400_for_a_bad_delay(client: Client, apikey: str, order: Order,
-                                   delay: Any) -> None:
+async def test_400_for_a_bad_delay(client: Client, apikey: str, order: Order, delay: Any) -> None:
     code, answer = await post(client, signal(apikey, "ItemError", order, delay=delay))
     assert (code, answer["returnCode"]) == (400, -62), answer
     assert "delay" in answer["message"]
 
 
 @pytest.mark.parametrize(("delay", "minutes"), [("24", 1440), (2, 120), ("0.5", 30), ("", None)])
-async def test_delay_is_hours(client: Client, gateway: Gateway, apikey: str, order: Order,
-                              delay: Any, minutes: int | None) -> None:
+async def test_delay_is_hours(
+    client: Client, gateway: Gateway, apikey: str, order: Order, delay: Any, minutes: int | None
+) -> None:
     assert (await post(client, signal(apikey, "ItemError", order, delay=delay)))[0] == 200
     assert (await current(gateway, order)).items[0].delay == minutes
 
 
-async def test_400_for_a_move_the_item_cannot_make(client: Client, gateway: Gateway,
-                                                   apikey: str, order: Order) -> None:
+async def test_400_for_a_move_the_item_cannot_make(
+    client: Client, gateway: Gateway, apikey: str, order: Order
+) -> None:
     assert (await post(client, signal(apikey, "ItemPacked", order)))[0] == 200
     code, answer = await post(client, signal(apikey, "ItemProduce", order))
     assert (code, answer["returnCode"]) == (400, -64), answer
@@ -334,15 +400,26 @@ async def test_other_methods_are_refused(client: Client) -> None:
 # -- fuzz --------------------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
     max_leaves=10,
 )
 KEYS = ["apikey", "type", "order", "item", "tracking", "cause", "delay", "message", "datetime"]
-TYPES = ["OrderRegistered", "ItemProduce", "ItemProduced", "ItemPacked", "ItemShipped",
-         "ItemError", "ItemCanceled"]
+TYPES = [
+    "OrderRegistered",
+    "ItemProduce",
+    "ItemProduced",
+    "ItemPacked",
+    "ItemShipped",
+    "ItemError",
+    "ItemCanceled",
+]
 
 
 @st.composite
@@ -365,14 +442,20 @@ def signal_bodies(draw: st.DrawFn) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in dropped} | extra
 
 
-@settings(max_examples=200, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=signal_bodies() | json_values, raw=st.none() | st.binary(max_size=100))
-async def test_fuzzed_signals_never_500(client: Client, gateway: Gateway, apikey: str,
-                                        order: Order, body: Any, raw: bytes | None) -> None:
+async def test_fuzzed_signals_never_500(
+    client: Client, gateway: Gateway, apikey: str, order: Order, body: Any, raw: bytes | None
+) -> None:
     if isinstance(body, dict):
-        real = {"KEY": apikey, "ORDER": str(order.number), "ITEM": order.items[0].id,
-                "uuid": order.uuid}
+        real = {
+            "KEY": apikey,
+            "ORDER": str(order.number),
+            "ITEM": order.items[0].id,
+            "uuid": order.uuid,
+        }
         body = {k: real.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
     code, _ = await post(client, raw if raw is not None else body)
     assert code in (200, 400, 401, 403)

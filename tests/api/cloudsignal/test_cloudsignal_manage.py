@@ -24,8 +24,14 @@ KEYS = "/api/integrations/cloudsignal/keys"
 SUBS = "/api/integrations/cloudsignal/subscriptions"
 
 
-async def call(client: Client, method: str, path: str, expect: int,
-               model: type[BaseModel] = sc.Message, **kw: Any) -> Any:
+async def call(
+    client: Client,
+    method: str,
+    path: str,
+    expect: int,
+    model: type[BaseModel] = sc.Message,
+    **kw: Any,
+) -> Any:
     resp = await client.request(method, path, **kw)
     body = await resp.json()
     assert resp.status == expect, body
@@ -34,10 +40,13 @@ async def call(client: Client, method: str, path: str, expect: int,
 
 
 async def test_keys_are_shown_once_listed_and_revoked(
-    client: Client, auth: dict[str, str], gateway: Gateway,
+    client: Client,
+    auth: dict[str, str],
+    gateway: Gateway,
 ) -> None:
-    made = await call(client, "POST", KEYS, 201, rc.KeyCreated, json={"name": "kitchen kds"},
-                      headers=auth)
+    made = await call(
+        client, "POST", KEYS, 201, rc.KeyCreated, json={"name": "kitchen kds"}, headers=auth
+    )
     assert made.returnCode == 120 and made.key.name == "kitchen kds"
     apikey = made.key.apikey
     listing = await call(client, "GET", KEYS, 200, rc.KeyList, headers=auth)
@@ -50,18 +59,20 @@ async def test_keys_are_shown_once_listed_and_revoked(
     assert missing.returnCode == -35
 
 
-async def test_apikeys_are_hashed_at_rest(client: Client, auth: dict[str, str],
-                                          gateway: Gateway, settings: Any) -> None:
-    made = await call(client, "POST", KEYS, 201, rc.KeyCreated, json={"name": "kds"},
-                      headers=auth)
+async def test_apikeys_are_hashed_at_rest(
+    client: Client, auth: dict[str, str], gateway: Gateway, settings: Any
+) -> None:
+    made = await call(client, "POST", KEYS, 201, rc.KeyCreated, json={"name": "kds"}, headers=auth)
     apikey = made.key.apikey
 
     def read(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-        return conn.execute("SELECT kind, app_id, secret, key_digest FROM integration_keys"
-                            ).fetchall()
+        return conn.execute(
+            "SELECT kind, app_id, secret, key_digest FROM integration_keys"
+        ).fetchall()
 
     assert await gateway.reader.run(read) == [
-        ("cloudsignal", made.key.keyId, None, hashlib.sha256(apikey.encode()).digest())]
+        ("cloudsignal", made.key.keyId, None, hashlib.sha256(apikey.encode()).digest())
+    ]
     files = list(Path(settings.db_path).parent.glob("tablegate.db*"))  # with -wal
     assert files
     for f in files:
@@ -70,50 +81,78 @@ async def test_apikeys_are_hashed_at_rest(client: Client, auth: dict[str, str],
 
 @pytest.mark.parametrize("name", [None, "", "x" * 65, "bad/name", 7])
 async def test_a_key_needs_a_name(client: Client, auth: dict[str, str], name: Any) -> None:
-    err = await call(client, "POST", KEYS, 400, json={} if name is None else {"name": name},
-                     headers=auth)
+    err = await call(
+        client, "POST", KEYS, 400, json={} if name is None else {"name": name}, headers=auth
+    )
     assert err.returnCode == -4
 
 
 async def test_subscriptions_are_added_replaced_listed_and_removed(
-    client: Client, auth: dict[str, str],
+    client: Client,
+    auth: dict[str, str],
 ) -> None:
     url = "https://signals.example/1.1/status/"
-    added = await call(client, "POST", SUBS, 201, rc.Subscribed,
-                       json={"url": url, "apikey": "secret-one"}, headers=auth)
+    added = await call(
+        client,
+        "POST",
+        SUBS,
+        201,
+        rc.Subscribed,
+        json={"url": url, "apikey": "secret-one"},
+        headers=auth,
+    )
     assert added.subscription.url == url and added.subscription.disabled is None
-    again = await call(client, "POST", SUBS, 200, rc.Subscribed,
-                       json={"url": url, "apikey": "secret-two"}, headers=auth)
+    again = await call(
+        client,
+        "POST",
+        SUBS,
+        200,
+        rc.Subscribed,
+        json={"url": url, "apikey": "secret-two"},
+        headers=auth,
+    )
     assert again.subscription.id == added.subscription.id
     listing = await call(client, "GET", SUBS, 200, rc.SubscriptionList, headers=auth)
     assert listing.count == 1
     assert "secret" not in json.dumps(listing.model_dump())  # the apikey is never shown again
-    done = await call(client, "DELETE", f"{SUBS}?id={added.subscription.id}", 200,
-                      headers=auth)
+    done = await call(client, "DELETE", f"{SUBS}?id={added.subscription.id}", 200, headers=auth)
     assert done.returnCode == 1203
     await call(client, "DELETE", f"{SUBS}?id={added.subscription.id}", 404, headers=auth)
     await call(client, "DELETE", f"{SUBS}?id=x", 400, headers=auth)
 
 
-@pytest.mark.parametrize(("body", "rc_"), [
-    ({"apikey": "k"}, -28),
-    ({"url": "http://127.0.0.1:9/x", "apikey": "k"}, -29),  # loopback, not allow-listed
-    ({"url": "http://169.254.169.254/latest", "apikey": "k"}, -29),  # metadata
-    ({"url": "http://localhost/x", "apikey": "k"}, -29),
-    ({"url": "ftp://signals.example/", "apikey": "k"}, -29),
-    ({"url": 5, "apikey": "k"}, -29),
-    ({"url": "https://signals.example/"}, -21),
-    ({"url": "https://signals.example/", "apikey": ""}, -21),
-    ({"url": "https://signals.example/", "apikey": "a\nb"}, -21),
-])
-async def test_a_subscription_is_checked(client: Client, auth: dict[str, str],
-                                         body: dict[str, Any], rc_: int) -> None:
+@pytest.mark.parametrize(
+    ("body", "rc_"),
+    [
+        ({"apikey": "k"}, -28),
+        ({"url": "http://127.0.0.1:9/x", "apikey": "k"}, -29),  # loopback, not allow-listed
+        ({"url": "http://169.254.169.254/latest", "apikey": "k"}, -29),  # metadata
+        ({"url": "http://localhost/x", "apikey": "k"}, -29),
+        ({"url": "ftp://signals.example/", "apikey": "k"}, -29),
+        ({"url": 5, "apikey": "k"}, -29),
+        ({"url": "https://signals.example/"}, -21),
+        ({"url": "https://signals.example/", "apikey": ""}, -21),
+        ({"url": "https://signals.example/", "apikey": "a\nb"}, -21),
+    ],
+)
+async def test_a_subscription_is_checked(
+    client: Client, auth: dict[str, str], body: dict[str, Any], rc_: int
+) -> None:
     err = await call(client, "POST", SUBS, 400, json=body, headers=auth)
     assert err.returnCode == rc_
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", KEYS), ("POST", KEYS), ("DELETE", KEYS),
-                                              ("GET", SUBS), ("POST", SUBS), ("DELETE", SUBS)])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", KEYS),
+        ("POST", KEYS),
+        ("DELETE", KEYS),
+        ("GET", SUBS),
+        ("POST", SUBS),
+        ("DELETE", SUBS),
+    ],
+)
 async def test_management_needs_a_token(client: Client, method: str, path: str) -> None:
     await call(client, method, path, 400)  # no Authorization header (-1)
     await call(client, method, path, 401, headers={"Authorization": "Bearer " + "0" * 48})
@@ -127,8 +166,12 @@ def test_apikeys_never_reach_the_log_or_the_database(tmp_path: Path) -> None:
         status, made = http("POST", f"{gw.url}{KEYS}", {"name": "kds"}, token)
         assert status == 201
         apikey = made["key"]["apikey"]
-        signal = {"apikey": apikey, "type": "OrderRegistered", "order": "1",
-                  "datetime": "2016-01-20 13:00:00 GMT"}
+        signal = {
+            "apikey": apikey,
+            "type": "OrderRegistered",
+            "order": "1",
+            "datetime": "2016-01-20 13:00:00 GMT",
+        }
         assert http("POST", f"{gw.url}/cloudsignal/1.1/status/", signal)[0] == 400  # no order
         wrong = "f" * 32
         assert http("POST", f"{gw.url}/1.1/status/", signal | {"apikey": wrong})[0] == 403

@@ -59,8 +59,9 @@ async def receiver() -> AsyncIterator[Receiver]:
     await r.close()
 
 
-async def subscribe(client: Client, auth: dict[str, str], url: str,
-                    apikey: str = SEED_APIKEY) -> int:
+async def subscribe(
+    client: Client, auth: dict[str, str], url: str, apikey: str = SEED_APIKEY
+) -> int:
     resp = await client.post(SUBS, json={"url": url, "apikey": apikey}, headers=auth)
     assert resp.status in (200, 201), await resp.text()
     return int((await resp.json())["subscription"]["id"])
@@ -68,15 +69,16 @@ async def subscribe(client: Client, auth: dict[str, str], url: str,
 
 async def make_order(gateway: Gateway, *titles: str, **kw: Any) -> Order:
     assert gateway.ctx.intake is not None
-    return (await gateway.ctx.intake.create([NewItem(t) for t in titles or ("Burger",)],
-                                            source="test", **kw)).order
+    return (
+        await gateway.ctx.intake.create(
+            [NewItem(t) for t in titles or ("Burger",)], source="test", **kw
+        )
+    ).order
 
 
-async def move(gateway: Gateway, order: Order, index: int, status: ItemStatus,
-               **kw: Any) -> Order:
+async def move(gateway: Gateway, order: Order, index: int, status: ItemStatus, **kw: Any) -> Order:
     assert gateway.ctx.intake is not None
-    return await gateway.ctx.intake.set_item_status(order.uuid, order.items[index].id, status,
-                                                    **kw)
+    return await gateway.ctx.intake.set_item_status(order.uuid, order.items[index].id, status, **kw)
 
 
 def signals(receiver: Receiver) -> list[dict[str, Any]]:
@@ -94,7 +96,8 @@ async def received(receiver: Receiver, n: int) -> list[dict[str, Any]]:
 async def outbox_rows(gateway: Gateway) -> list[tuple[str, str, str, bytes]]:
     def read(conn: sqlite3.Connection) -> list[tuple[str, str, str, bytes]]:
         return conn.execute(
-            "SELECT event_id, kind, content_type, body FROM outbox ORDER BY id").fetchall()
+            "SELECT event_id, kind, content_type, body FROM outbox ORDER BY id"
+        ).fetchall()
 
     return await gateway.reader.run(read)
 
@@ -112,24 +115,35 @@ def check_shape(body: dict[str, Any]) -> None:
 
 
 async def test_every_signal_reaches_a_real_receiver_in_order(
-    client: Client, auth: dict[str, str], gateway: Gateway, receiver: Receiver,
+    client: Client,
+    auth: dict[str, str],
+    gateway: Gateway,
+    receiver: Receiver,
 ) -> None:
     await subscribe(client, auth, receiver.url("/1.1/status/"))
     order = await make_order(gateway, "Burger", "Fries", "Shake", location="12")
     n = str(order.number)
-    for status in (ItemStatus.PRODUCING, ItemStatus.PRODUCED, ItemStatus.PACKED,
-                   ItemStatus.SHIPPED):
+    for status in (
+        ItemStatus.PRODUCING,
+        ItemStatus.PRODUCED,
+        ItemStatus.PACKED,
+        ItemStatus.SHIPPED,
+    ):
         await move(gateway, order, 0, status)
-    await move(gateway, order, 1, ItemStatus.ERROR, cause="Print error, reprint needed",
-               delay=24 * 60)
+    await move(
+        gateway, order, 1, ItemStatus.ERROR, cause="Print error, reprint needed", delay=24 * 60
+    )
     await move(gateway, order, 1, ItemStatus.CANCELED, cause="190", message="Example message")
     await move(gateway, order, 2, ItemStatus.SHIPPED)  # the last one: the order is handed over
     got = await received(receiver, 8)
     assert [(b["type"], b.get("item")) for b in got] == [
         ("OrderRegistered", None),
-        ("ItemProduce", f"{n}-1"), ("ItemProduced", f"{n}-1"), ("ItemPacked", f"{n}-1"),
+        ("ItemProduce", f"{n}-1"),
+        ("ItemProduced", f"{n}-1"),
+        ("ItemPacked", f"{n}-1"),
         ("ItemShipped", f"{n}-1"),
-        ("ItemError", f"{n}-2"), ("ItemCanceled", f"{n}-2"),
+        ("ItemError", f"{n}-2"),
+        ("ItemCanceled", f"{n}-2"),
         ("ItemShipped", f"{n}-3"),
     ]
     for body in got:
@@ -146,7 +160,10 @@ async def test_every_signal_reaches_a_real_receiver_in_order(
 
 
 async def test_a_cleared_order_ships_what_was_not_done_yet(
-    client: Client, auth: dict[str, str], gateway: Gateway, receiver: Receiver,
+    client: Client,
+    auth: dict[str, str],
+    gateway: Gateway,
+    receiver: Receiver,
 ) -> None:
     await subscribe(client, auth, receiver.url())
     order = await make_order(gateway, "Burger", "Fries", "Shake")
@@ -156,15 +173,28 @@ async def test_a_cleared_order_ships_what_was_not_done_yet(
     got = await received(receiver, 5)
     n = order.number
     assert [(b["type"], b.get("item")) for b in got] == [
-        ("OrderRegistered", None), ("ItemCanceled", f"{n}-1"), ("ItemPacked", f"{n}-2"),
-        ("ItemShipped", f"{n}-2"), ("ItemShipped", f"{n}-3")]
+        ("OrderRegistered", None),
+        ("ItemCanceled", f"{n}-1"),
+        ("ItemPacked", f"{n}-2"),
+        ("ItemShipped", f"{n}-2"),
+        ("ItemShipped", f"{n}-3"),
+    ]
     assert got[3]["tracking"] == got[4]["tracking"] == f"pickup:{order.name}"
-    assert got[1] == {"apikey": SEED_APIKEY, "type": "ItemCanceled", "order": str(n),
-                      "item": f"{n}-1", "cause": "sold out", "datetime": got[1]["datetime"]}
+    assert got[1] == {
+        "apikey": SEED_APIKEY,
+        "type": "ItemCanceled",
+        "order": str(n),
+        "item": f"{n}-1",
+        "cause": "sold out",
+        "datetime": got[1]["datetime"],
+    }
 
 
 async def test_a_cancelled_order_cancels_its_items(
-    client: Client, auth: dict[str, str], gateway: Gateway, receiver: Receiver,
+    client: Client,
+    auth: dict[str, str],
+    gateway: Gateway,
+    receiver: Receiver,
 ) -> None:
     await subscribe(client, auth, receiver.url())
     order = await make_order(gateway, "Burger", "Fries")
@@ -173,11 +203,17 @@ async def test_a_cancelled_order_cancels_its_items(
     await gateway.ctx.intake.cancel(order.uuid)
     got = await received(receiver, 3)
     assert [(b["type"], b.get("cause")) for b in got] == [
-        ("OrderRegistered", None), ("ItemShipped", None), ("ItemCanceled", "order-cancelled")]
+        ("OrderRegistered", None),
+        ("ItemShipped", None),
+        ("ItemCanceled", "order-cancelled"),
+    ]
 
 
 async def test_each_subscriber_gets_its_own_apikey(
-    client: Client, auth: dict[str, str], gateway: Gateway, receiver: Receiver,
+    client: Client,
+    auth: dict[str, str],
+    gateway: Gateway,
+    receiver: Receiver,
 ) -> None:
     other = await Receiver().start()
     try:
@@ -192,7 +228,9 @@ async def test_each_subscriber_gets_its_own_apikey(
 
 
 async def test_a_receiver_that_answers_410_is_unsubscribed(
-    client: Client, auth: dict[str, str], gateway: Gateway,
+    client: Client,
+    auth: dict[str, str],
+    gateway: Gateway,
 ) -> None:
     gone = await Receiver(respond=scripted(410)).start()
     try:
@@ -220,8 +258,9 @@ async def test_a_receiver_that_answers_410_is_unsubscribed(
 # -- in the change's transaction (the outbox worker is not running: gateway without client) ---
 
 
-async def add_subscription(gateway: Gateway, url: str = "http://signals.example/1.1/status/",
-                           apikey: str = SEED_APIKEY) -> None:
+async def add_subscription(
+    gateway: Gateway, url: str = "http://signals.example/1.1/status/", apikey: str = SEED_APIKEY
+) -> None:
     await gateway.ctx.cloudsignal.subscribe(url, apikey)
 
 
@@ -248,7 +287,8 @@ async def test_nothing_is_written_without_a_subscription_or_items(gateway: Gatew
 
 
 async def test_a_frozen_clock_still_signals_each_fact_once(
-    gateway: Gateway, monkeypatch: pytest.MonkeyPatch,
+    gateway: Gateway,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The last item's move and the hand-over it causes read the same clock: the hand-over
     event sees that item changed at its own time, and must not signal it a second time."""
@@ -264,9 +304,16 @@ async def test_a_frozen_clock_still_signals_each_fact_once(
 
 
 def _order(**kw: Any) -> Order:
-    base: dict[str, Any] = dict(uuid="u-1", name="7", order_type="TO_GO", location="",
-                                state=OrderState.STARTED, created=1.0, state_changed=1.0,
-                                number=42)
+    base: dict[str, Any] = dict(
+        uuid="u-1",
+        name="7",
+        order_type="TO_GO",
+        location="",
+        state=OrderState.STARTED,
+        created=1.0,
+        state_changed=1.0,
+        number=42,
+    )
     return Order(**(base | kw))
 
 
@@ -283,15 +330,25 @@ def test_datetime_is_the_seeds() -> None:
 
 def test_signals_for_each_event_type() -> None:
     ts = 1453294800.0
-    items = (Item("42-1", 1, "Burger", status=ItemStatus.ERROR, status_changed=ts,
-                  cause="burnt", delay=90),
-             Item("42-2", 2, "Fries", status=ItemStatus.PACKED, status_changed=ts - 5))
+    items = (
+        Item(
+            "42-1", 1, "Burger", status=ItemStatus.ERROR, status_changed=ts, cause="burnt", delay=90
+        ),
+        Item("42-2", 2, "Fries", status=ItemStatus.PACKED, status_changed=ts - 5),
+    )
     order = _order(items=items)
     new = list(signals_for(OrderEvent(1, OrderEventType.NEW_ORDER, ts, order)))
     assert [s.type for s in new] == [SignalType.ORDER_REGISTERED, SignalType.ITEM_ERROR]
     body = json.loads(new[1].body("k"))
-    assert body == {"apikey": "k", "type": "ItemError", "order": "42", "item": "42-1",
-                    "cause": "burnt", "delay": "2", "datetime": "2016-01-20 13:00:00 GMT"}
+    assert body == {
+        "apikey": "k",
+        "type": "ItemError",
+        "order": "42",
+        "item": "42-1",
+        "cause": "burnt",
+        "delay": "2",
+        "datetime": "2016-01-20 13:00:00 GMT",
+    }
     paged = list(signals_for(OrderEvent(2, OrderEventType.ORDER_PAGED, ts + 1, order)))
     assert paged == []  # nothing changed at that time
     assert list(signals_for(OrderEvent(3, OrderEventType.NEW_ORDER, ts, _order()))) == []

@@ -35,11 +35,28 @@ from web.server import DIALECTS
 Client = TestClient[web.Request, web.Application]
 DEV = "/api/dev/devices/"
 
-DEVICE_KEYS = {"id", "dateCreated", "status", "statusDate", "isOnline", "dateLastSeen",
-               "password", "phoneNumber"}
+DEVICE_KEYS = {
+    "id",
+    "dateCreated",
+    "status",
+    "statusDate",
+    "isOnline",
+    "dateLastSeen",
+    "password",
+    "phoneNumber",
+}
 DEVICE_EXTENSIONS = {"name", "station", "statusDetail"}
-REQUEST_KEYS = {"id", "dateCreated", "deadline", "reserved", "process", "input", "output",
-                "error", "report"}
+REQUEST_KEYS = {
+    "id",
+    "dateCreated",
+    "deadline",
+    "reserved",
+    "process",
+    "input",
+    "output",
+    "error",
+    "report",
+}
 
 
 def closed_port() -> int:
@@ -71,8 +88,9 @@ def requests_url(device_id: str) -> str:
     return f"{DEV}{device_id}/requests/"
 
 
-async def submit(client: Client, auth: dict[str, str], device_id: str,
-                 body: Any) -> tuple[int, dict[str, Any]]:
+async def submit(
+    client: Client, auth: dict[str, str], device_id: str, body: Any
+) -> tuple[int, dict[str, Any]]:
     kwargs: dict[str, Any] = {"data": body} if isinstance(body, bytes) else {"json": body}
     resp = await client.post(requests_url(device_id), headers=auth, **kwargs)
     return resp.status, await resp.json()
@@ -106,12 +124,19 @@ async def test_device_has_the_seed_properties(client: Client, auth: dict[str, st
     assert isinstance(device["dateCreated"], int) and abs(device["dateCreated"] - time.time()) < 5
     assert isinstance(device["isOnline"], bool)
     assert device["password"] is None and device["phoneNumber"] is None
-    assert device["status"] in {None, "unknown", "out-of-paper", "idle", "printing",
-                                "waiting-order-response"}
+    assert device["status"] in {
+        None,
+        "unknown",
+        "out-of-paper",
+        "idle",
+        "printing",
+        "waiting-order-response",
+    }
 
 
 async def test_devices_are_paged_with_next_count_and_total(
-        client: Client, auth: dict[str, str], gateway: Gateway) -> None:
+    client: Client, auth: dict[str, str], gateway: Gateway
+) -> None:
     ids = {(await add_printer(client, auth, id=f"p{n}"))["id"] for n in range(5)}
     seen: list[str] = []
     url: str | None = f"{DEV}?limit=2"
@@ -133,14 +158,16 @@ async def test_devices_are_paged_with_next_count_and_total(
     assert beyond["devices"] == {"next": None, "count": 0, "total": 5, "items": []}
 
 
-async def test_limit_is_capped_at_100(client: Client, auth: dict[str, str],
-                                      gateway: Gateway) -> None:
+async def test_limit_is_capped_at_100(
+    client: Client, auth: dict[str, str], gateway: Gateway
+) -> None:
     from gateway.core.printing import Source
     from gateway.services.printing.service import DeviceSpec
 
     for n in range(105):  # a virtual printer that does not run: no network at all
-        await gateway.printing.add_device(DeviceSpec(f"P{n}", "virtual://none", id=f"v{n}"),
-                                          Source.API)
+        await gateway.printing.add_device(
+            DeviceSpec(f"P{n}", "virtual://none", id=f"v{n}"), Source.API
+        )
     default = await (await client.get(DEV, headers=auth)).json()
     assert default["devices"]["count"] == 100 and default["devices"]["total"] == 105
     assert default["devices"]["next"] == "/api/dev/devices/?limit=100&offset=100"
@@ -154,14 +181,23 @@ async def test_limit_is_capped_at_100(client: Client, auth: dict[str, str],
 
 @pytest.mark.parametrize(
     ("query", "fragment"),
-    [("limit=0", "limit must be a positive integer"), ("limit=-1", "limit"),
-     ("limit=abc", "'abc'"), ("limit=", "limit"), ("limit=1.5", "limit"),
-     ("limit=%C2%B2", "limit"), ("limit=+5", "limit"),
-     ("offset=-1", "offset must be an integer from 0"), ("offset=x", "offset"),
-     ("offset=1000000001", "offset"), ("offset=" + "9" * 5000, "offset")],
+    [
+        ("limit=0", "limit must be a positive integer"),
+        ("limit=-1", "limit"),
+        ("limit=abc", "'abc'"),
+        ("limit=", "limit"),
+        ("limit=1.5", "limit"),
+        ("limit=%C2%B2", "limit"),
+        ("limit=+5", "limit"),
+        ("offset=-1", "offset must be an integer from 0"),
+        ("offset=x", "offset"),
+        ("offset=1000000001", "offset"),
+        ("offset=" + "9" * 5000, "offset"),
+    ],
 )
-async def test_bad_paging_is_400(client: Client, auth: dict[str, str], printer: str,
-                                 query: str, fragment: str) -> None:
+async def test_bad_paging_is_400(
+    client: Client, auth: dict[str, str], printer: str, query: str, fragment: str
+) -> None:
     for base in (DEV, requests_url(printer)):
         resp = await client.get(f"{base}?{query}", headers=auth)
         assert_error(resp.status, await resp.json(), 400, fragment)
@@ -169,34 +205,40 @@ async def test_bad_paging_is_400(client: Client, auth: dict[str, str], printer: 
 
 async def test_add_device_defaults_and_refusals(client: Client, auth: dict[str, str]) -> None:
     made = await add_printer(client, auth)
-    assert len(made["id"]) == 16 and made["station"] == "" and made["statusDetail"] in (
-        None, "unreachable")
-    again = await client.post(DEV, headers=auth, json={"id": made["id"], "name": "X",
-                                                        "address": "virtual://x"})
+    assert (
+        len(made["id"]) == 16
+        and made["station"] == ""
+        and made["statusDetail"] in (None, "unreachable")
+    )
+    again = await client.post(
+        DEV, headers=auth, json={"id": made["id"], "name": "X", "address": "virtual://x"}
+    )
     assert_error(again.status, await again.json(), 409, "already exists")
 
 
 @pytest.mark.parametrize(
     ("body", "fragment"),
-    [({"address": "virtual://x"}, "name is required"),
-     ({"name": 5, "address": "virtual://x"}, "name must be a string"),
-     ({"name": "", "address": "virtual://x"}, "name must be 1-64"),
-     ({"name": "K"}, "address is required"),
-     ({"name": "K", "address": "ftp://printer"}, "address must start with"),
-     ({"name": "K", "address": "tcp://localhost:9100"}, "address refused"),
-     ({"name": "K", "address": "tcp://169.254.169.254:80"}, "address refused"),
-     ({"name": "K", "address": "usb:///dev/sda"}, "printer port"),
-     ({"name": "K", "address": "lp:///var/lib/tablegate/tablegate.db"}, "printer port"),
-     ({"name": "K", "address": "serial:///dev/ttyUSB0?baud=fast"}, "baud"),
-     ({"name": "K", "address": "virtual://x", "id": "no spaces"}, "id must be 1-16"),
-     ({"name": "K", "address": "virtual://x", "id": 7}, "id must be a string"),
-     ({"name": "K", "address": "virtual://x", "paper": "A4"}, "paper must be 80mm or 58mm"),
-     ({"name": "K", "address": "virtual://x", "station": ["a"]}, "station must be a string"),
-     ({"name": "K", "address": "virtual://x", "colour": "red"}, "Unknown properties: 'colour'"),
-     ],
+    [
+        ({"address": "virtual://x"}, "name is required"),
+        ({"name": 5, "address": "virtual://x"}, "name must be a string"),
+        ({"name": "", "address": "virtual://x"}, "name must be 1-64"),
+        ({"name": "K"}, "address is required"),
+        ({"name": "K", "address": "ftp://printer"}, "address must start with"),
+        ({"name": "K", "address": "tcp://localhost:9100"}, "address refused"),
+        ({"name": "K", "address": "tcp://169.254.169.254:80"}, "address refused"),
+        ({"name": "K", "address": "usb:///dev/sda"}, "printer port"),
+        ({"name": "K", "address": "lp:///var/lib/tablegate/tablegate.db"}, "printer port"),
+        ({"name": "K", "address": "serial:///dev/ttyUSB0?baud=fast"}, "baud"),
+        ({"name": "K", "address": "virtual://x", "id": "no spaces"}, "id must be 1-16"),
+        ({"name": "K", "address": "virtual://x", "id": 7}, "id must be a string"),
+        ({"name": "K", "address": "virtual://x", "paper": "A4"}, "paper must be 80mm or 58mm"),
+        ({"name": "K", "address": "virtual://x", "station": ["a"]}, "station must be a string"),
+        ({"name": "K", "address": "virtual://x", "colour": "red"}, "Unknown properties: 'colour'"),
+    ],
 )
-async def test_add_device_validation(client: Client, auth: dict[str, str], body: dict[str, Any],
-                                     fragment: str) -> None:
+async def test_add_device_validation(
+    client: Client, auth: dict[str, str], body: dict[str, Any], fragment: str
+) -> None:
     resp = await client.post(DEV, headers=auth, json=body)
     assert_error(resp.status, await resp.json(), 400, fragment)
     listing = await (await client.get(DEV, headers=auth)).json()
@@ -215,7 +257,8 @@ async def test_remove_device(client: Client, auth: dict[str, str], printer: str)
 
 
 async def test_paths_answer_with_and_without_the_trailing_slash(
-        client: Client, auth: dict[str, str], printer: str) -> None:
+    client: Client, auth: dict[str, str], printer: str
+) -> None:
     assert (await client.get("/api/dev/devices", headers=auth)).status == 200
     assert (await client.get(f"{DEV}{printer}/", headers=auth)).status == 200
     resp = await client.post(f"{DEV}{printer}/requests", headers=auth, json={"data": "x"})
@@ -230,7 +273,8 @@ async def test_paths_answer_with_and_without_the_trailing_slash(
 
 
 async def test_submit_defaults_and_the_seed_properties(
-        client: Client, auth: dict[str, str], printer: str) -> None:
+    client: Client, auth: dict[str, str], printer: str
+) -> None:
     before = int(time.time())
     status, body = await submit(client, auth, printer, {"data": "Text to print"})
     assert status == 200 and body["success"] is True and set(body) == {"success", "request"}
@@ -259,17 +303,33 @@ async def test_submit_every_command(client: Client, auth: dict[str, str], printe
     deadline = time.time() + 3600.5
     cases: list[tuple[dict[str, Any], str, Any]] = [
         ({"command": "print", "data": "x"}, "print-text", "x"),
-        ({"command": "print-text", "data": "x", "deadline": deadline, "reserved": "ref-1"},
-         "print-text", "x"),
+        (
+            {"command": "print-text", "data": "x", "deadline": deadline, "reserved": "ref-1"},
+            "print-text",
+            "x",
+        ),
         ({"command": "print-order", "data": "2 pizzas"}, "print-order", "2 pizzas"),
-        ({"command": "print-order", "data": {"number": "66", "items": [{"title": "Pizza"}]}},
-         "print-order", {"number": "66", "items": [{"title": "Pizza", "quantity": 1,
-                                                     "notes": "", "station": ""}],
-                         "needsAnswer": True}),
-        ({"command": "print-receipt", "data": {"lines": [{"title": "Tea", "unitPrice": 250}]}},
-         "print-receipt", {"number": "", "lines": [{"title": "Tea", "quantity": 1,
-                                                    "unitPrice": 250}], "totals": [],
-                           "currency": "EUR", "minorDigits": 2, "footer": ""}),
+        (
+            {"command": "print-order", "data": {"number": "66", "items": [{"title": "Pizza"}]}},
+            "print-order",
+            {
+                "number": "66",
+                "items": [{"title": "Pizza", "quantity": 1, "notes": "", "station": ""}],
+                "needsAnswer": True,
+            },
+        ),
+        (
+            {"command": "print-receipt", "data": {"lines": [{"title": "Tea", "unitPrice": 250}]}},
+            "print-receipt",
+            {
+                "number": "",
+                "lines": [{"title": "Tea", "quantity": 1, "unitPrice": 250}],
+                "totals": [],
+                "currency": "EUR",
+                "minorDigits": 2,
+                "footer": "",
+            },
+        ),
         ({"command": "open-drawer"}, "open-drawer", None),
         ({"command": "open-drawer", "data": {"pin": 5}}, "open-drawer", {"pin": 5}),
     ]
@@ -290,53 +350,57 @@ PAST = 1_000_000.0
 
 @pytest.mark.parametrize(
     ("body", "fragment"),
-    [({"command": "fax", "data": "x"}, "Unknown command 'fax'; use one of: print-text"),
-     ({"command": 5, "data": "x"}, "Unknown command"),
-     ({}, "data (print-text) must be a non-empty string"),
-     ({"data": 5}, "data (print-text) must be a non-empty string"),
-     ({"data": ["x"]}, "data (print-text)"),
-     ({"data": "x" * 32_769}, "longer than 32768"),
-     ({"command": "print-receipt", "data": "x"}, "data (print-receipt) must be an object"),
-     ({"command": "print-receipt", "data": {"lines": []}}, "data.lines must be a non-empty"),
-     ({"command": "print-order", "data": {}}, "needs orderId or number"),
-     ({"command": "print-order", "data": {"orderId": "nope"}}, "is not an active order"),
-     ({"command": "print-order", "data": {"number": "1", "tip": 1}}, "unknown properties: tip"),
-     ({"command": "open-drawer", "data": {"pin": 3}}, "data.pin must be 2 or 5"),
-     ({"data": "x", "deadline": "1478979898"}, "deadline must be a number"),
-     ({"data": "x", "deadline": True}, "deadline must be a number"),
-     ({"data": "x", "deadline": [1]}, "deadline must be a number"),
-     ({"data": "x", "deadline": PAST}, "deadline is in the past"),
-     ({"data": "x", "deadline": 4_000_000_000}, "more than 7 days away"),
-     ({"data": "x", "deadline": 1_478_979_898_000}, "milliseconds"),
-     ({"data": "x", "reserved": "r" * 61}, "at most 60 ASCII"),
-     ({"data": "x", "reserved": "café"}, "at most 60 ASCII"),
-     ({"data": "x", "reserved": 5}, "reserved must be a string"),
-     ({"data": "x", "reportUrl": 5}, "reportUrl must be an http(s) URL"),
-     ({"data": "x", "reportUrl": "ftp://pos.example/"}, "reportUrl refused"),
-     ({"data": "x", "reportUrl": "http://169.254.169.254/"}, "reportUrl refused"),
-     ({"data": "x", "deviceId": "kitchen1"}, "Unknown properties: 'deviceId'. Allowed:"),
-     (b"{", "Invalid JSON body"),
-     (b"", "the body is empty"),
-     (b"[1]", "expected an object"),
-     (b'"x"', "expected an object"),
-     (b"\xff\xfe", "Invalid JSON body"),
-     ],
+    [
+        ({"command": "fax", "data": "x"}, "Unknown command 'fax'; use one of: print-text"),
+        ({"command": 5, "data": "x"}, "Unknown command"),
+        ({}, "data (print-text) must be a non-empty string"),
+        ({"data": 5}, "data (print-text) must be a non-empty string"),
+        ({"data": ["x"]}, "data (print-text)"),
+        ({"data": "x" * 32_769}, "longer than 32768"),
+        ({"command": "print-receipt", "data": "x"}, "data (print-receipt) must be an object"),
+        ({"command": "print-receipt", "data": {"lines": []}}, "data.lines must be a non-empty"),
+        ({"command": "print-order", "data": {}}, "needs orderId or number"),
+        ({"command": "print-order", "data": {"orderId": "nope"}}, "is not an active order"),
+        ({"command": "print-order", "data": {"number": "1", "tip": 1}}, "unknown properties: tip"),
+        ({"command": "open-drawer", "data": {"pin": 3}}, "data.pin must be 2 or 5"),
+        ({"data": "x", "deadline": "1478979898"}, "deadline must be a number"),
+        ({"data": "x", "deadline": True}, "deadline must be a number"),
+        ({"data": "x", "deadline": [1]}, "deadline must be a number"),
+        ({"data": "x", "deadline": PAST}, "deadline is in the past"),
+        ({"data": "x", "deadline": 4_000_000_000}, "more than 7 days away"),
+        ({"data": "x", "deadline": 1_478_979_898_000}, "milliseconds"),
+        ({"data": "x", "reserved": "r" * 61}, "at most 60 ASCII"),
+        ({"data": "x", "reserved": "café"}, "at most 60 ASCII"),
+        ({"data": "x", "reserved": 5}, "reserved must be a string"),
+        ({"data": "x", "reportUrl": 5}, "reportUrl must be an http(s) URL"),
+        ({"data": "x", "reportUrl": "ftp://pos.example/"}, "reportUrl refused"),
+        ({"data": "x", "reportUrl": "http://169.254.169.254/"}, "reportUrl refused"),
+        ({"data": "x", "deviceId": "kitchen1"}, "Unknown properties: 'deviceId'. Allowed:"),
+        (b"{", "Invalid JSON body"),
+        (b"", "the body is empty"),
+        (b"[1]", "expected an object"),
+        (b'"x"', "expected an object"),
+        (b"\xff\xfe", "Invalid JSON body"),
+    ],
 )
 async def test_bad_submissions_are_400_and_change_nothing(
-        client: Client, auth: dict[str, str], printer: str, body: Any, fragment: str) -> None:
+    client: Client, auth: dict[str, str], printer: str, body: Any, fragment: str
+) -> None:
     status, answer = await submit(client, auth, printer, body)
     assert_error(status, answer, 400, fragment)
     assert await request_total(client, auth, printer) == 0
 
 
-async def test_requests_are_paged_newest_first(client: Client, auth: dict[str, str],
-                                               printer: str) -> None:
+async def test_requests_are_paged_newest_first(
+    client: Client, auth: dict[str, str], printer: str
+) -> None:
     ids = []
     for n in range(5):
         ids.append((await submit(client, auth, printer, {"data": f"t{n}"}))[1]["request"]["id"])
         await asyncio.sleep(0.01)
-    first = (await (await client.get(f"{requests_url(printer)}?limit=3",
-                                     headers=auth)).json())["requests"]
+    first = (await (await client.get(f"{requests_url(printer)}?limit=3", headers=auth)).json())[
+        "requests"
+    ]
     assert first["count"] == 3 and first["total"] == 5
     assert [r["id"] for r in first["items"]] == ids[::-1][:3]
     assert first["next"] == f"{requests_url(printer)}?limit=3&offset=3"
@@ -345,14 +409,16 @@ async def test_requests_are_paged_newest_first(client: Client, auth: dict[str, s
     assert second["next"] is None and second["count"] == 2
 
 
-async def test_request_list_limit_is_capped(client: Client, auth: dict[str, str],
-                                            gateway: Gateway, printer: str) -> None:
+async def test_request_list_limit_is_capped(
+    client: Client, auth: dict[str, str], gateway: Gateway, printer: str
+) -> None:
     from gateway.core.printing import Command
 
     for n in range(101):
         await gateway.printing.submit(printer, Command.PRINT_TEXT, f"t{n}")
-    page = (await (await client.get(f"{requests_url(printer)}?limit=1000",
-                                    headers=auth)).json())["requests"]
+    page = (await (await client.get(f"{requests_url(printer)}?limit=1000", headers=auth)).json())[
+        "requests"
+    ]
     assert (page["count"], page["total"]) == (100, 101)
     assert page["next"] == f"{requests_url(printer)}?limit=100&offset=100"
 
@@ -373,8 +439,13 @@ async def test_not_found(client: Client, auth: dict[str, str], printer: str) -> 
         assert_error(resp.status, await resp.json(), 404, "Device 'nope' not found.")
     resp = await client.get(f"{requests_url(printer)}{'0' * 32}", headers=auth)
     assert_error(resp.status, await resp.json(), 404, "not found on device 'kitchen1'")
-    for path in ("/api/dev", "/api/dev/", "/api/dev/printers", f"{DEV}{printer}/nothing",
-                 f"{requests_url(printer)}x/y/z"):
+    for path in (
+        "/api/dev",
+        "/api/dev/",
+        "/api/dev/printers",
+        f"{DEV}{printer}/nothing",
+        f"{requests_url(printer)}x/y/z",
+    ):
         resp = await client.get(path, headers=auth)
         assert resp.content_type == "application/json"
         assert_error(resp.status, await resp.json(), 404, "Unknown path.")
@@ -400,34 +471,42 @@ async def test_body_too_large(client: Client, auth: dict[str, str], printer: str
 
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
-    [({}, 400, "accepted must be true or false"),
-     ({"accepted": "yes", "time": 5}, 400, "accepted must be true or false"),
-     ({"accepted": True}, 400, "time (minutes) is required when accepting"),
-     ({"accepted": True, "time": -1}, 400, "from 0 to 1440"),
-     ({"accepted": True, "time": 1441}, 400, "from 0 to 1440"),
-     ({"accepted": True, "time": 5.5}, 400, "integer number of minutes"),
-     ({"accepted": True, "time": True}, 400, "integer number of minutes"),
-     ({"accepted": True, "time": 5, "why": "x"}, 400, "Unknown properties: 'why'"),
-     ({"accepted": True, "time": 5}, 409, ", not waiting for an answer."),
-     ({"accepted": False}, 409, "not waiting for an answer"),
-     ],
+    [
+        ({}, 400, "accepted must be true or false"),
+        ({"accepted": "yes", "time": 5}, 400, "accepted must be true or false"),
+        ({"accepted": True}, 400, "time (minutes) is required when accepting"),
+        ({"accepted": True, "time": -1}, 400, "from 0 to 1440"),
+        ({"accepted": True, "time": 1441}, 400, "from 0 to 1440"),
+        ({"accepted": True, "time": 5.5}, 400, "integer number of minutes"),
+        ({"accepted": True, "time": True}, 400, "integer number of minutes"),
+        ({"accepted": True, "time": 5, "why": "x"}, 400, "Unknown properties: 'why'"),
+        ({"accepted": True, "time": 5}, 409, ", not waiting for an answer."),
+        ({"accepted": False}, 409, "not waiting for an answer"),
+    ],
 )
-async def test_answer_validation_and_conflict(client: Client, auth: dict[str, str],
-                                              printer: str, body: dict[str, Any], status: int,
-                                              fragment: str) -> None:
+async def test_answer_validation_and_conflict(
+    client: Client,
+    auth: dict[str, str],
+    printer: str,
+    body: dict[str, Any],
+    status: int,
+    fragment: str,
+) -> None:
     _, made = await submit(client, auth, printer, {"command": "print-order", "data": "2 pizzas"})
     rid = made["request"]["id"]
     resp = await client.post(f"{requests_url(printer)}{rid}/response", headers=auth, json=body)
     assert_error(resp.status, await resp.json(), status, fragment)
     after = await (await client.get(f"{requests_url(printer)}{rid}", headers=auth)).json()
     assert after["request"]["output"] == {"data": None, "dateReceived": None}
-    unknown = await client.post(f"{requests_url(printer)}{'0' * 32}/response", headers=auth,
-                                json={"accepted": False})
+    unknown = await client.post(
+        f"{requests_url(printer)}{'0' * 32}/response", headers=auth, json={"accepted": False}
+    )
     assert_error(unknown.status, await unknown.json(), 404, "Request '000")
 
 
-async def test_answer_an_order_waiting_for_it(client: Client, auth: dict[str, str],
-                                              gateway: Gateway) -> None:
+async def test_answer_an_order_waiting_for_it(
+    client: Client, auth: dict[str, str], gateway: Gateway
+) -> None:
     """The API side of accept/refuse. The request is put into waiting-output by hand (the
     device's worker stopped first): printing it for real is the worker tests' business."""
     svc = gateway.printing
@@ -437,11 +516,15 @@ async def test_answer_an_order_waiting_for_it(client: Client, auth: dict[str, st
     for _ in range(2):
         _, made = await submit(client, auth, did, {"command": "print-order", "data": "x"})
         r = svc.open[made["request"]["id"]]
-        await svc.queue.commit([r.evolve(process_status=ProcessStatus.WAITING_OUTPUT,
-                                         date_sent=time.time())], [], report=False)
+        await svc.queue.commit(
+            [r.evolve(process_status=ProcessStatus.WAITING_OUTPUT, date_sent=time.time())],
+            [],
+            report=False,
+        )
         rids.append(r.id)
-    resp = await client.post(f"{requests_url(did)}{rids[0]}/response/", headers=auth,
-                             json={"accepted": True, "time": 15})
+    resp = await client.post(
+        f"{requests_url(did)}{rids[0]}/response/", headers=auth, json={"accepted": True, "time": 15}
+    )
     body = await resp.json()
     assert resp.status == 200, body
     si.RequestResponse.model_validate(body)
@@ -450,17 +533,21 @@ async def test_answer_an_order_waiting_for_it(client: Client, auth: dict[str, st
     assert done["output"]["data"] == {"accepted": True, "time": 15}
     assert abs(done["output"]["dateReceived"] - time.time()) < 5
     assert isinstance(done["input"]["dateSent"], int)
-    refused = await client.post(f"{requests_url(did)}{rids[1]}/response", headers=auth,
-                                json={"accepted": False, "time": None})
-    assert (await refused.json())["request"]["output"]["data"] == {"accepted": False,
-                                                                    "time": None}
-    again = await client.post(f"{requests_url(did)}{rids[0]}/response", headers=auth,
-                              json={"accepted": False})
+    refused = await client.post(
+        f"{requests_url(did)}{rids[1]}/response",
+        headers=auth,
+        json={"accepted": False, "time": None},
+    )
+    assert (await refused.json())["request"]["output"]["data"] == {"accepted": False, "time": None}
+    again = await client.post(
+        f"{requests_url(did)}{rids[0]}/response", headers=auth, json={"accepted": False}
+    )
     assert_error(again.status, await again.json(), 409, "Request is archived")
 
 
 async def test_a_missed_deadline_shows_the_error_object(
-        client: Client, auth: dict[str, str], printer: str) -> None:
+    client: Client, auth: dict[str, str], printer: str
+) -> None:
     _, made = await submit(client, auth, printer, {"data": "x", "deadline": time.time() + 1.2})
     url = f"{requests_url(printer)}{made['request']['id']}"
     for _ in range(100):
@@ -470,8 +557,12 @@ async def test_a_missed_deadline_shows_the_error_object(
         await asyncio.sleep(0.1)
     assert r["process"]["status"] == "archived", r
     assert set(r["error"]) == {"processStatus", "code", "message", "dateCreated"}
-    assert r["error"]["code"] in {"network-timeout", "deadline", "incompatible-device-state",
-                                  "max-retries"}
+    assert r["error"]["code"] in {
+        "network-timeout",
+        "deadline",
+        "incompatible-device-state",
+        "max-retries",
+    }
     si.ImprimoRequest.model_validate(r)
 
 
@@ -480,15 +571,22 @@ async def test_a_missed_deadline_shows_the_error_object(
 
 @pytest.mark.parametrize(
     ("headers", "fragment"),
-    [({}, "Missing Authorization header."),
-     ({"Authorization": "Basic dXNlcjo="}, "Bearer"),
-     ({"Authorization": "Bearer"}, "Bearer"),
-     ({"Authorization": "Bearer 0123"}, "Invalid API key.")],
+    [
+        ({}, "Missing Authorization header."),
+        ({"Authorization": "Basic dXNlcjo="}, "Bearer"),
+        ({"Authorization": "Bearer"}, "Bearer"),
+        ({"Authorization": "Bearer 0123"}, "Invalid API key."),
+    ],
 )
-async def test_auth_failures_are_401_in_the_envelope(client: Client, headers: dict[str, str],
-                                                     fragment: str) -> None:
-    for method, path in [("GET", DEV), ("POST", DEV), ("GET", f"{DEV}x/requests/"),
-                         ("POST", f"{DEV}x/requests/")]:
+async def test_auth_failures_are_401_in_the_envelope(
+    client: Client, headers: dict[str, str], fragment: str
+) -> None:
+    for method, path in [
+        ("GET", DEV),
+        ("POST", DEV),
+        ("GET", f"{DEV}x/requests/"),
+        ("POST", f"{DEV}x/requests/"),
+    ]:
         resp = await client.request(method, path, headers=headers, json={"data": "x"})
         assert_error(resp.status, await resp.json(), 401, fragment)
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
@@ -510,8 +608,9 @@ async def test_auth_throttle_is_429_in_the_envelope(client: Client, auth: dict[s
 # -- unavailable ------------------------------------------------------------------------------
 
 
-async def test_printing_not_running_is_503(client: Client, auth: dict[str, str],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_printing_not_running_is_503(
+    client: Client, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Services has no Optional printing any more (issue 10): the refusal a printing service
     # that cannot serve raises is what the dialect must still answer 503 with Retry-After.
     def refused(request: web.Request) -> Any:
@@ -526,8 +625,12 @@ async def test_printing_not_running_is_503(client: Client, auth: dict[str, str],
 
 @pytest.mark.allow_logged_errors  # the printer's worker cannot write either, and says so
 async def test_storage_failure_is_503_and_writes_nothing(
-        client: Client, auth: dict[str, str], gateway: Gateway, printer: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    client: Client,
+    auth: dict[str, str],
+    gateway: Gateway,
+    printer: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     async def failing(*_: Any, **__: Any) -> Any:
         raise Unavailable(Code.STORAGE_FAILED, "Storage failed; nothing was written.")
 
@@ -539,8 +642,9 @@ async def test_storage_failure_is_503_and_writes_nothing(
 
 
 @pytest.mark.allow_logged_errors
-async def test_a_raw_sqlite_error_is_503(client: Client, auth: dict[str, str], printer: str,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_raw_sqlite_error_is_503(
+    client: Client, auth: dict[str, str], printer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from gateway.store import printing as repo
 
     def full(*_: Any) -> None:
@@ -556,8 +660,9 @@ async def test_a_raw_sqlite_error_is_503(client: Client, auth: dict[str, str], p
 # -- preview of a demo virtual printer -------------------------------------------------------
 
 
-async def test_preview(client: Client, auth: dict[str, str], gateway: Gateway,
-                       printer: str) -> None:
+async def test_preview(
+    client: Client, auth: dict[str, str], gateway: Gateway, printer: str
+) -> None:
     resp = await client.get(f"{DEV}{printer}/preview", headers=auth)
     assert_error(resp.status, await resp.json(), 404, "not a virtual printer")
     resp = await client.get(f"{DEV}{printer}/preview.png", headers=auth)
@@ -569,13 +674,17 @@ async def test_preview(client: Client, auth: dict[str, str], gateway: Gateway,
     resp = await client.get(f"{DEV}{printer}/preview.png", headers=auth)
     assert_error(resp.status, await resp.json(), 404, "Nothing printed")
     png = b"\x89PNG\r\n\x1a\nlatest"
-    tickets += [(1_700_000_000.7, "first", lambda: b"old"), (1_700_000_005.0, "second",
-                                                              lambda: png)]
+    tickets += [
+        (1_700_000_000.7, "first", lambda: b"old"),
+        (1_700_000_005.0, "second", lambda: png),
+    ]
     listed = await client.get(f"{DEV}{printer}/preview/", headers=auth)
     body = await listed.json()
     si.Preview.model_validate(body)
-    assert body["tickets"] == [{"receivedAt": 1_700_000_000, "text": "first"},
-                               {"receivedAt": 1_700_000_005, "text": "second"}]
+    assert body["tickets"] == [
+        {"receivedAt": 1_700_000_000, "text": "first"},
+        {"receivedAt": 1_700_000_005, "text": "second"},
+    ]
     image = await client.get(f"{DEV}{printer}/preview.png", headers=auth)
     assert image.status == 200 and image.content_type == "image/png"
     assert await image.read() == png
@@ -586,10 +695,10 @@ async def test_preview(client: Client, auth: dict[str, str], gateway: Gateway,
 
 
 @pytest.mark.parametrize("code", list(IMPRIMO_ERRORS), ids=lambda c: c.value)
-async def test_every_code_in_the_table_answers_its_status(aiohttp_client: Any,
-                                                          code: Code) -> None:
+async def test_every_code_in_the_table_answers_its_status(aiohttp_client: Any, code: Code) -> None:
     """Each code through the real middleware (the routes above reach most of them; this
     covers every one, PRINT_NO_STATION included, which no /api/dev/ route raises today)."""
+
     async def boom(_: web.Request) -> web.Response:
         raise GatewayError(code)
 
@@ -620,33 +729,45 @@ def test_every_printing_code_has_an_imprimo_status() -> None:
 # -- fuzz ---------------------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
     max_leaves=10,
 )
 submit_bodies = st.dictionaries(
     st.sampled_from(["command", "data", "deadline", "reserved", "reportUrl"]) | st.text(max_size=8),
-    json_values | st.sampled_from(["print-text", "print-order", "print-receipt", "open-drawer",
-                                   "print", "x", 1.7e9, 1.7e12]),
+    json_values
+    | st.sampled_from(
+        ["print-text", "print-order", "print-receipt", "open-drawer", "print", "x", 1.7e9, 1.7e12]
+    ),
     max_size=5,
 )
 raw_bodies = st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode())
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=submit_bodies.map(lambda v: json.dumps(v).encode()) | raw_bodies,
-       target=st.sampled_from(["submit", "answer", "device"]))
-async def test_post_bodies_never_500(client: Client, auth: dict[str, str], body: bytes,
-                                     target: str) -> None:
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=submit_bodies.map(lambda v: json.dumps(v).encode()) | raw_bodies,
+    target=st.sampled_from(["submit", "answer", "device"]),
+)
+async def test_post_bodies_never_500(
+    client: Client, auth: dict[str, str], body: bytes, target: str
+) -> None:
     if (await client.get(f"{DEV}fuzz", headers=auth)).status == 404:
         await add_printer(client, auth, id="fuzz", address="virtual://none")
-    path = {"submit": requests_url("fuzz"), "device": DEV,
-            "answer": f"{requests_url('fuzz')}{'0' * 32}/response"}[target]
-    resp = await client.post(path, data=body, headers={**auth,
-                                                       "Content-Type": "application/json"})
+    path = {
+        "submit": requests_url("fuzz"),
+        "device": DEV,
+        "answer": f"{requests_url('fuzz')}{'0' * 32}/response",
+    }[target]
+    resp = await client.post(path, data=body, headers={**auth, "Content-Type": "application/json"})
     payload = await resp.json()
     assert resp.status in (200, 201, 400, 404, 409), payload
     if resp.status < 400:

@@ -43,9 +43,14 @@ def intake(gw: Gateway) -> OrderIntake:
 
 async def bulk(gw: Gateway, shop: Imprinted, n: int, **kw: Any) -> list[int]:
     """n orders of the app straight through the intake (same model, faster than HTTP)."""
-    made = await asyncio.gather(*(
-        intake(gw).create([NewItem("Hoodie", 1, "JH001", 2000)], source=f"imprinted:{shop.app_id}",
-                          **kw) for _ in range(n)))
+    made = await asyncio.gather(
+        *(
+            intake(gw).create(
+                [NewItem("Hoodie", 1, "JH001", 2000)], source=f"imprinted:{shop.app_id}", **kw
+            )
+            for _ in range(n)
+        )
+    )
     return sorted(c.order.number for c in made)
 
 
@@ -83,14 +88,24 @@ async def test_json_round_trip_create_get_list_count(shop: Imprinted, gateway: G
     assert created["deleted"] == "false" and created["external_id"] == "TEST-234324"
     assert created["brand"] == "Imprinted" and created["comment"] == "Test order."
     assert created["shipping_address"]["postcode"] == "BB1 5QH"
-    assert created["shipping"] == {"shippingMethod": "courier", "trackingNumber": None,
-                                   "shiped_at": None}
+    assert created["shipping"] == {
+        "shippingMethod": "courier",
+        "trackingNumber": None,
+        "shiped_at": None,
+    }
     item = created["items"][0]
     assert item == {
-        "pn": "JH001", "title": "JH001", "price": "20.00", "retailPrice": "20.00",
-        "quantity": "4", "description": "Please print as large as posible",
-        "brandName": "Imprinted", "label": {"type": "printed", "name": "ink-label"},
-        "designs": SEED_JSON["items"][0]["designs"], "mockups": {}}
+        "pn": "JH001",
+        "title": "JH001",
+        "price": "20.00",
+        "retailPrice": "20.00",
+        "quantity": "4",
+        "description": "Please print as large as posible",
+        "brandName": "Imprinted",
+        "label": {"type": "printed", "name": "ink-label"},
+        "designs": SEED_JSON["items"][0]["designs"],
+        "mockups": {},
+    }
     assert created["summary"]["subtotalPrice"] == "80.00"
     assert created["billing_address"] is None and created["payment"] is None
     assert created["created_at"].endswith("+00:00")  # the gateway's zone (UTC by default)
@@ -151,7 +166,8 @@ async def test_jsn_is_json_and_wrapped_bodies_are_accepted(shop: Imprinted) -> N
 
 
 async def test_an_order_made_here_is_an_active_order_for_the_pos(
-        shop: Imprinted, client: Client, auth: dict[str, str]) -> None:
+    shop: Imprinted, client: Client, auth: dict[str, str]
+) -> None:
     created = await shop.create()
     resp = await client.get("/api/v2/activeorders", headers=auth)
     body = await resp.json()
@@ -197,25 +213,40 @@ async def test_since_id_ids_and_created_at(shop: Imprinted, gateway: Gateway) ->
     assert await count_of(shop, f"created_at_min={iso}&created_at_max={iso}") == 2
     # Another zone's offset names the same instant; an unencoded '+' arrives as a space.
     assert await ids_of(shop, f"created_at_min={boundary}") == later
-    for bad, code in (("created_at_min=yesterday", "bad_date"),
-                      ("created_at_min=2016-13-45T99:00:00Z", "bad_date"),
-                      ("ids=1,,2", "bad_order_id"), ("ids=a", "bad_order_id"),
-                      ("since_id=-1", "bad_parameter"), ("sinceid=1", "bad_parameter"),
-                      ("limit=1&limit=2", "bad_parameter"), ("format=yaml", "bad_parameter")):
+    for bad, code in (
+        ("created_at_min=yesterday", "bad_date"),
+        ("created_at_min=2016-13-45T99:00:00Z", "bad_date"),
+        ("ids=1,,2", "bad_order_id"),
+        ("ids=a", "bad_order_id"),
+        ("since_id=-1", "bad_parameter"),
+        ("sinceid=1", "bad_parameter"),
+        ("limit=1&limit=2", "bad_parameter"),
+        ("format=yaml", "bad_parameter"),
+    ):
         await error_of(await shop.get("/api/orders.php", bad), 400, code)
 
 
 async def test_status_filter_follows_the_kitchen(shop: Imprinted, gateway: Gateway) -> None:
-    a, b, c = [await shop.create({"external_id": f"S{n}", "items": [{"pn": "A"}, {"pn": "B"}]})
-               for n in range(3)]
-    located = await intake(gateway).create([NewItem("Tea")], source=f"imprinted:{shop.app_id}",
-                                           location="12")
+    a, b, c = [
+        await shop.create({"external_id": f"S{n}", "items": [{"pn": "A"}, {"pn": "B"}]})
+        for n in range(3)
+    ]
+    located = await intake(gateway).create(
+        [NewItem("Tea")], source=f"imprinted:{shop.app_id}", location="12"
+    )
     await intake(gateway).set_item_status(b["id"], f"{b['id']}-1", ItemStatus.PRODUCING)
     for pos in (1, 2):
         await intake(gateway).set_item_status(c["id"], f"{c['id']}-{pos}", ItemStatus.PRODUCED)
-    expect = {"received": [int(a["id"])], "printing": [int(b["id"])],
-              "quality control": [int(c["id"])], "in progress": [located.order.number],
-              "paid": [], "refunded": [], "stock allocation": [], "internal order query": []}
+    expect = {
+        "received": [int(a["id"])],
+        "printing": [int(b["id"])],
+        "quality control": [int(c["id"])],
+        "in progress": [located.order.number],
+        "paid": [],
+        "refunded": [],
+        "stock allocation": [],
+        "internal order query": [],
+    }
     for status, numbers in expect.items():
         query = f"status={status.replace(' ', '%20')}"
         assert await ids_of(shop, query) == numbers, status
@@ -223,31 +254,32 @@ async def test_status_filter_follows_the_kitchen(shop: Imprinted, gateway: Gatew
     assert await ids_of(shop, "status=in+progress") == [located.order.number]
     resp = await shop.get("/api/order.php", f"id={b['id']}")
     assert (await resp.json())["order"]["status"] == "printing"
-    msg = await error_of(await shop.get("/api/orders.php", "status=shipped"), 400,
-                         "bad_status_filter")
+    msg = await error_of(
+        await shop.get("/api/orders.php", "status=shipped"), 400, "bad_status_filter"
+    )
     assert "received" in msg
-    await error_of(await shop.get("/api/orders/count.php", "status=nope"), 400,
-                   "bad_status_filter")
+    await error_of(await shop.get("/api/orders/count.php", "status=nope"), 400, "bad_status_filter")
 
 
-async def test_an_app_sees_only_its_own_orders(shop: Imprinted, client: Client,
-                                               auth: dict[str, str], gateway: Gateway) -> None:
+async def test_an_app_sees_only_its_own_orders(
+    shop: Imprinted, client: Client, auth: dict[str, str], gateway: Gateway
+) -> None:
     other = await make_app(client, auth, "other")
     mine = await shop.create()
     theirs = await other.create()
     await gateway.ctx.orders.start_or_locate("77", "TO_GO", None)  # a POS order
     assert await ids_of(shop, "") == [int(mine["id"])]
     assert await ids_of(other, "") == [int(theirs["id"])]
-    await error_of(await shop.get("/api/order.php", f"id={theirs['id']}"), 404,
-                   "order_not_found")
+    await error_of(await shop.get("/api/order.php", f"id={theirs['id']}"), 404, "order_not_found")
     await error_of(await shop.delete(f"id={theirs['id']}"), 404, "order_not_found")
 
 
 # -- delete -------------------------------------------------------------------------------
 
 
-async def test_delete_unpaid_then_twice(shop: Imprinted, client: Client,
-                                        auth: dict[str, str]) -> None:
+async def test_delete_unpaid_then_twice(
+    shop: Imprinted, client: Client, auth: dict[str, str]
+) -> None:
     created = await shop.create()
     resp = await shop.delete(f"id={created['id']}")
     body = await resp.json()
@@ -266,15 +298,23 @@ async def test_delete_unpaid_then_twice(shop: Imprinted, client: Client,
 
 async def test_a_paid_order_cannot_be_deleted(shop: Imprinted, gateway: Gateway) -> None:
     paid = await intake(gateway).create(
-        [NewItem("Hoodie", 1, "JH001", 2000)], source=f"imprinted:{shop.app_id}",
-        extra={"payment": {"methodMethod": "Pay by Credit or Debit Card",
-                           "paid_at": "2016-10-17T16:14:08+01:00"}})
+        [NewItem("Hoodie", 1, "JH001", 2000)],
+        source=f"imprinted:{shop.app_id}",
+        extra={
+            "payment": {
+                "methodMethod": "Pay by Credit or Debit Card",
+                "paid_at": "2016-10-17T16:14:08+01:00",
+            }
+        },
+    )
     number = paid.order.number
     await error_of(await shop.delete(f"id={number}"), 409, "order_paid")
     got = (await (await shop.get("/api/order.php", f"id={number}")).json())["order"]
     assert got["deleted"] == "false" and got["status"] == "paid"
-    assert got["payment"] == {"methodMethod": "Pay by Credit or Debit Card",
-                              "paid_at": "2016-10-17T16:14:08+01:00"}
+    assert got["payment"] == {
+        "methodMethod": "Pay by Credit or Debit Card",
+        "paid_at": "2016-10-17T16:14:08+01:00",
+    }
     assert await ids_of(shop, "status=paid") == [number]
     assert (await intake(gateway).get(str(number))).active
 
@@ -315,8 +355,9 @@ async def test_same_external_id_returns_the_same_order(shop: Imprinted) -> None:
 
 
 async def test_concurrent_retries_make_one_order(shop: Imprinted) -> None:
-    bodies = [orjson.dumps({**SEED_JSON, "external_id": "EXT-2", "comment": f"try {n}"})
-              for n in range(8)]
+    bodies = [
+        orjson.dumps({**SEED_JSON, "external_id": "EXT-2", "comment": f"try {n}"}) for n in range(8)
+    ]
     answers = await asyncio.gather(*(shop.post_raw(b) for b in bodies))
     assert sorted(r.status for r in answers) == [200] * 7 + [201]
     assert len({(await r.json())["order"]["id"] for r in answers}) == 1
@@ -326,29 +367,33 @@ async def test_concurrent_retries_make_one_order(shop: Imprinted) -> None:
 # -- bad input ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("order", "field"), [
-    ({}, "items"),
-    ({"items": []}, "items"),
-    ({"items": [{}]}, "items[0].pn"),
-    ({"items": [{"pn": "A", "quantity": 0}]}, "items[0].quantity"),
-    ({"items": [{"pn": "A", "quantity": "four"}]}, "items[0].quantity"),
-    ({"items": [{"pn": "A", "quantity": True}]}, "items[0].quantity"),
-    ({"items": [{"pn": "A", "retailPrice": "1.234"}]}, "items[0].retailPrice"),
-    ({"items": [{"pn": "A", "retailPrice": -1}]}, "items[0].retailPrice"),
-    ({"items": [{"pn": "A", "retailPrice": [1]}]}, "items[0].retailPrice"),
-    ({"items": [{"pn": "A", "designs": ["front"]}]}, "items[0].designs"),
-    ({"items": [{"pn": "A", "designs": {"front": 1}}]}, "items[0].designs.front"),
-    ({"items": [{"pn": "A", "colour": "red"}]}, "items[0].colour"),
-    ({"items": [{"pn": "A\u0001"}]}, "items[0].pn"),
-    ({"items": [{"pn": "A"}], "shipping": {"shippingMethod": "pigeon"}}, "shippingMethod"),
-    ({"items": [{"pn": "A"}], "shipping_address": {"planet": "Mars"}}, "planet"),
-    ({"items": [{"pn": "A"}], "shipping_adress": {}}, "shipping_adress"),
-    ({"items": [{"pn": "A"}], "comment": 5}, "comment"),
-    ({"items": [{"pn": "A"}], "summary": {"currency": "pounds"}}, "currency"),
-    ({"items": "JH001"}, "items"),
-])
-async def test_wrong_types_are_400_with_the_field_named(shop: Imprinted, order: dict[str, Any],
-                                                        field: str) -> None:
+@pytest.mark.parametrize(
+    ("order", "field"),
+    [
+        ({}, "items"),
+        ({"items": []}, "items"),
+        ({"items": [{}]}, "items[0].pn"),
+        ({"items": [{"pn": "A", "quantity": 0}]}, "items[0].quantity"),
+        ({"items": [{"pn": "A", "quantity": "four"}]}, "items[0].quantity"),
+        ({"items": [{"pn": "A", "quantity": True}]}, "items[0].quantity"),
+        ({"items": [{"pn": "A", "retailPrice": "1.234"}]}, "items[0].retailPrice"),
+        ({"items": [{"pn": "A", "retailPrice": -1}]}, "items[0].retailPrice"),
+        ({"items": [{"pn": "A", "retailPrice": [1]}]}, "items[0].retailPrice"),
+        ({"items": [{"pn": "A", "designs": ["front"]}]}, "items[0].designs"),
+        ({"items": [{"pn": "A", "designs": {"front": 1}}]}, "items[0].designs.front"),
+        ({"items": [{"pn": "A", "colour": "red"}]}, "items[0].colour"),
+        ({"items": [{"pn": "A\u0001"}]}, "items[0].pn"),
+        ({"items": [{"pn": "A"}], "shipping": {"shippingMethod": "pigeon"}}, "shippingMethod"),
+        ({"items": [{"pn": "A"}], "shipping_address": {"planet": "Mars"}}, "planet"),
+        ({"items": [{"pn": "A"}], "shipping_adress": {}}, "shipping_adress"),
+        ({"items": [{"pn": "A"}], "comment": 5}, "comment"),
+        ({"items": [{"pn": "A"}], "summary": {"currency": "pounds"}}, "currency"),
+        ({"items": "JH001"}, "items"),
+    ],
+)
+async def test_wrong_types_are_400_with_the_field_named(
+    shop: Imprinted, order: dict[str, Any], field: str
+) -> None:
     msg = await error_of(await shop.post(order), 400, "bad_order")
     assert field in msg
     assert await count_of(shop) == 0
@@ -365,10 +410,14 @@ async def test_malformed_bodies_are_400_in_their_format(shop: Imprinted) -> None
     assert err["code"] == "bad_xml" and "malformed" in err["message"]
     resp = await shop.post_raw(b"<basket/>", "application/xml")
     assert parse_xml(await resp.read())["message"].startswith("Invalid XML body: the root")
-    await error_of(await shop.post_raw(b"items=1", "application/x-www-form-urlencoded"), 415,
-                   "unsupported_media_type")
-    await error_of(await shop.post_raw(orjson.dumps(SEED_JSON), query="colour=red"), 400,
-                   "bad_parameter")
+    await error_of(
+        await shop.post_raw(b"items=1", "application/x-www-form-urlencoded"),
+        415,
+        "unsupported_media_type",
+    )
+    await error_of(
+        await shop.post_raw(orjson.dumps(SEED_JSON), query="colour=red"), 400, "bad_parameter"
+    )
     assert await count_of(shop) == 0
 
 
@@ -383,33 +432,47 @@ async def test_method_and_unknown_order(shop: Imprinted, client: Client) -> None
     await error_of(await shop.get("/api/order.php", ""), 400, "bad_order_id")
 
 
-async def test_times_carry_the_gateways_offset(shop: Imprinted, client: Client,
-                                               auth: dict[str, str]) -> None:
-    resp = await client.post("/api/v2/gateway/settings", json={"timezone": "Asia/Kolkata"},
-                              headers=auth)
+async def test_times_carry_the_gateways_offset(
+    shop: Imprinted, client: Client, auth: dict[str, str]
+) -> None:
+    resp = await client.post(
+        "/api/v2/gateway/settings", json={"timezone": "Asia/Kolkata"}, headers=auth
+    )
     assert resp.status == 200
     created = await shop.create()
     assert created["created_at"].endswith("+05:30")
     stamp = created["created_at"].replace("+", "%2B")
-    assert await ids_of(shop, f"created_at_min={stamp}&created_at_max={stamp}") == \
-        [int(created["id"])]
+    assert await ids_of(shop, f"created_at_min={stamp}&created_at_max={stamp}") == [
+        int(created["id"])
+    ]
     # Without an offset: the gateway's time zone.
     assert await ids_of(shop, f"created_at_min={stamp[:19]}") == [int(created["id"])]
 
 
-async def test_an_order_made_here_prints_a_kitchen_ticket(tmp_path: Path,
-                                                         aiohttp_client: Any) -> None:
+async def test_an_order_made_here_prints_a_kitchen_ticket(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
     async with FakePrinter() as fake:
         settings = make_settings(
-            tmp_path / "data", outbound_allow=["127.0.0.1"], print_kitchen_station="kitchen",
-            printers=[{"id": "kp", "name": "Kitchen", "station": "kitchen",
-                       "address": f"tcp://127.0.0.1:{fake.port}"}])
+            tmp_path / "data",
+            outbound_allow=["127.0.0.1"],
+            print_kitchen_station="kitchen",
+            printers=[
+                {
+                    "id": "kp",
+                    "name": "Kitchen",
+                    "station": "kitchen",
+                    "address": f"tcp://127.0.0.1:{fake.port}",
+                }
+            ],
+        )
         gw = await build(settings)
         client = await aiohttp_client(gw.app)
         token = (await gw.tokens.issue("pos", "127.0.0.1")).secret
         app = await make_app(client, {"Authorization": f"Bearer {token}"})
-        created = await app.create({"external_id": "K-1", "items": [
-            {"pn": "JH001", "title": "Hoodie", "quantity": 2}]})
+        created = await app.create(
+            {"external_id": "K-1", "items": [{"pn": "JH001", "title": "Hoodie", "quantity": 2}]}
+        )
         again = await app.post({"external_id": "K-1", "items": [{"pn": "JH001"}]})
         assert again.status == 200  # the same order: no second ticket
         end = time.monotonic() + 10
@@ -423,11 +486,23 @@ async def test_an_order_made_here_prints_a_kitchen_ticket(tmp_path: Path,
 
 
 async def test_null_fields_are_fields_left_out(shop: Imprinted) -> None:
-    created = await shop.create({
-        "external_id": None, "comment": None, "shipping": None,
-        "shipping_address": {"firstName": "Alex", "address2": None},
-        "items": [{"pn": "JH001", "title": None, "retailPrice": None, "label": None,
-                   "designs": {"front": "http://x/f.png", "back": None}}]})
+    created = await shop.create(
+        {
+            "external_id": None,
+            "comment": None,
+            "shipping": None,
+            "shipping_address": {"firstName": "Alex", "address2": None},
+            "items": [
+                {
+                    "pn": "JH001",
+                    "title": None,
+                    "retailPrice": None,
+                    "label": None,
+                    "designs": {"front": "http://x/f.png", "back": None},
+                }
+            ],
+        }
+    )
     assert created["external_id"] == "" and created["comment"] == ""
     assert created["shipping_address"] == {"firstName": "Alex"}
     item = created["items"][0]

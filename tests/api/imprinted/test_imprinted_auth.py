@@ -57,21 +57,27 @@ async def refused(resp: object, status: int, code: str) -> None:
 
 def test_split_query_keeps_the_rest_as_sent() -> None:
     assert split_query("AppId=A&Signature=s&ids=1,2&format=xml") == (
-        "AppId=A&ids=1,2&format=xml", ["s"], ["A"])
+        "AppId=A&ids=1,2&format=xml",
+        ["s"],
+        ["A"],
+    )
     assert split_query("b=%20&AppId=A&Signature=x") == ("b=%20&AppId=A", ["x"], ["A"])
     assert split_query("") == ("", [], [])
 
 
 async def test_good_signatures_on_every_method(shop: Imprinted) -> None:
     created = await shop.create()
-    for path, query in (("/api/orders.php", "limit=5&page=1"), ("/api/orders/count.php", ""),
-                        ("/api/order.php", f"id={created['id']}")):
+    for path, query in (
+        ("/api/orders.php", "limit=5&page=1"),
+        ("/api/orders/count.php", ""),
+        ("/api/order.php", f"id={created['id']}"),
+    ):
         assert (await shop.get(path, query)).status == 200
     # The Signature may sit anywhere; the rest of the query is signed as sent.
     q = f"limit=5&AppId={shop.app_id}"
     resp = await shop.client.get(
-        f"/api/orders.php?limit=5&Signature={sha1_sig(q.encode(), shop.secret)}"
-        f"&AppId={shop.app_id}")
+        f"/api/orders.php?limit=5&Signature={sha1_sig(q.encode(), shop.secret)}&AppId={shop.app_id}"
+    )
     assert resp.status == 200
     upper = sha1_sig(f"AppId={shop.app_id}".encode(), shop.secret).upper()
     resp = await shop.client.get(f"/api/orders.php?AppId={shop.app_id}&Signature={upper}")
@@ -84,45 +90,70 @@ async def test_missing_is_401_wrong_is_403(shop: Imprinted, gateway: Gateway) ->
     await refused(await c.get("/api/orders.php"), 401, "auth_malformed")
     await refused(await c.get(f"/api/orders.php?AppId={shop.app_id}"), 401, "auth_malformed")
     await refused(await c.get("/api/orders.php?Signature=" + "0" * 40), 401, "auth_malformed")
-    await refused(await c.get(f"/api/orders.php?AppId={shop.app_id}&Signature=" + "0" * 40),
-                  403, "auth_invalid")
-    await refused(await c.get(f"/api/orders.php?AppId={shop.app_id}&Signature=zz"), 403,
-                  "auth_invalid")
+    await refused(
+        await c.get(f"/api/orders.php?AppId={shop.app_id}&Signature=" + "0" * 40),
+        403,
+        "auth_invalid",
+    )
+    await refused(
+        await c.get(f"/api/orders.php?AppId={shop.app_id}&Signature=zz"), 403, "auth_invalid"
+    )
     q = "AppId=APP-00000000"
-    await refused(await c.get(f"/api/orders.php?{q}&Signature={sha1_sig(q.encode(), 'x')}"),
-                  403, "auth_invalid")
+    await refused(
+        await c.get(f"/api/orders.php?{q}&Signature={sha1_sig(q.encode(), 'x')}"),
+        403,
+        "auth_invalid",
+    )
     two = f"AppId={shop.app_id}&AppId=APP-00000000"
-    await refused(await c.get(f"/api/orders.php?{two}&Signature={sha1_sig(two.encode(), '')}"),
-                  401, "auth_malformed")
+    await refused(
+        await c.get(f"/api/orders.php?{two}&Signature={sha1_sig(two.encode(), '')}"),
+        401,
+        "auth_malformed",
+    )
     body = orjson.dumps(SEED_JSON)
-    await refused(await c.post(f"/api/orders.php?AppId={shop.app_id}", data=body,
-                               headers={"Content-Type": "application/json"}),
-                  401, "auth_malformed")
-    await refused(await shop.post_raw(body, signature=sha1_sig(body, "not-the-secret")), 403,
-                  "auth_invalid")
+    await refused(
+        await c.post(
+            f"/api/orders.php?AppId={shop.app_id}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        ),
+        401,
+        "auth_malformed",
+    )
+    await refused(
+        await shop.post_raw(body, signature=sha1_sig(body, "not-the-secret")), 403, "auth_invalid"
+    )
     good = sha1_sig(body, shop.secret)
-    await refused(await shop.post_raw(body, signature=good[:-1] + ("1" if good[-1] == "0"
-                                                                   else "0")),
-                  403, "auth_invalid")
+    await refused(
+        await shop.post_raw(body, signature=good[:-1] + ("1" if good[-1] == "0" else "0")),
+        403,
+        "auth_invalid",
+    )
     assert await count(gateway) == 0
 
 
-async def test_unsigned_requests_are_refused_before_parsing(shop: Imprinted,
-                                                            gateway: Gateway) -> None:
+async def test_unsigned_requests_are_refused_before_parsing(
+    shop: Imprinted, gateway: Gateway
+) -> None:
     """Bad parameters, bodies and types are only looked at for a verified caller."""
     c = shop.client
     await refused(await c.get("/api/orders.php?limit=9999"), 401, "auth_malformed")
-    resp = await c.post(f"/api/orders.php?AppId={shop.app_id}&Signature={'0' * 40}",
-                        data=b"<!DOCTYPE x []><order/>",
-                        headers={"Content-Type": "application/xml"})
+    resp = await c.post(
+        f"/api/orders.php?AppId={shop.app_id}&Signature={'0' * 40}",
+        data=b"<!DOCTYPE x []><order/>",
+        headers={"Content-Type": "application/xml"},
+    )
     assert resp.status == 403 and resp.content_type == "application/xml"
-    assert parse_xml(await resp.read()) == {"code": "auth_invalid",
-                                            "message": "Invalid AppId or Signature."}
+    assert parse_xml(await resp.read()) == {
+        "code": "auth_invalid",
+        "message": "Invalid AppId or Signature.",
+    }
     assert await count(gateway) == 0
 
 
-async def test_reserialized_body_and_reordered_query_fail(shop: Imprinted,
-                                                          gateway: Gateway) -> None:
+async def test_reserialized_body_and_reordered_query_fail(
+    shop: Imprinted, gateway: Gateway
+) -> None:
     original = b'{"items": [{"pn": "JH001", "quantity": 4}], "comment": "x"}'
     sig = sha1_sig(original, shop.secret)
     reserialized = orjson.dumps(orjson.loads(original))  # same JSON, other bytes
@@ -134,11 +165,11 @@ async def test_reserialized_body_and_reordered_query_fail(shop: Imprinted,
     q = f"AppId={shop.app_id}&limit=5&page=1"
     sig = sha1_sig(q.encode(), shop.secret)
     swapped = f"AppId={shop.app_id}&page=1&limit=5"
-    await refused(await shop.client.get(f"/api/orders.php?{swapped}&Signature={sig}"), 403,
-                  "auth_invalid")
+    await refused(
+        await shop.client.get(f"/api/orders.php?{swapped}&Signature={sig}"), 403, "auth_invalid"
+    )
     encoded = f"AppId={shop.app_id}&limit=%35&page=1"  # decodes to the same value
-    url = URL(f"{shop.client.make_url('/api/orders.php')}?{encoded}&Signature={sig}",
-              encoded=True)
+    url = URL(f"{shop.client.make_url('/api/orders.php')}?{encoded}&Signature={sig}", encoded=True)
     await refused(await shop.client.session.get(url), 403, "auth_invalid")
     assert (await shop.client.get(f"/api/orders.php?{q}&Signature={sig}")).status == 200
 
@@ -157,8 +188,9 @@ async def test_any_flipped_byte_is_refused(shop: Imprinted, gateway: Gateway) ->
     assert await count(gateway) == 0
 
 
-async def test_a_revoked_app_is_refused(shop: Imprinted, client: Client,
-                                        auth: dict[str, str]) -> None:
+async def test_a_revoked_app_is_refused(
+    shop: Imprinted, client: Client, auth: dict[str, str]
+) -> None:
     assert (await shop.get("/api/orders.php")).status == 200
     resp = await client.delete(f"{APPS}/{shop.app_id}", headers=auth)
     assert resp.status == 200, await resp.json()
@@ -181,8 +213,9 @@ async def test_failed_signatures_are_throttled(shop: Imprinted) -> None:
 # -- the replay cache -----------------------------------------------------------------------
 
 
-async def test_a_replayed_post_is_refused_with_no_second_order(shop: Imprinted,
-                                                               gateway: Gateway) -> None:
+async def test_a_replayed_post_is_refused_with_no_second_order(
+    shop: Imprinted, gateway: Gateway
+) -> None:
     body = orjson.dumps({"items": [{"pn": "A"}]})
     assert (await shop.post_raw(body)).status == 201
     await refused(await shop.post_raw(body), 403, "replayed")
@@ -200,7 +233,8 @@ async def test_a_refused_body_can_be_sent_again(shop: Imprinted) -> None:
 
 
 async def test_the_replay_window_ends_and_external_id_keeps_retries_safe(
-        shop: Imprinted, gateway: Gateway) -> None:
+    shop: Imprinted, gateway: Gateway
+) -> None:
     body = orjson.dumps({**SEED_JSON, "external_id": "R-1"})
     first = await shop.post_raw(body)
     assert first.status == 201
@@ -250,18 +284,21 @@ async def test_hmac_scheme(shop: Imprinted, gateway: Gateway) -> None:
     c = shop.client
     body = orjson.dumps({"external_id": "H-1", "items": [{"pn": "A"}]})
     path = f"/api/orders.php?AppId={shop.app_id}"
-    headers = {"Content-Type": "application/json",
-               **shop.hmac_headers("POST", "/api/orders.php", body)}
+    headers = {
+        "Content-Type": "application/json",
+        **shop.hmac_headers("POST", "/api/orders.php", body),
+    }
     resp = await c.post(path, data=body, headers=headers)
     assert resp.status == 201, await resp.json()
     await refused(await c.post(path, data=body, headers=headers), 403, "replayed")
     # A retry is a new request (new timestamp): the same order comes back.
-    later = {**headers, **shop.hmac_headers("POST", "/api/orders.php", body,
-                                            int(time.time()) + 1)}
+    later = {**headers, **shop.hmac_headers("POST", "/api/orders.php", body, int(time.time()) + 1)}
     resp = await c.post(path, data=body, headers=later)
     assert resp.status == 200
-    stale = {**headers, **shop.hmac_headers("POST", "/api/orders.php", body,
-                                            int(time.time()) - 301)}
+    stale = {
+        **headers,
+        **shop.hmac_headers("POST", "/api/orders.php", body, int(time.time()) - 301),
+    }
     await refused(await c.post(path, data=body, headers=stale), 403, "stale_timestamp")
     wrong = {**headers, "X-Imprinted-Signature": "0" * 64}
     await refused(await c.post(path, data=body, headers=wrong), 403, "auth_invalid")
@@ -283,8 +320,9 @@ async def test_hmac_scheme(shop: Imprinted, gateway: Gateway) -> None:
 def test_hmac_signature_is_the_documented_one() -> None:
     import hmac as stdlib_hmac
 
-    expected = stdlib_hmac.new(b"s3cret", b"1700000000.POST./api/orders.php.{}",
-                               hashlib.sha256).hexdigest()
+    expected = stdlib_hmac.new(
+        b"s3cret", b"1700000000.POST./api/orders.php.{}", hashlib.sha256
+    ).hexdigest()
     assert hmac_signature("s3cret", "1700000000", "post", "/api/orders.php", b"{}") == expected
 
 
@@ -312,7 +350,8 @@ async def test_app_management(client: Client, auth: dict[str, str]) -> None:
 
 
 async def test_secrets_and_signatures_stay_out_of_the_logs(
-        shop: Imprinted, caplog: pytest.LogCaptureFixture) -> None:
+    shop: Imprinted, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     body = orjson.dumps(SEED_JSON)
     sig = sha1_sig(body, shop.secret)
@@ -321,8 +360,10 @@ async def test_secrets_and_signatures_stay_out_of_the_logs(
     await shop.client.get(f"/api/orders.php?AppId={shop.app_id}&Signature={'1' * 40}")
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert shop.secret not in text and sig not in text
-    assert redact(f"/api/orders.php?AppId=A&Signature={sig}") == \
-        "/api/orders.php?AppId=A&Signature=***"
+    assert (
+        redact(f"/api/orders.php?AppId=A&Signature={sig}")
+        == "/api/orders.php?AppId=A&Signature=***"
+    )
 
 
 def test_the_integration_keys_store(tmp_path: Path) -> None:
@@ -341,8 +382,9 @@ def test_the_integration_keys_store(tmp_path: Path) -> None:
     revoked = keys.revoke(conn, "imprinted", "APP-1", 5.0)
     assert revoked is not None and revoked.revoked == 5.0 and not revoked.active
     assert keys.revoke(conn, "imprinted", "APP-1", 6.0) is None
-    assert keys.load(conn, "imprinted") == [] and len(keys.load(conn, "imprinted",
-                                                                revoked=True)) == 1
+    assert (
+        keys.load(conn, "imprinted") == [] and len(keys.load(conn, "imprinted", revoked=True)) == 1
+    )
     assert keys.load(conn, "cloudsignal")[0].active
     assert keys.replay_claim(conn, b"x", 100.0, 0.0)
     assert not keys.replay_claim(conn, b"x", 200.0, 50.0)  # seen at 100, window from 50

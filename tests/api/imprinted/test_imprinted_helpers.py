@@ -24,22 +24,32 @@ SEED_JSON: dict[str, Any] = {
     "brandName": "Imprinted",
     "comment": "Test order.",
     "shipping_address": {
-        "firstName": "Alex", "lastName": "Cunliffe", "company": "Imprinted",
-        "address1": "Unit 501a", "address2": "Glenfield Park Two", "city": "Blackburn",
-        "county": "Lancashire", "postcode": "BB1 5QH", "country": "United Kingdom",
+        "firstName": "Alex",
+        "lastName": "Cunliffe",
+        "company": "Imprinted",
+        "address1": "Unit 501a",
+        "address2": "Glenfield Park Two",
+        "city": "Blackburn",
+        "county": "Lancashire",
+        "postcode": "BB1 5QH",
+        "country": "United Kingdom",
         "phone1": "+44 (0)1254 777070",
     },
     "shipping": {"shippingMethod": "courier"},
-    "items": [{
-        "pn": "JH001", "quantity": 4, "retailPrice": 20,
-        "description": "Please print as large as posible",
-        "label": {"type": "printed", "name": "ink-label"},
-        "designs": {
-            "front": "http://animalfair.com/wp-content/uploads/2014/06/"
-                     "little_cute_cat_1920x1080.jpg",
-            "back": "http://data3.whicdn.com/images/168204223/large.jpg",
-        },
-    }],
+    "items": [
+        {
+            "pn": "JH001",
+            "quantity": 4,
+            "retailPrice": 20,
+            "description": "Please print as large as posible",
+            "label": {"type": "printed", "name": "ink-label"},
+            "designs": {
+                "front": "http://animalfair.com/wp-content/uploads/2014/06/"
+                "little_cute_cat_1920x1080.jpg",
+                "back": "http://data3.whicdn.com/images/168204223/large.jpg",
+            },
+        }
+    ],
 }
 SEED_XML = b"""<?xml version="1.1" encoding="UTF-8" ?>
 <order>
@@ -78,11 +88,34 @@ SEED_XML = b"""<?xml version="1.1" encoding="UTF-8" ?>
 </items>
 </order>"""
 
-ORDER_KEYS = {"id", "external_id", "created_at", "type", "status", "deleted", "brand",
-              "comment", "billing_address", "shipping_address", "items", "summary", "shipping",
-              "payment"}
-ITEM_KEYS = {"pn", "title", "price", "retailPrice", "quantity", "description", "brandName",
-             "label", "designs", "mockups"}
+ORDER_KEYS = {
+    "id",
+    "external_id",
+    "created_at",
+    "type",
+    "status",
+    "deleted",
+    "brand",
+    "comment",
+    "billing_address",
+    "shipping_address",
+    "items",
+    "summary",
+    "shipping",
+    "payment",
+}
+ITEM_KEYS = {
+    "pn",
+    "title",
+    "price",
+    "retailPrice",
+    "quantity",
+    "description",
+    "brandName",
+    "label",
+    "designs",
+    "mockups",
+}
 
 
 def sha1_sig(payload: bytes, secret: str) -> str:
@@ -108,13 +141,20 @@ class Imprinted:
     async def delete(self, query: str) -> ClientResponse:
         return await self.client.delete(f"/api/orders.php?{self.signed_query(query)}")
 
-    async def post_raw(self, body: bytes, content_type: str = "application/json",
-                       signature: str | None = None, query: str = "") -> ClientResponse:
+    async def post_raw(
+        self,
+        body: bytes,
+        content_type: str = "application/json",
+        signature: str | None = None,
+        query: str = "",
+    ) -> ClientResponse:
         sig = signature if signature is not None else sha1_sig(body, self.secret)
         extra = f"&{query}" if query else ""
         return await self.client.post(
-            f"/api/orders.php?AppId={self.app_id}&Signature={sig}{extra}", data=body,
-            headers={"Content-Type": content_type})
+            f"/api/orders.php?AppId={self.app_id}&Signature={sig}{extra}",
+            data=body,
+            headers={"Content-Type": content_type},
+        )
 
     async def post(self, order: dict[str, Any]) -> ClientResponse:
         return await self.post_raw(orjson.dumps(order))
@@ -126,13 +166,17 @@ class Imprinted:
         isc.ImprintedOrderResponse.model_validate(body)
         return body["order"]  # type: ignore[no-any-return]
 
-    def hmac_headers(self, method: str, path: str, payload: bytes,
-                     ts: int | None = None) -> dict[str, str]:
+    def hmac_headers(
+        self, method: str, path: str, payload: bytes, ts: int | None = None
+    ) -> dict[str, str]:
         stamp = str(int(time.time()) if ts is None else ts)
         msg = f"{stamp}.{method}.{path}.".encode() + payload
-        return {"X-Imprinted-Timestamp": stamp,
-                "X-Imprinted-Signature": hmac.new(self.secret.encode(), msg,
-                                                  hashlib.sha256).hexdigest()}
+        return {
+            "X-Imprinted-Timestamp": stamp,
+            "X-Imprinted-Signature": hmac.new(
+                self.secret.encode(), msg, hashlib.sha256
+            ).hexdigest(),
+        }
 
 
 async def make_app(client: Client, auth: dict[str, str], name: str = "shop") -> Imprinted:

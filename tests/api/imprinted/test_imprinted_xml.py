@@ -53,8 +53,9 @@ EXTERNAL_DTD = b"""<?xml version="1.0"?>
 <order><items><item><pn>A</pn></item></items></order>"""
 INTERNAL_DTD = b"""<?xml version="1.0"?><!DOCTYPE order [<!ELEMENT order ANY>]>
 <order><items><item><pn>A</pn></item></items></order>"""
-UNDECLARED_ENTITY = b"<order><comment>&nope;</comment><items><item><pn>A</pn></item></items>" \
-    b"</order>"
+UNDECLARED_ENTITY = (
+    b"<order><comment>&nope;</comment><items><item><pn>A</pn></item></items></order>"
+)
 DEEP = b"<order>" + b"<a>" * 4000 + b"</a>" * 4000 + b"</order>"
 
 
@@ -62,12 +63,30 @@ async def order_count(gw: Gateway) -> int:
     return len(gw.ctx.orders.active())
 
 
-@pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL_ENTITY, PARAMETER_ENTITY,
-                                  EXTERNAL_DTD, INTERNAL_DTD, UNDECLARED_ENTITY, DEEP],
-                         ids=["billion-laughs", "xxe", "parameter-entity", "external-dtd",
-                              "internal-dtd", "undeclared-entity", "deep"])
-async def test_hostile_xml_is_400_with_no_side_effect(shop: Imprinted, gateway: Gateway,
-                                                      body: bytes) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        BILLION_LAUGHS,
+        EXTERNAL_ENTITY,
+        PARAMETER_ENTITY,
+        EXTERNAL_DTD,
+        INTERNAL_DTD,
+        UNDECLARED_ENTITY,
+        DEEP,
+    ],
+    ids=[
+        "billion-laughs",
+        "xxe",
+        "parameter-entity",
+        "external-dtd",
+        "internal-dtd",
+        "undeclared-entity",
+        "deep",
+    ],
+)
+async def test_hostile_xml_is_400_with_no_side_effect(
+    shop: Imprinted, gateway: Gateway, body: bytes
+) -> None:
     resp = await shop.post_raw(body, "application/xml")
     raw = await resp.read()
     assert resp.status == 400, raw
@@ -81,22 +100,27 @@ async def test_hostile_xml_is_400_with_no_side_effect(shop: Imprinted, gateway: 
 
 
 def test_the_xml_reader_directly() -> None:
-    assert ix.parse(b"<order><items><item><pn>A</pn></item></items><comment/></order>",
-                    "order") == {"items": [{"pn": "A"}], "comment": ""}
-    for raw, words in ((b"<order>text</order>", "text"),
-                       (b"<order><a>1</a><a>2</a></order>", "more than once"),
-                       (b"<order><items><thing/></items></order>", "<item>"),
-                       (b"<order><a>1</a>tail</order>", "mixes"),
-                       (b"\xff\xfe<", "malformed"),
-                       (b'<?xml version="1.0" encoding="klingon"?><order/>', "malformed")):
+    assert ix.parse(
+        b"<order><items><item><pn>A</pn></item></items><comment/></order>", "order"
+    ) == {"items": [{"pn": "A"}], "comment": ""}
+    for raw, words in (
+        (b"<order>text</order>", "text"),
+        (b"<order><a>1</a><a>2</a></order>", "more than once"),
+        (b"<order><items><thing/></items></order>", "<item>"),
+        (b"<order><a>1</a>tail</order>", "mixes"),
+        (b"\xff\xfe<", "malformed"),
+        (b'<?xml version="1.0" encoding="klingon"?><order/>', "malformed"),
+    ):
         with pytest.raises(ix.XmlError, match=words):
             ix.parse(raw, "order")
 
 
 def test_the_xml_writer_escapes_and_stays_well_formed() -> None:
     nasty = "<&>\"' ]]> \x00\x07 \ud800 end"
-    raw = ix.render("order", {"comment": nasty, "items": [{"pn": "A"}], "bad key": "v",
-                              "none": None, "empty": {}})
+    raw = ix.render(
+        "order",
+        {"comment": nasty, "items": [{"pn": "A"}], "bad key": "v", "none": None, "empty": {}},
+    )
     back = parse_xml(raw)
     assert back["comment"] == "<&>\"' ]]> \ufffd\ufffd \ufffd end"
     assert back["items"] == [{"pn": "A"}] and back["field"] == "v"
@@ -107,23 +131,62 @@ def test_the_xml_writer_escapes_and_stays_well_formed() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
     max_leaves=8,
 )
-ITEM_FIELDS = ["pn", "title", "quantity", "retailPrice", "description", "brandName", "label",
-               "designs", "mockups", "mockup", "price", "x"]
-ORDER_FIELDS = ["external_id", "brand", "brandName", "comment", "shipping_address", "shipping",
-                "summary", "id", "status", "payment", "y"]
-item_values = json_values | st.sampled_from(["JH001", "4", "20", "25.00", "1.234", "-1", "",
-                                              {"front": "http://x/y.png"}, {"type": "printed"}])
-items = st.lists(st.dictionaries(st.sampled_from(ITEM_FIELDS), item_values, max_size=6),
-                 max_size=3)
+ITEM_FIELDS = [
+    "pn",
+    "title",
+    "quantity",
+    "retailPrice",
+    "description",
+    "brandName",
+    "label",
+    "designs",
+    "mockups",
+    "mockup",
+    "price",
+    "x",
+]
+ORDER_FIELDS = [
+    "external_id",
+    "brand",
+    "brandName",
+    "comment",
+    "shipping_address",
+    "shipping",
+    "summary",
+    "id",
+    "status",
+    "payment",
+    "y",
+]
+item_values = json_values | st.sampled_from(
+    [
+        "JH001",
+        "4",
+        "20",
+        "25.00",
+        "1.234",
+        "-1",
+        "",
+        {"front": "http://x/y.png"},
+        {"type": "printed"},
+    ]
+)
+items = st.lists(st.dictionaries(st.sampled_from(ITEM_FIELDS), item_values, max_size=6), max_size=3)
 orders = st.fixed_dictionaries(
     {"items": items | json_values},
-    optional={k: json_values | st.sampled_from(
-        [{"shippingMethod": "courier"}, {"firstName": "Alex"}, {"currency": "GBP"}, "x"])
-        for k in ORDER_FIELDS})
+    optional={
+        k: json_values
+        | st.sampled_from(
+            [{"shippingMethod": "courier"}, {"firstName": "Alex"}, {"currency": "GBP"}, "x"]
+        )
+        for k in ORDER_FIELDS
+    },
+)
 bodies = orders | json_values
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
@@ -146,8 +209,7 @@ async def _post(shop: Imprinted, gateway: Gateway, body: bytes, ctype: str) -> N
 
 @FUZZ
 @given(body=bodies)
-async def test_fuzzed_json_bodies_never_500(shop: Imprinted, gateway: Gateway,
-                                            body: Any) -> None:
+async def test_fuzzed_json_bodies_never_500(shop: Imprinted, gateway: Gateway, body: Any) -> None:
     await _post(shop, gateway, json.dumps(body).encode(), "application/json")
 
 
@@ -168,6 +230,7 @@ xml_trees = st.recursive(
     max_leaves=12,
 )
 
+
 @pytest.fixture
 async def shop(client: Client, auth: dict[str, str]) -> Imprinted:
     return await make_app(client, auth)
@@ -175,15 +238,19 @@ async def shop(client: Client, auth: dict[str, str]) -> Imprinted:
 
 @FUZZ
 @given(tree=xml_trees, raw=st.binary(max_size=40), mode=st.integers(0, 3))
-async def test_fuzzed_xml_bodies_never_500(shop: Imprinted, gateway: Gateway, tree: Any,
-                                           raw: bytes, mode: int) -> None:
+async def test_fuzzed_xml_bodies_never_500(
+    shop: Imprinted, gateway: Gateway, tree: Any, raw: bytes, mode: int
+) -> None:
     inner = _xml(tree)
-    text = {0: f"<order>{inner}</order>",
-            1: f"<order><items><item><pn>P</pn>{inner}</item></items></order>",
-            2: inner,
-            3: f"<order>{inner}"}[mode]
-    await _post(shop, gateway, text.encode("utf-8", "surrogatepass") + raw[: mode * 5],
-                "application/xml")
+    text = {
+        0: f"<order>{inner}</order>",
+        1: f"<order><items><item><pn>P</pn>{inner}</item></items></order>",
+        2: inner,
+        3: f"<order>{inner}",
+    }[mode]
+    await _post(
+        shop, gateway, text.encode("utf-8", "surrogatepass") + raw[: mode * 5], "application/xml"
+    )
 
 
 # -- the parsers, without HTTP ------------------------------------------------------------
@@ -213,21 +280,36 @@ def _as_xml(value: Any, name: str) -> str:
 
 
 words = st.text(string.ascii_letters + string.digits + " -", min_size=1, max_size=12).filter(
-    lambda s: s.strip() == s)
-good_items = st.lists(st.fixed_dictionaries(
-    {"pn": words},
-    optional={"title": words, "quantity": st.integers(1, 9999),
-              "retailPrice": st.integers(0, 10**6).map(lambda c: f"{c // 100}.{c % 100:02d}"),
-              "description": words, "brandName": words,
-              "label": st.fixed_dictionaries({"type": words, "name": words}),
-              "designs": st.dictionaries(st.sampled_from(["front", "back", "sleeve"]), words,
-                                         min_size=1)}),
-    min_size=1, max_size=4)
+    lambda s: s.strip() == s
+)
+good_items = st.lists(
+    st.fixed_dictionaries(
+        {"pn": words},
+        optional={
+            "title": words,
+            "quantity": st.integers(1, 9999),
+            "retailPrice": st.integers(0, 10**6).map(lambda c: f"{c // 100}.{c % 100:02d}"),
+            "description": words,
+            "brandName": words,
+            "label": st.fixed_dictionaries({"type": words, "name": words}),
+            "designs": st.dictionaries(
+                st.sampled_from(["front", "back", "sleeve"]), words, min_size=1
+            ),
+        },
+    ),
+    min_size=1,
+    max_size=4,
+)
 good_orders = st.fixed_dictionaries(
     {"items": good_items},
-    optional={"external_id": words, "brand": words, "comment": words,
-              "shipping": st.just({"shippingMethod": "courier"}),
-              "shipping_address": st.fixed_dictionaries({"firstName": words, "city": words})})
+    optional={
+        "external_id": words,
+        "brand": words,
+        "comment": words,
+        "shipping": st.just({"shippingMethod": "courier"}),
+        "shipping_address": st.fixed_dictionaries({"firstName": words, "city": words}),
+    },
+)
 
 
 @settings(max_examples=200)
@@ -241,8 +323,11 @@ def test_json_and_xml_forms_parse_to_the_same_order(body: dict[str, Any]) -> Non
 # -- the status rule: SQL == Python ---------------------------------------------------------
 
 statuses = st.sampled_from(list(ItemStatus))
-payments = st.none() | st.sampled_from(["", "2016-10-17T16:14:08+01:00", 1, True, None]) \
+payments = (
+    st.none()
+    | st.sampled_from(["", "2016-10-17T16:14:08+01:00", 1, True, None])
     | st.just({"x": 1})
+)
 
 
 @pytest.fixture(scope="module")
@@ -254,24 +339,43 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> sqlite3.Connection:
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(items=st.lists(statuses, max_size=4), located=st.booleans(), paid=payments,
-       refunded=payments, payment_shape=st.sampled_from(["dict", "string", "none"]))
-def test_sql_status_is_the_python_status(db: sqlite3.Connection, items: list[ItemStatus],
-                                         located: bool, paid: Any, refunded: Any,
-                                         payment_shape: str) -> None:
+@given(
+    items=st.lists(statuses, max_size=4),
+    located=st.booleans(),
+    paid=payments,
+    refunded=payments,
+    payment_shape=st.sampled_from(["dict", "string", "none"]),
+)
+def test_sql_status_is_the_python_status(
+    db: sqlite3.Connection,
+    items: list[ItemStatus],
+    located: bool,
+    paid: Any,
+    refunded: Any,
+    payment_shape: str,
+) -> None:
     extra: dict[str, Any] = {}
     if payment_shape == "dict":
-        extra["payment"] = {k: v for k, v in (("paid_at", paid), ("refunded_at", refunded))
-                            if v is not None}
+        extra["payment"] = {
+            k: v for k, v in (("paid_at", paid), ("refunded_at", refunded)) if v is not None
+        }
     elif payment_shape == "string":
         extra["payment"] = "paid"
     number = repo.next_number(db)
-    order = Order(uuid=f"u{number}", name=str(number), order_type="TO_GO",
-                  location="4" if located else "", state=OrderState.STARTED, created=1.0,
-                  state_changed=1.0, located_at=2.0 if located else None, number=number,
-                  source="imprinted:APP-1", extra=extra,
-                  items=tuple(Item(f"{number}-{p}", p, "T", status=s)
-                              for p, s in enumerate(items, 1)))
+    order = Order(
+        uuid=f"u{number}",
+        name=str(number),
+        order_type="TO_GO",
+        location="4" if located else "",
+        state=OrderState.STARTED,
+        created=1.0,
+        state_changed=1.0,
+        located_at=2.0 if located else None,
+        number=number,
+        source="imprinted:APP-1",
+        extra=extra,
+        items=tuple(Item(f"{number}-{p}", p, "T", status=s) for p, s in enumerate(items, 1)),
+    )
     repo.save(db, order)
     expected = order_status(order)
     assert expected in STATUSES
@@ -280,8 +384,17 @@ def test_sql_status_is_the_python_status(db: sqlite3.Connection, items: list[Ite
 
 def test_the_largest_body_parses_quickly() -> None:
     """A sanity bound: 500 items parse well under a request's budget, in both formats."""
-    body = {"items": [{"pn": f"P{n}", "quantity": 1, "retailPrice": "1.00",
-                       "designs": {"front": "http://x/" + "a" * 50}} for n in range(500)]}
+    body = {
+        "items": [
+            {
+                "pn": f"P{n}",
+                "quantity": 1,
+                "retailPrice": "1.00",
+                "designs": {"front": "http://x/" + "a" * 50},
+            }
+            for n in range(500)
+        ]
+    }
     start = time.monotonic()
     assert order_spec(body) == order_spec(ix.parse(_as_xml(body, "order").encode(), "order"))
     assert time.monotonic() - start < 1.0

@@ -59,10 +59,8 @@ def secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-async def subscribe(client: Client, auth: dict[str, str], url: str, **extra: Any
-                    ) -> dict[str, Any]:
-    resp = await client.post("/api/integrations/webhooks", json={"url": url, **extra},
-                             headers=auth)
+async def subscribe(client: Client, auth: dict[str, str], url: str, **extra: Any) -> dict[str, Any]:
+    resp = await client.post("/api/integrations/webhooks", json={"url": url, **extra}, headers=auth)
     body = await resp.json()
     assert resp.status in (200, 201), body
     WebhookSubscribed.model_validate(body)
@@ -77,8 +75,11 @@ async def status_of(client: Client, auth: dict[str, str], number: int) -> str:
 
 async def start(client: Client, auth: dict[str, str], name: str, **extra: Any) -> None:
     """POST /api/v2/activeorders: start, or locate with `locationName`."""
-    resp = await client.post("/api/v2/activeorders", headers=auth,
-                             json={"name": name, "orderType": "ON_PREMISES", **extra})
+    resp = await client.post(
+        "/api/v2/activeorders",
+        headers=auth,
+        json={"name": name, "orderType": "ON_PREMISES", **extra},
+    )
     assert resp.status in (200, 201), await resp.json()
 
 
@@ -91,14 +92,16 @@ def number_of(gw: Gateway, name: str) -> int:
 async def count(r: Receiver, n: int) -> None:
     async def arrived() -> bool:
         return len(r.requests) >= n
+
     await eventually(arrived)
 
 
 # -- GET /v1/orders/{id} --------------------------------------------------------------------
 
 
-async def test_get_order_with_every_status(client: Client, auth: dict[str, str],
-                                           gateway: Gateway) -> None:
+async def test_get_order_with_every_status(
+    client: Client, auth: dict[str, str], gateway: Gateway
+) -> None:
     await start(client, auth, "66")
     n66 = number_of(gateway, "66")
     resp = await client.get(f"/v1/orders/{n66}", headers=auth)
@@ -108,19 +111,31 @@ async def test_get_order_with_every_status(client: Client, auth: dict[str, str],
     assert body["id"] == str(n66) and body["status"] == "Created"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}", body["dateTime"])
     assert (body["name"], body["orderType"], body["locationName"], body["items"]) == (
-        "66", "ON_PREMISES", "", [])
+        "66",
+        "ON_PREMISES",
+        "",
+        [],
+    )
 
     await start(client, auth, "66", locationName="12")  # located at a table
     assert await status_of(client, auth, n66) == "Processing"
 
-    made = (await intake(gateway).create(
-        [NewItem("Margherita", 2, "PZ1", 850), NewItem("Tiramisu")], source="test")).order
+    made = (
+        await intake(gateway).create(
+            [NewItem("Margherita", 2, "PZ1", 850), NewItem("Tiramisu")], source="test"
+        )
+    ).order
     got = await (await client.get(f"/v1/orders/{made.number}", headers=auth)).json()
     PrintApiOrder.model_validate(got)
     assert got["status"] == "Created"
-    assert got["items"][0] == {"id": f"{made.number}-1", "productId": "PZ1",
-                               "title": "Margherita", "quantity": 2, "price": 8.5,
-                               "status": "registered"}
+    assert got["items"][0] == {
+        "id": f"{made.number}-1",
+        "productId": "PZ1",
+        "title": "Margherita",
+        "quantity": 2,
+        "price": 8.5,
+        "status": "registered",
+    }
     assert got["items"][1]["price"] is None and got["items"][1]["productId"] == ""
     await intake(gateway).set_item_status(str(made.number), "1", ItemStatus.PRODUCING)
     assert await status_of(client, auth, made.number) == "Processing"  # an item in production
@@ -134,8 +149,12 @@ async def test_get_order_with_every_status(client: Client, auth: dict[str, str],
 
 
 async def test_get_order_bad_input(client: Client, auth: dict[str, str]) -> None:
-    for path, status, rc in (("/v1/orders/999", 404, -6), ("/v1/orders/abc", 400, -7),
-                             ("/v1/orders/0", 400, -7), ("/v1/orders/" + "9" * 20, 400, -7)):
+    for path, status, rc in (
+        ("/v1/orders/999", 404, -6),
+        ("/v1/orders/abc", 400, -7),
+        ("/v1/orders/0", 400, -7),
+        ("/v1/orders/" + "9" * 20, 400, -7),
+    ):
         resp = await client.get(path, headers=auth)
         body = await resp.json()
         assert (resp.status, body["returnCode"]) == (status, rc), (path, body)
@@ -143,10 +162,12 @@ async def test_get_order_bad_input(client: Client, auth: dict[str, str]) -> None
     assert resp.status == 401
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer  ", "Token abc", "Basic eDo=",
-                                    "Bearer " + "x" * 300])
+@pytest.mark.parametrize(
+    "header", [None, "", "Bearer", "Bearer  ", "Token abc", "Basic eDo=", "Bearer " + "x" * 300]
+)
 async def test_missing_or_malformed_authorization_is_401_with_a_bearer_challenge(
-    client: Client, header: str | None,
+    client: Client,
+    header: str | None,
 ) -> None:
     """Issue 10: the Print API answers RFC 6750's 401 + `WWW-Authenticate: Bearer` in its own
     envelope (the table-tracker vendor's 400/-1 stays on the table-tracker paths). Basic is
@@ -172,8 +193,8 @@ async def test_an_invalid_token_is_401_with_a_bearer_challenge(client: Client) -
 
 
 async def test_thin_webhook_on_every_status_change_and_only_then(
-        client: Client, auth: dict[str, str], gateway: Gateway,
-        receivers: list[Receiver]) -> None:
+    client: Client, auth: dict[str, str], gateway: Gateway, receivers: list[Receiver]
+) -> None:
     seen_status: list[str] = []
 
     async def thin_client(request: web.Request, seen: Seen) -> web.StreamResponse:
@@ -209,8 +230,8 @@ async def test_thin_webhook_on_every_status_change_and_only_then(
 
 
 async def test_items_in_production_move_the_status_once(
-        client: Client, auth: dict[str, str], gateway: Gateway,
-        receivers: list[Receiver]) -> None:
+    client: Client, auth: dict[str, str], gateway: Gateway, receivers: list[Receiver]
+) -> None:
     r = await receiver(receivers)
     await subscribe(client, auth, r.url())
     svc = intake(gateway)
@@ -229,15 +250,19 @@ async def test_items_in_production_move_the_status_once(
     await count(r, 5)
     await asyncio.sleep(0.1)
     assert [s.body.decode() for s in r.requests] == [
-        f"orderId={a.number}", f"orderId={a.number}", f"orderId={a.number}",
-        f"orderId={b.number}", f"orderId={b.number}"]
+        f"orderId={a.number}",
+        f"orderId={a.number}",
+        f"orderId={a.number}",
+        f"orderId={b.number}",
+        f"orderId={b.number}",
+    ]
     assert await status_of(client, auth, a.number) == "Shipped"
     assert await status_of(client, auth, b.number) == "Cancelled"
 
 
 async def test_every_subscription_gets_every_webhook(
-        client: Client, auth: dict[str, str], gateway: Gateway,
-        receivers: list[Receiver]) -> None:
+    client: Client, auth: dict[str, str], gateway: Gateway, receivers: list[Receiver]
+) -> None:
     one, two = await receiver(receivers), await receiver(receivers)
     await subscribe(client, auth, one.url())
     await subscribe(client, auth, two.url("/other"))
@@ -249,8 +274,8 @@ async def test_every_subscription_gets_every_webhook(
 
 
 async def test_signed_webhooks_verify_with_standardwebhooks(
-        client: Client, auth: dict[str, str], gateway: Gateway,
-        receivers: list[Receiver]) -> None:
+    client: Client, auth: dict[str, str], gateway: Gateway, receivers: list[Receiver]
+) -> None:
     r = await receiver(receivers)
     key = secret()
     sub = await subscribe(client, auth, r.url(), signingSecret=key)
@@ -275,9 +300,9 @@ async def test_signed_webhooks_verify_with_standardwebhooks(
     assert "webhook-signature" not in r.requests[2].headers
 
 
-async def test_gone_disables_the_subscription(client: Client, auth: dict[str, str],
-                                              gateway: Gateway,
-                                              receivers: list[Receiver]) -> None:
+async def test_gone_disables_the_subscription(
+    client: Client, auth: dict[str, str], gateway: Gateway, receivers: list[Receiver]
+) -> None:
     gate = asyncio.Event()
 
     async def first_held_then_gone(_req: web.Request, seen: Seen) -> web.StreamResponse:
@@ -297,6 +322,7 @@ async def test_gone_disables_the_subscription(client: Client, auth: dict[str, st
     async def disabled() -> bool:
         listing = await (await client.get("/api/integrations/webhooks", headers=auth)).json()
         return bool(listing["items"][0]["disabled"])
+
     await eventually(disabled)
     listing = await (await client.get("/api/integrations/webhooks", headers=auth)).json()
     WebhookList.model_validate(listing)
@@ -321,13 +347,15 @@ async def test_gone_disables_the_subscription(client: Client, auth: dict[str, st
 
 async def test_subscription_api(client: Client, auth: dict[str, str]) -> None:
     url = "http://192.0.2.10/hook"
-    resp = await client.post("/api/integrations/webhooks", headers=auth,
-                             json={"url": url, "kind": "printapi"})
+    resp = await client.post(
+        "/api/integrations/webhooks", headers=auth, json={"url": url, "kind": "printapi"}
+    )
     body = await resp.json()
     assert resp.status == 201 and body["returnCode"] == 130
     sub_id = body["subscription"]["id"]
-    resp = await client.post("/api/integrations/webhooks", headers=auth,
-                             json={"url": url, "signingSecret": secret()})
+    resp = await client.post(
+        "/api/integrations/webhooks", headers=auth, json={"url": url, "signingSecret": secret()}
+    )
     assert resp.status == 200 and (await resp.json())["subscription"]["signed"] is True
     listing = await (await client.get("/api/integrations/webhooks", headers=auth)).json()
     WebhookList.model_validate(listing)
@@ -340,23 +368,27 @@ async def test_subscription_api(client: Client, auth: dict[str, str]) -> None:
     assert listing["count"] == 0
 
 
-@pytest.mark.parametrize(("body", "rc"), [
-    ({}, -28),
-    ({"url": ""}, -28),
-    ({"url": 5}, -29),
-    ({"url": "ftp://192.0.2.1/x"}, -29),
-    ({"url": "http://localhost/x"}, -29),
-    ({"url": "http://169.254.169.254/latest/meta-data"}, -29),
-    ({"url": "http://[::1]/x"}, -29),
-    ({"url": "http://metadata.google.internal/x"}, -29),
-    ({"url": "http://u:p@192.0.2.1/x"}, -29),
-    ({"url": "http://192.0.2.1/x", "kind": "cloudsignal"}, -21),
-    ({"url": "http://192.0.2.1/x", "signingSecret": "hunter2"}, -21),
-    ({"url": "http://192.0.2.1/x", "signingSecret": "whsec_c2hvcnQ="}, -21),
-    ({"url": "http://192.0.2.1/x", "signingSecret": 12}, -21),
-])
-async def test_subscription_bad_input(client: Client, auth: dict[str, str],
-                                      body: dict[str, Any], rc: int) -> None:
+@pytest.mark.parametrize(
+    ("body", "rc"),
+    [
+        ({}, -28),
+        ({"url": ""}, -28),
+        ({"url": 5}, -29),
+        ({"url": "ftp://192.0.2.1/x"}, -29),
+        ({"url": "http://localhost/x"}, -29),
+        ({"url": "http://169.254.169.254/latest/meta-data"}, -29),
+        ({"url": "http://[::1]/x"}, -29),
+        ({"url": "http://metadata.google.internal/x"}, -29),
+        ({"url": "http://u:p@192.0.2.1/x"}, -29),
+        ({"url": "http://192.0.2.1/x", "kind": "cloudsignal"}, -21),
+        ({"url": "http://192.0.2.1/x", "signingSecret": "hunter2"}, -21),
+        ({"url": "http://192.0.2.1/x", "signingSecret": "whsec_c2hvcnQ="}, -21),
+        ({"url": "http://192.0.2.1/x", "signingSecret": 12}, -21),
+    ],
+)
+async def test_subscription_bad_input(
+    client: Client, auth: dict[str, str], body: dict[str, Any], rc: int
+) -> None:
     resp = await client.post("/api/integrations/webhooks", json=body, headers=auth)
     answer = await resp.json()
     assert (resp.status, answer["returnCode"]) == (400, rc), answer
@@ -366,8 +398,11 @@ async def test_subscription_bad_input(client: Client, auth: dict[str, str],
 
 async def test_subscription_api_needs_a_token(client: Client) -> None:
     for method in ("GET", "POST", "DELETE"):
-        resp = await client.request(method, "/api/integrations/webhooks?id=1",
-                                    headers={"Authorization": "Bearer " + "1" * 48})
+        resp = await client.request(
+            method,
+            "/api/integrations/webhooks?id=1",
+            headers={"Authorization": "Bearer " + "1" * 48},
+        )
         assert resp.status == 401
     resp = await client.delete("/api/integrations/webhooks?id=x", headers={})
     assert resp.status == 400

@@ -22,25 +22,44 @@ from tests.conftest import make_settings
 from tests.support.deliveries import Receiver, eventually
 
 
-def order(state: OrderState = OrderState.STARTED, *items: ItemStatus,
-          cancelled: bool = False) -> Order:
-    return Order("u", "1", "TO_GO", "", state, 0.0, 0.0, number=1, cancelled=cancelled,
-                 items=tuple(Item(f"1-{n}", n, "x", status=s) for n, s in enumerate(items, 1)))
+def order(
+    state: OrderState = OrderState.STARTED, *items: ItemStatus, cancelled: bool = False
+) -> Order:
+    return Order(
+        "u",
+        "1",
+        "TO_GO",
+        "",
+        state,
+        0.0,
+        0.0,
+        number=1,
+        cancelled=cancelled,
+        items=tuple(Item(f"1-{n}", n, "x", status=s) for n, s in enumerate(items, 1)),
+    )
 
 
-@pytest.mark.parametrize(("o", "expected"), [
-    (order(), PrintStatus.CREATED),
-    (order(OrderState.STARTED, ItemStatus.REGISTERED, ItemStatus.CANCELED), PrintStatus.CREATED),
-    (order(OrderState.LOCATED), PrintStatus.PROCESSING),
-    (order(OrderState.STARTED, ItemStatus.REGISTERED, ItemStatus.PRODUCING),
-     PrintStatus.PROCESSING),
-    (order(OrderState.STARTED, ItemStatus.PRODUCED), PrintStatus.PROCESSING),
-    (order(OrderState.STARTED, ItemStatus.PACKED), PrintStatus.PROCESSING),
-    (order(OrderState.STARTED, ItemStatus.ERROR), PrintStatus.PROCESSING),
-    (order(OrderState.CLEARED), PrintStatus.SHIPPED),
-    (order(OrderState.CLEARED, ItemStatus.SHIPPED), PrintStatus.SHIPPED),
-    (order(OrderState.CLEARED, ItemStatus.CANCELED, cancelled=True), PrintStatus.CANCELLED),
-])
+@pytest.mark.parametrize(
+    ("o", "expected"),
+    [
+        (order(), PrintStatus.CREATED),
+        (
+            order(OrderState.STARTED, ItemStatus.REGISTERED, ItemStatus.CANCELED),
+            PrintStatus.CREATED,
+        ),
+        (order(OrderState.LOCATED), PrintStatus.PROCESSING),
+        (
+            order(OrderState.STARTED, ItemStatus.REGISTERED, ItemStatus.PRODUCING),
+            PrintStatus.PROCESSING,
+        ),
+        (order(OrderState.STARTED, ItemStatus.PRODUCED), PrintStatus.PROCESSING),
+        (order(OrderState.STARTED, ItemStatus.PACKED), PrintStatus.PROCESSING),
+        (order(OrderState.STARTED, ItemStatus.ERROR), PrintStatus.PROCESSING),
+        (order(OrderState.CLEARED), PrintStatus.SHIPPED),
+        (order(OrderState.CLEARED, ItemStatus.SHIPPED), PrintStatus.SHIPPED),
+        (order(OrderState.CLEARED, ItemStatus.CANCELED, cancelled=True), PrintStatus.CANCELLED),
+    ],
+)
 def test_status_mapping(o: Order, expected: PrintStatus) -> None:
     assert print_status(o) is expected
 
@@ -63,6 +82,7 @@ async def running(data: Path, receiver: Receiver) -> AsyncIterator[Gateway]:
 async def webhooks(r: Receiver, n: int) -> list[bytes]:
     async def arrived() -> bool:
         return len(r.requests) >= n
+
     await eventually(arrived)
     return [s.body for s in r.requests]
 
@@ -100,8 +120,9 @@ async def test_a_rolled_back_change_is_not_taken_for_announced(tmp_path: Path) -
             def located_then_failed(unit: OrderUnit) -> None:
                 existing = repo.active_by_name(unit.conn, "8")
                 assert existing is not None
-                moved = existing.evolve(state=OrderState.LOCATED, location="1",
-                                        state_changed=1.0, located_at=1.0)
+                moved = existing.evolve(
+                    state=OrderState.LOCATED, location="1", state_changed=1.0, located_at=1.0
+                )
                 unit.save(moved, OrderEventType.ORDER_MODIFIED, 1.0)  # hooks run
                 raise RuntimeError("the change fails after its hooks ran")
 

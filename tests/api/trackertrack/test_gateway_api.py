@@ -26,8 +26,13 @@ async def test_health_needs_no_token(client: Any) -> None:
 
 async def test_history_filters_and_paging(client: Any, auth: Any) -> None:
     for n in range(1, 31):
-        await create(client, auth, str(n), "TO_GO" if n % 2 else "ON_PREMISES",
-                     **({"locationName": "7"} if n % 3 == 0 else {}))
+        await create(
+            client,
+            auth,
+            str(n),
+            "TO_GO" if n % 2 else "ON_PREMISES",
+            **({"locationName": "7"} if n % 3 == 0 else {}),
+        )
     await client.delete(f"{V2}/1", headers=auth)
     body = await (await client.get("/api/v2/orders", headers=auth)).json()
     assert (body["returnCode"], body["count"], body["total"], body["limit"]) == (5, 25, 30, 25)
@@ -35,27 +40,41 @@ async def test_history_filters_and_paging(client: Any, auth: Any) -> None:
     page2 = await (await client.get("/api/v2/orders?offset=25&limit=10", headers=auth)).json()
     assert page2["count"] == 5 and page2["items"][-1]["name"] == "1"
     assert page2["items"][-1]["state"] == "cleared"
-    togo = await (await client.get("/api/v2/orders?order_type=TO_GO&limit=100",
-                                   headers=auth)).json()
+    togo = await (
+        await client.get("/api/v2/orders?order_type=TO_GO&limit=100", headers=auth)
+    ).json()
     assert togo["total"] == 15 and {o["orderType"] for o in togo["items"]} == {"TO_GO"}
     prem = await (await client.get("/api/v2/orders?order_type=ON_PREMISE", headers=auth)).json()
     assert prem["total"] == 15  # either spelling selects both
     table = await (await client.get("/api/v2/orders?location_name=7", headers=auth)).json()
     assert table["total"] == 10
-    future = await (await client.get("/api/v2/orders?created_after=2999-01-01",
-                                     headers=auth)).json()
+    future = await (
+        await client.get("/api/v2/orders?created_after=2999-01-01", headers=auth)
+    ).json()
     assert future["total"] == 0
-    past = await (await client.get(
-        "/api/v2/orders?created_after=2000-01-01T00:00:00&created_before=2999-01-01",
-        headers=auth)).json()
+    past = await (
+        await client.get(
+            "/api/v2/orders?created_after=2000-01-01T00:00:00&created_before=2999-01-01",
+            headers=auth,
+        )
+    ).json()
     assert past["total"] == 30
 
 
 @pytest.mark.parametrize(
     ("query", "rc"),
-    [("limit=0", -23), ("limit=101", -23), ("limit=x", -23), ("limit=-1", -23),
-     ("offset=-1", -24), ("offset=a", -24), ("created_after=yesterday", -25),
-     ("created_before=2024-13-01", -25), ("order_type=BOAT", -12), ("location_name=x", -10)],
+    [
+        ("limit=0", -23),
+        ("limit=101", -23),
+        ("limit=x", -23),
+        ("limit=-1", -23),
+        ("offset=-1", -24),
+        ("offset=a", -24),
+        ("created_after=yesterday", -25),
+        ("created_before=2024-13-01", -25),
+        ("order_type=BOAT", -12),
+        ("location_name=x", -10),
+    ],
 )
 async def test_history_errors(client: Any, auth: Any, query: str, rc: int) -> None:
     resp = await client.get(f"/api/v2/orders?{query}", headers=auth)
@@ -84,12 +103,18 @@ async def test_statistics_bad_target(client: Any, auth: Any, value: str) -> None
 async def test_settings_roundtrip_and_timezone(client: Any, auth: Any, gateway: Any) -> None:
     body = await (await client.get("/api/v2/gateway/settings", headers=auth)).json()
     assert body["returnCode"] == 13
-    assert body["settings"] == {"targetTimeDefault": 300, "timezone": "UTC",
-                                "zigbeePreset": 0, "newOrderEventType": "NEW_ORDER"}
+    assert body["settings"] == {
+        "targetTimeDefault": 300,
+        "timezone": "UTC",
+        "zigbeePreset": 0,
+        "newOrderEventType": "NEW_ORDER",
+    }
     order = await create(client, auth, "3")
-    resp = await client.post("/api/v2/gateway/settings",
-                             json={"timezone": "Asia/Kolkata", "targetTimeDefault": 240},
-                             headers=auth)
+    resp = await client.post(
+        "/api/v2/gateway/settings",
+        json={"timezone": "Asia/Kolkata", "targetTimeDefault": 240},
+        headers=auth,
+    )
     body = await resp.json()
     assert (resp.status, body["returnCode"]) == (200, 1004)
     assert body["settings"]["timezone"] == "Asia/Kolkata"
@@ -142,8 +167,9 @@ async def test_register_webhook_client(client: Any, auth: Any) -> None:
     assert (await again.json())["returnCode"] == 1005  # idempotent
     listing = await (await client.get("/api/v2/register/clients", headers=auth)).json()
     assert [c["http_client"] for c in listing["items"]] == [url]
-    v1 = await client.get(f"/api/v1/register?http_client={quote('https://pos.example/x')}",
-                          headers=auth)
+    v1 = await client.get(
+        f"/api/v1/register?http_client={quote('https://pos.example/x')}", headers=auth
+    )
     assert (await v1.json())["returnCode"] == 1005
     resp = await client.delete("/api/v2/register", json={"http_client": url}, headers=auth)
     assert (await resp.json())["returnCode"] == 1005
@@ -177,8 +203,9 @@ async def test_register_errors(client: Any, auth: Any, body: Any, rc: int) -> No
 
 
 async def test_unregister_unknown_client(client: Any, auth: Any) -> None:
-    resp = await client.delete("/api/v2/register", json={"http_client": "http://192.0.2.1/"},
-                               headers=auth)
+    resp = await client.delete(
+        "/api/v2/register", json={"http_client": "http://192.0.2.1/"}, headers=auth
+    )
     assert (resp.status, (await resp.json())["returnCode"]) == (404, -30)
 
 
@@ -189,6 +216,9 @@ async def test_register_loopback_when_allow_listed(tmp_path: Any, aiohttp_client
     gw = await build(make_settings(tmp_path / "d", outbound_allow=["127.0.0.1"]))
     client = await aiohttp_client(gw.app)
     secret = (await gw.tokens.issue("t", None)).secret
-    resp = await client.post("/api/v2/register", json={"http_client": "http://127.0.0.1:9/h"},
-                             headers={"Authorization": f"Bearer {secret}"})
+    resp = await client.post(
+        "/api/v2/register",
+        json={"http_client": "http://127.0.0.1:9/h"},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
     assert (await resp.json())["returnCode"] == 1005

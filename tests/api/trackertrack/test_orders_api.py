@@ -23,14 +23,25 @@ async def test_create_started_then_1009_then_locate_then_1010(client: Any, auth:
     order = body["activeorder"]
     assert body["warning"] == "Tracker not assigned with order."
     assert order["state"] == "started" and order["locationName"] == ""
-    assert set(order) == {"uuid", "created", "orderType", "locationName", "state",
-                          "stateChanged", "name", "paged", "elapsedTime"}
+    assert set(order) == {
+        "uuid",
+        "created",
+        "orderType",
+        "locationName",
+        "state",
+        "stateChanged",
+        "name",
+        "paged",
+        "elapsedTime",
+    }
     assert order["paged"] is False and order["elapsedTime"] == 0
     uuid.UUID(order["uuid"])
 
     status, body = await post(client, auth, {"name": "66", "orderType": "ON_PREMISES"})
-    assert (status, body) == (200, {"status": 200, "returnCode": 1009,
-                                    "message": "Order already started."})
+    assert (status, body) == (
+        200,
+        {"status": 200, "returnCode": 1009, "message": "Order already started."},
+    )
 
     status, body = await post(
         client, auth, {"name": "66", "orderType": "ON_PREMISES", "locationName": "12"}
@@ -43,8 +54,10 @@ async def test_create_started_then_1009_then_locate_then_1010(client: Any, auth:
     status, body = await post(
         client, auth, {"name": "66", "orderType": "ON_PREMISE", "locationName": "12"}
     )
-    assert (status, body) == (200, {"status": 200, "returnCode": 1010,
-                                    "message": "Order already located."})
+    assert (status, body) == (
+        200,
+        {"status": 200, "returnCode": 1010, "message": "Order already located."},
+    )
 
 
 async def test_create_located_directly_and_modify_type(client: Any, auth: Any) -> None:
@@ -106,8 +119,16 @@ async def test_integer_name_is_accepted_as_digits(client: Any, auth: Any) -> Non
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{", b"[1,2]", b'"str"', b"null", b"\xff\xfe", b"[" * 10000 + b"]" * 10000,
-     b'{"a":' * 5000 + b"1" + b"}" * 5000, b""],
+    [
+        b"{",
+        b"[1,2]",
+        b'"str"',
+        b"null",
+        b"\xff\xfe",
+        b"[" * 10000 + b"]" * 10000,
+        b'{"a":' * 5000 + b"1" + b"}" * 5000,
+        b"",
+    ],
 )
 async def test_bad_json_is_31(client: Any, auth: Any, raw: bytes) -> None:
     resp = await client.post(V2, data=raw, headers={**auth, "Content-Type": "application/json"})
@@ -225,15 +246,19 @@ async def test_paging_errors(client: Any, auth: Any) -> None:
     assert (resp.status, (await resp.json())["returnCode"]) == (200, 1003)
     resp = await client.post(f"{V2}/44/page", headers=auth)
     assert (resp.status, (await resp.json())["returnCode"]) == (404, -6)
-    await client.post(f"{V2}?dummy_tracker_address=1", json={"name": "4", "orderType": "TO_GO"},
-                      headers=auth)
+    await client.post(
+        f"{V2}?dummy_tracker_address=1", json={"name": "4", "orderType": "TO_GO"}, headers=auth
+    )
     for bad in ({"tracking": "maybe"}, {"tracking": 7}, {"tracking": None}):
         resp = await client.post(f"{V2}/4/page", json=bad, headers=auth)
         assert (resp.status, (await resp.json())["returnCode"]) == (400, -15)
     resp = await client.post(f"{V2}/4/page", data=b"{nope", headers=auth)
     assert (await resp.json())["returnCode"] == -31
-    resp = await client.post(f"{V2}?dummy_tracker_address=perhaps",
-                             json={"name": "4", "orderType": "TO_GO"}, headers=auth)
+    resp = await client.post(
+        f"{V2}?dummy_tracker_address=perhaps",
+        json={"name": "4", "orderType": "TO_GO"},
+        headers=auth,
+    )
     assert (await resp.json())["returnCode"] == -15
 
 
@@ -271,8 +296,12 @@ async def test_tracking_value_is_checked_before_the_order_and_its_tracker(
 ) -> None:
     # docs/api.md: a bad boolean is -15 whatever the order; no tracker is -14 only for a good one.
     await post(client, auth, {"name": "401", "orderType": "TO_GO"})  # no tracker bound
-    for path, body in [("401/page", {"tracking": "maybe"}), ("499/page", {"tracking": "maybe"}),
-                       ("401/page?tracking=maybe", None), ("499/page?tracking=2", None)]:
+    for path, body in [
+        ("401/page", {"tracking": "maybe"}),
+        ("499/page", {"tracking": "maybe"}),
+        ("401/page?tracking=maybe", None),
+        ("499/page?tracking=2", None),
+    ]:
         resp = await client.post(f"{V2}/{path}", json=body, headers=auth)
         assert (resp.status, (await resp.json())["returnCode"]) == (400, -15), path
     resp = await client.post(f"{V2}/401/page", json={"tracking": "yes"}, headers=auth)
@@ -283,15 +312,21 @@ async def test_tracking_value_is_checked_before_the_order_and_its_tracker(
 
 @pytest.mark.parametrize(
     ("body", "query", "tracking"),
-    [({"tracking": "on"}, "", True), ({"tracking": " NO "}, "", False),
-     ({"tracking": 0}, "", False), (None, "?tracking=yes", True), (None, "?tracking=off", False),
-     ({"tracking": True}, "?tracking=maybe", True)],  # the body wins; the query is not read
+    [
+        ({"tracking": "on"}, "", True),
+        ({"tracking": " NO "}, "", False),
+        ({"tracking": 0}, "", False),
+        (None, "?tracking=yes", True),
+        (None, "?tracking=off", False),
+        ({"tracking": True}, "?tracking=maybe", True),
+    ],  # the body wins; the query is not read
 )
 async def test_tracking_accepts_the_documented_spellings(
     client: Any, auth: Any, gateway: Any, body: Any, query: str, tracking: bool
 ) -> None:
-    await client.post(f"{V2}?dummy_tracker_address=on", json={"name": "402", "orderType": "TO_GO"},
-                      headers=auth)
+    await client.post(
+        f"{V2}?dummy_tracker_address=on", json={"name": "402", "orderType": "TO_GO"}, headers=auth
+    )
     resp = await client.post(f"{V2}/402/page{query}", json=body, headers=auth)
     answer = await resp.json()
     assert (resp.status, answer["returnCode"], answer["activeorder"]["paged"]) == (200, 1014, True)

@@ -22,9 +22,14 @@ GEN = "/api/v2/accesstoken/generate"
 async def test_generate_outside_window_is_403(client: Any) -> None:
     resp = await client.get(f"{GEN}?name=pos")
     body = await resp.json()
-    assert (resp.status, body) == (403, {
-        "status": 403, "returnCode": -3,
-        "message": "Time window expired or gateway button not pressed."})
+    assert (resp.status, body) == (
+        403,
+        {
+            "status": 403,
+            "returnCode": -3,
+            "message": "Time window expired or gateway button not pressed.",
+        },
+    )
 
 
 async def test_window_generates_48_hex_token_once(client: Any, gateway: Any) -> None:
@@ -49,8 +54,10 @@ async def test_window_generates_48_hex_token_once(client: Any, gateway: Any) -> 
 async def test_token_stored_only_as_digest(client: Any, gateway: Any, settings: Any) -> None:
     gateway.ctx.tokens.open_window()
     secret = (await (await client.get(f"{GEN}?name=x")).json())["token"]["token"]
-    raw = settings.db_path.read_bytes() + settings.db_path.with_name(
-        settings.db_path.name + "-wal").read_bytes()
+    raw = (
+        settings.db_path.read_bytes()
+        + settings.db_path.with_name(settings.db_path.name + "-wal").read_bytes()
+    )
     assert secret.encode() not in raw
     assert bytes.fromhex(secret) not in raw
 
@@ -152,7 +159,8 @@ def _concrete(path: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "route", [r for r in ROUTES if r.auth in (Auth.TOKEN, Auth.ADMIN)],
+    "route",
+    [r for r in ROUTES if r.auth in (Auth.TOKEN, Auth.ADMIN)],
     ids=lambda r: f"{r.method} {r.path}",
 )
 @pytest.mark.parametrize("header", [None, "Bearer nope", "Basic Og==", "Bearer revoked"])
@@ -166,8 +174,12 @@ async def test_authorization_matrix(
         header = f"Bearer {issued.secret}"
     headers = {} if header is None else {"Authorization": header}
     before = len(gateway.ctx.orders.active())
-    resp = await client.request(route.method, _concrete(route.path), headers=headers,
-                                json={"name": "1", "orderType": "TO_GO"})
+    resp = await client.request(
+        route.method,
+        _concrete(route.path),
+        headers=headers,
+        json={"name": "1", "orderType": "TO_GO"},
+    )
     body = await resp.json()
     if route.path.startswith("/api/dev/"):  # Imprimo (seed 000): 401, its own envelope
         assert resp.status == 401 and body["success"] is False, body

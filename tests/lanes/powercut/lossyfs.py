@@ -113,8 +113,12 @@ class LossyFS(Operations):  # type: ignore[misc]
         with self._mutex:
             pages = sum(len(u.pages) for u in self.cache.values())
             files = ", ".join(f"{p.lstrip('/')}={len(u.pages)}" for p, u in self.cache.items())
-            print(f"lossyfs: power cut after {self.fsyncs} fsyncs: dropped {pages} unsynced"
-                  f" pages in {len(self.cache)} files: {files}", file=sys.stderr, flush=True)
+            print(
+                f"lossyfs: power cut after {self.fsyncs} fsyncs: dropped {pages} unsynced"
+                f" pages in {len(self.cache)} files: {files}",
+                file=sys.stderr,
+                flush=True,
+            )
             os._exit(0)  # nothing below this line runs: no flush, no unmount, no persist
 
     # -- files ---------------------------------------------------------------------------
@@ -183,8 +187,10 @@ class LossyFS(Operations):  # type: ignore[misc]
 
     def getattr(self, path: str, fi: Any = None) -> dict[str, int]:
         st = os.lstat(self._real(path))
-        attrs = {k: getattr(st, k) for k in ("st_mode", "st_nlink", "st_uid", "st_gid",
-                                               "st_size", "st_blocks")}
+        attrs = {
+            k: getattr(st, k)
+            for k in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size", "st_blocks")
+        }
         attrs.update(st_atime=st.st_atime_ns, st_mtime=st.st_mtime_ns, st_ctime=st.st_ctime_ns)
         u = self.cache.get(path)
         if u is not None:
@@ -207,7 +213,7 @@ class LossyFS(Operations):  # type: ignore[misc]
                 del self.cache[key]  # the replaced file's unsynced data goes with it
         for key in list(self.cache):
             if key == old or key.startswith(old + "/"):
-                moved[new + key[len(old):]] = self.cache.pop(key)
+                moved[new + key[len(old) :]] = self.cache.pop(key)
         self.cache.update(moved)
         return 0
 
@@ -236,9 +242,21 @@ class LossyFS(Operations):  # type: ignore[misc]
 
     def statfs(self, path: str) -> dict[str, int]:
         sv = os.statvfs(self._real(path))
-        return {k: getattr(sv, k) for k in ("f_bavail", "f_bfree", "f_blocks", "f_bsize",
-                                             "f_favail", "f_ffree", "f_files", "f_flag",
-                                             "f_frsize", "f_namemax")}
+        return {
+            k: getattr(sv, k)
+            for k in (
+                "f_bavail",
+                "f_bfree",
+                "f_blocks",
+                "f_bsize",
+                "f_favail",
+                "f_ffree",
+                "f_files",
+                "f_flag",
+                "f_frsize",
+                "f_namemax",
+            )
+        }
 
 
 def main(argv: list[str]) -> None:
@@ -253,8 +271,18 @@ def main(argv: list[str]) -> None:
         fs.power_cut()
 
     threading.Thread(target=wait_for_cut, name="power", daemon=True).start()
-    FUSE(fs, mountpoint, raw_fi=True, foreground=True, nothreads=True, fsname="lossyfs",
-         big_writes=True, attr_timeout=0, entry_timeout=0, negative_timeout=0)
+    FUSE(
+        fs,
+        mountpoint,
+        raw_fi=True,
+        foreground=True,
+        nothreads=True,
+        fsname="lossyfs",
+        big_writes=True,
+        attr_timeout=0,
+        entry_timeout=0,
+        negative_timeout=0,
+    )
 
 
 if __name__ == "__main__":

@@ -57,9 +57,17 @@ class LossyMount:
         with self.log_path.open("ab") as log:
             self._log_start = log.tell()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.lanes.powercut.lossyfs", str(self.backing),
-                 str(self.mountpoint)],
-                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.lanes.powercut.lossyfs",
+                    str(self.backing),
+                    str(self.mountpoint),
+                ],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
             )
         deadline = time.monotonic() + timeout
         while not os.path.ismount(self.mountpoint):
@@ -99,8 +107,13 @@ class LossyMount:
 
     def _fusermount(self) -> None:
         if _mounted(self.mountpoint):
-            subprocess.run(["fusermount", "-u", "-z", str(self.mountpoint)], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+            subprocess.run(
+                ["fusermount", "-u", "-z", str(self.mountpoint)],
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=10,
+            )
         assert not _mounted(self.mountpoint), f"{self.mountpoint} is still mounted"
 
     def log(self) -> str:

@@ -51,10 +51,17 @@ async def overview(request: web.Request) -> web.Response:
     svc = request.app[SERVICES].deliveries
     uplink = svc.uplink
     stats = svc.stats
-    return reply(200, OVERVIEW, pending=await svc.pending(), dead=await svc.dead_count(),
-                 uplink="off" if uplink is None or not uplink.enabled else uplink.state.value,
-                 sent=stats.sent, delivered=stats.delivered, failed=stats.failed,
-                 offline=stats.offline)
+    return reply(
+        200,
+        OVERVIEW,
+        pending=await svc.pending(),
+        dead=await svc.dead_count(),
+        uplink="off" if uplink is None or not uplink.enabled else uplink.state.value,
+        sent=stats.sent,
+        delivered=stats.delivered,
+        failed=stats.failed,
+        offline=stats.offline,
+    )
 
 
 async def dead_letters(request: web.Request) -> web.Response:
@@ -62,8 +69,9 @@ async def dead_letters(request: web.Request) -> web.Response:
     offset = _int(request, "offset", 0, 0, 1_000_000_000, Code.BAD_OFFSET)
     svc = request.app[SERVICES].deliveries
     rows = await svc.dead_letters(limit, offset)
-    return reply(200, DEAD_LIST, total=await svc.dead_count(),
-                 items=[dead_dict(request, r) for r in rows])
+    return reply(
+        200, DEAD_LIST, total=await svc.dead_count(), items=[dead_dict(request, r) for r in rows]
+    )
 
 
 async def replay(request: web.Request) -> web.Response:

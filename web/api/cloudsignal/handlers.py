@@ -44,7 +44,8 @@ MAX_DELAY_HOURS = 8760  # a year
 # Seed 002: `2016-01-20 13:00:00 GMT`; ISO 8601 spellings (T, Z, UTC, an offset) are accepted.
 DATETIME = re.compile(
     r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.\d{1,9})?"
-    r"(?: ?(?:GMT|UTC|Z|[+-]\d{2}:?\d{2}))?")
+    r"(?: ?(?:GMT|UTC|Z|[+-]\d{2}:?\d{2}))?"
+)
 HOURS = re.compile(r"\d{1,4}(?:\.\d{1,3})?")
 
 
@@ -87,8 +88,9 @@ def parse_signal(body: dict[str, Any]) -> Inbound:
     try:
         kind = SignalType(kind_raw)
     except ValueError:
-        raise BadSignal("Invalid type: must be one of "
-                        + ", ".join(t.value for t in SignalType) + ".") from None
+        raise BadSignal(
+            "Invalid type: must be one of " + ", ".join(t.value for t in SignalType) + "."
+        ) from None
     order = _ref(body, "order")
     item = "" if kind is SignalType.ORDER_REGISTERED else _ref(body, "item")
     _datetime(body)
@@ -157,15 +159,23 @@ def _delay(body: dict[str, Any]) -> int | None:
 
 def _key_dict(request: web.Request, key: IntegrationKey) -> dict[str, Any]:
     tz = request.app[SERVICES].config.tz
-    return {"id": key.id, "name": key.name, "keyId": key.app_id,
-            "creation_date": local_time(key.created, tz)}
+    return {
+        "id": key.id,
+        "name": key.name,
+        "keyId": key.app_id,
+        "creation_date": local_time(key.created, tz),
+    }
 
 
 def _subscription_dict(request: web.Request, sub: Subscription) -> dict[str, Any]:
     tz = request.app[SERVICES].config.tz
-    return {"id": sub.id, "url": sub.url, "creation_date": local_time(sub.created, tz),
-            "disabled": None if sub.disabled is None else local_time(sub.disabled, tz),
-            "disabled_reason": sub.disabled_reason}
+    return {
+        "id": sub.id,
+        "url": sub.url,
+        "creation_date": local_time(sub.created, tz),
+        "disabled": None if sub.disabled is None else local_time(sub.disabled, tz),
+        "disabled_reason": sub.disabled_reason,
+    }
 
 
 def _id_query(request: web.Request) -> int:
@@ -179,8 +189,9 @@ async def cloudsignal_create_key(request: web.Request) -> web.Response:
     body = await read_json(request)
     info, apikey = await request.app[SERVICES].cloudsignal.create_key(body.get("name"))
     key = _key_dict(request, info) | {"apikey": apikey}  # shown this once; only its digest kept
-    return reply(201, KEY_CREATED, message="CloudSignal apikey created; it is shown only now.",
-                 key=key)
+    return reply(
+        201, KEY_CREATED, message="CloudSignal apikey created; it is shown only now.", key=key
+    )
 
 
 async def cloudsignal_list_keys(request: web.Request) -> web.Response:
@@ -197,9 +208,12 @@ async def cloudsignal_subscribe(request: web.Request) -> web.Response:
     body = await read_json(request)
     svc = request.app[SERVICES].cloudsignal
     sub, new = await svc.subscribe(body.get("url"), body.get("apikey"))
-    return reply(201 if new else 200, SUBSCRIBED,
-                 message="Subscription added." if new else "Subscription updated.",
-                 subscription=_subscription_dict(request, sub))
+    return reply(
+        201 if new else 200,
+        SUBSCRIBED,
+        message="Subscription added." if new else "Subscription updated.",
+        subscription=_subscription_dict(request, sub),
+    )
 
 
 async def cloudsignal_list_subscriptions(request: web.Request) -> web.Response:
@@ -211,4 +225,3 @@ async def cloudsignal_list_subscriptions(request: web.Request) -> web.Response:
 async def cloudsignal_unsubscribe(request: web.Request) -> web.Response:
     await request.app[SERVICES].cloudsignal.unsubscribe(_id_query(request))
     return reply(200, UNSUBSCRIBED, message="Subscription removed.")
-

@@ -13,8 +13,10 @@ from web import wire as sc
 from web.api.cloudsignal import handlers as cs
 
 TAG = "cloudsignal"
-DATETIME = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
-            r"( ?(GMT|UTC|Z|[+-][0-9]{2}:?[0-9]{2}))?$")
+DATETIME = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"( ?(GMT|UTC|Z|[+-][0-9]{2}:?[0-9]{2}))?$"
+)
 Optional = SkipJsonSchema[None]
 
 
@@ -31,27 +33,50 @@ class CloudSignal(BaseModel):
     first; then `apikey`: without it the answer is 401, with a wrong one 403. Other keys are
     ignored."""
 
-    apikey: str = Field(min_length=1, max_length=256, description="The api access key.",
-                        examples=["13b37bb1ed6d3403e158abe719b4f6d0"])
-    type: SignalType = Field(description="OrderRegistered is acknowledged and changes "
-                                "nothing; each Item* signal moves the item.")
-    order: Ref = Field(description="The full order id: the gateway's order number (or the "
-                       "order's uuid).", examples=["123"])
-    item: Ref | Optional = Field(None, description="The full item id (`<order>-<position>`; "
-                                 "the position alone is accepted). Required by every Item* "
-                                 "signal.", examples=["123-1"], json_schema_extra=_absent)
+    apikey: str = Field(
+        min_length=1,
+        max_length=256,
+        description="The api access key.",
+        examples=["13b37bb1ed6d3403e158abe719b4f6d0"],
+    )
+    type: SignalType = Field(
+        description="OrderRegistered is acknowledged and changes "
+        "nothing; each Item* signal moves the item."
+    )
+    order: Ref = Field(
+        description="The full order id: the gateway's order number (or the order's uuid).",
+        examples=["123"],
+    )
+    item: Ref | Optional = Field(
+        None,
+        description="The full item id (`<order>-<position>`; "
+        "the position alone is accepted). Required by every Item* "
+        "signal.",
+        examples=["123-1"],
+        json_schema_extra=_absent,
+    )
     tracking: Annotated[str, Field(max_length=cs.MAX_TRACKING)] | Optional = Field(
-        None, description="ItemShipped: required (the seed's tracking code; kept as is).",
-        json_schema_extra=_absent)
+        None,
+        description="ItemShipped: required (the seed's tracking code; kept as is).",
+        json_schema_extra=_absent,
+    )
     cause: Annotated[str, Field(max_length=cs.MAX_CAUSE)] | Optional = Field(
-        None, description="ItemError / ItemCanceled: why.", json_schema_extra=_absent)
+        None, description="ItemError / ItemCanceled: why.", json_schema_extra=_absent
+    )
     delay: Annotated[str, Field(pattern=r"^[0-9]{1,4}(\.[0-9]{1,3})?$")] | Optional = Field(
-        None, description="ItemError / ItemCanceled: the expected delay in hours.",
-        examples=["24"], json_schema_extra=_absent)
+        None,
+        description="ItemError / ItemCanceled: the expected delay in hours.",
+        examples=["24"],
+        json_schema_extra=_absent,
+    )
     message: Annotated[str, Field(max_length=cs.MAX_MESSAGE)] | Optional = Field(
-        None, description="ItemCanceled: free text.", json_schema_extra=_absent)
-    datetime: str = Field(pattern=DATETIME, description="When it happened, "
-                          "`YYYY-MM-DD HH:MM:SS GMT`.", examples=["2016-01-20 13:00:00 GMT"])
+        None, description="ItemCanceled: free text.", json_schema_extra=_absent
+    )
+    datetime: str = Field(
+        pattern=DATETIME,
+        description="When it happened, `YYYY-MM-DD HH:MM:SS GMT`.",
+        examples=["2016-01-20 13:00:00 GMT"],
+    )
 
 
 class KeyName(BaseModel):

@@ -36,12 +36,16 @@ ANSWER_KEYS = ("accepted", "time")
 LOCAL_SCHEMES = ("serial://", "usb://", "lp://")
 PRINTER_FILE = re.compile(
     r"(serial|usb|lp):///dev/(tty(S|USB|ACM|AMA)[0-9]{1,3}|usb/lp[0-9]{1,3}|lp[0-9]{1,3}"
-    r"|rfcomm[0-9]{1,3}|serial/by-(id|path)/[A-Za-z0-9][A-Za-z0-9:._+-]{0,200})(\?.*)?")
+    r"|rfcomm[0-9]{1,3}|serial/by-(id|path)/[A-Za-z0-9][A-Za-z0-9:._+-]{0,200})(\?.*)?"
+)
 
 
 def ok(payload: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps({"success": True, **payload}), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps({"success": True, **payload}),
+        status=status,
+        content_type="application/json",
+    )
 
 
 def _service(request: web.Request) -> tuple[Services, PrintService]:
@@ -58,8 +62,11 @@ def parse_limit(raw: str | None) -> int:
         return MAX_LIMIT
     digits = raw.lstrip("0")
     if not (raw.isascii() and raw.isdigit()) or not digits:
-        raise ValidationFailed(Code.BAD_LIMIT, f"limit must be a positive integer (values "
-                                               f"above {MAX_LIMIT} are capped), not {raw[:20]!r}.")
+        raise ValidationFailed(
+            Code.BAD_LIMIT,
+            f"limit must be a positive integer (values "
+            f"above {MAX_LIMIT} are capped), not {raw[:20]!r}.",
+        )
     return MAX_LIMIT if len(digits) > 3 else min(int(digits), MAX_LIMIT)
 
 
@@ -68,8 +75,9 @@ def parse_offset(raw: str | None) -> int:
         return 0
     digits = raw.lstrip("0") or "0"
     if not (raw.isascii() and raw.isdigit()) or len(digits) > 10 or int(digits) > MAX_OFFSET:
-        raise ValidationFailed(Code.BAD_OFFSET, f"offset must be an integer from 0 to "
-                                                f"{MAX_OFFSET}, not {raw[:20]!r}.")
+        raise ValidationFailed(
+            Code.BAD_OFFSET, f"offset must be an integer from 0 to {MAX_OFFSET}, not {raw[:20]!r}."
+        )
     return int(digits)
 
 
@@ -78,8 +86,9 @@ def only(body: dict[str, Any], allowed: Iterable[str]) -> None:
     allowed = tuple(allowed)
     if extra := sorted(set(body) - set(allowed)):
         names = ", ".join(repr(k[:40]) for k in extra[:5]) + (", ..." if len(extra) > 5 else "")
-        raise ValidationFailed(Code.BAD_JSON, f"Unknown properties: {names}. Allowed: "
-                                              f"{', '.join(allowed)}.")
+        raise ValidationFailed(
+            Code.BAD_JSON, f"Unknown properties: {names}. Allowed: {', '.join(allowed)}."
+        )
 
 
 def parse_deadline(value: object) -> float | None:
@@ -87,11 +96,13 @@ def parse_deadline(value: object) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValidationFailed(Code.PRINT_BAD_DEADLINE,
-                               "deadline must be a number: Unix time in seconds.")
+        raise ValidationFailed(
+            Code.PRINT_BAD_DEADLINE, "deadline must be a number: Unix time in seconds."
+        )
     if value >= MILLISECONDS:
-        raise ValidationFailed(Code.PRINT_BAD_DEADLINE,
-                               "deadline looks like milliseconds; send Unix time in seconds.")
+        raise ValidationFailed(
+            Code.PRINT_BAD_DEADLINE, "deadline looks like milliseconds; send Unix time in seconds."
+        )
     return float(value)
 
 
@@ -111,8 +122,9 @@ def text(body: dict[str, Any], key: str, *, default: str | None = None) -> str:
     return value
 
 
-def _page(request: web.Request, key: str, items: list[dict[str, Any]], limit: int,
-          offset: int, total: int) -> web.Response:
+def _page(
+    request: web.Request, key: str, items: list[dict[str, Any]], limit: int, offset: int, total: int
+) -> web.Response:
     after = offset + len(items)
     following = None
     if items and after < total:
@@ -144,9 +156,13 @@ async def add_device(request: web.Request) -> web.Response:
     if raw_id is not None and not isinstance(raw_id, str):
         raise ValidationFailed(Code.PRINT_BAD_DEVICE, "id must be a string or left out.")
     address = _address(body)
-    spec = DeviceSpec(name=text(body, "name"), address=address,
-                      station=text(body, "station", default=""),
-                      paper=text(body, "paper", default="80mm"), id=raw_id)
+    spec = DeviceSpec(
+        name=text(body, "name"),
+        address=address,
+        station=text(body, "station", default=""),
+        paper=text(body, "paper", default="80mm"),
+        id=raw_id,
+    )
     device = await svc.add_device(spec, Source.API)
     return ok({"device": device_json(device)}, 201)
 
@@ -154,9 +170,12 @@ async def add_device(request: web.Request) -> web.Response:
 def _address(body: dict[str, Any]) -> str:
     address = text(body, "address")
     if address.startswith(LOCAL_SCHEMES) and not PRINTER_FILE.fullmatch(address):
-        raise ValidationFailed(Code.PRINT_BAD_DEVICE, "address must name a printer port: "
-                               "/dev/ttyS*, ttyUSB*, ttyACM*, ttyAMA*, rfcomm*, usb/lp*, lp* or "
-                               "serial/by-id/*.")
+        raise ValidationFailed(
+            Code.PRINT_BAD_DEVICE,
+            "address must name a printer port: "
+            "/dev/ttyS*, ttyUSB*, ttyACM*, ttyAMA*, rfcomm*, usb/lp*, lp* or "
+            "serial/by-id/*.",
+        )
     return address
 
 
@@ -184,12 +203,20 @@ async def submit(request: web.Request) -> web.Response:
     only(body, SUBMIT_KEYS)
     command = parse_command(body.get("command"))
     deadline = parse_deadline(body.get("deadline"))
-    reserved = optional_text(body, "reserved", Code.PRINT_BAD_RESERVED,
-                             "a string of at most 60 ASCII characters")
-    report_url = optional_text(body, "reportUrl", Code.PRINT_BAD_REPORT_URL,
-                               "an http(s) URL string")
-    created = await svc.submit(device.id, command, body.get("data"), deadline=deadline,
-                               reserved=reserved, report_url=report_url)
+    reserved = optional_text(
+        body, "reserved", Code.PRINT_BAD_RESERVED, "a string of at most 60 ASCII characters"
+    )
+    report_url = optional_text(
+        body, "reportUrl", Code.PRINT_BAD_REPORT_URL, "an http(s) URL string"
+    )
+    created = await svc.submit(
+        device.id,
+        command,
+        body.get("data"),
+        deadline=deadline,
+        reserved=reserved,
+        report_url=report_url,
+    )
     return ok({"request": request_json(created)})
 
 
@@ -229,8 +256,9 @@ def _tickets(request: web.Request) -> Tickets:
     device = svc.device(request.match_info["device_id"])
     source = ctx.previews.get(device.id)
     if source is None:
-        raise NotFound(Code.NOT_FOUND, f"Device {device.id!r} is not a virtual printer: it has "
-                                       "no preview.")
+        raise NotFound(
+            Code.NOT_FOUND, f"Device {device.id!r} is not a virtual printer: it has no preview."
+        )
     return source()
 
 
@@ -247,5 +275,4 @@ async def preview_png(request: web.Request) -> web.Response:
         raise NotFound(Code.NOT_FOUND, "Nothing printed on this device yet.")
     _, _, png = tickets[-1]
     body = await asyncio.to_thread(png)  # rasterising a ticket must not stall the loop
-    return web.Response(body=body, content_type="image/png",
-                        headers={"Cache-Control": "no-store"})
+    return web.Response(body=body, content_type="image/png", headers={"Cache-Control": "no-store"})

@@ -24,10 +24,12 @@ def _absent(schema: dict[str, Any]) -> None:
 
 
 DEVICE_ID = r"^[A-Za-z0-9_-]{1,16}$"
-ADDRESS = (r"^(tcp://[^/\s]+(:[0-9]{1,5})?|virtual://[A-Za-z0-9_-]+"
-           r"|serial:///dev/((ttyS|ttyUSB|ttyACM|ttyAMA|rfcomm)[0-9]{1,3}"
-           r"|serial/by-(id|path)/[A-Za-z0-9][A-Za-z0-9:._+-]{0,200})(\?baud=[0-9]{3,7})?"
-           r"|(usb|lp):///dev/(usb/lp|lp)[0-9]{1,3})$")
+ADDRESS = (
+    r"^(tcp://[^/\s]+(:[0-9]{1,5})?|virtual://[A-Za-z0-9_-]+"
+    r"|serial:///dev/((ttyS|ttyUSB|ttyACM|ttyAMA|rfcomm)[0-9]{1,3}"
+    r"|serial/by-(id|path)/[A-Za-z0-9][A-Za-z0-9:._+-]{0,200})(\?baud=[0-9]{3,7})?"
+    r"|(usb|lp):///dev/(usb/lp|lp)[0-9]{1,3})$"
+)
 
 
 class Success(Wire):
@@ -58,18 +60,22 @@ class ImprimoDevice(Wire):
     name: str = Field(description="Extension: the printer's name.")
     station: str = Field(description='Extension: the station it serves ("" = none).')
     statusDetail: str | None = Field(
-        description="Extension: finer than `status`, e.g. cover-open, unreachable.")
+        description="Extension: finer than `status`, e.g. cover-open, unreachable."
+    )
     pendingAddress: str | SkipJsonSchema[None] = Field(
-        None, json_schema_extra=_absent,
+        None,
+        json_schema_extra=_absent,
         description="Extension, present only when set: an address mDNS announced this printer "
         "at without the printer identity it was found with. The printer stays at its address "
-        "until a manager confirms with POST .../address.")
+        "until a manager confirms with POST .../address.",
+    )
 
 
 class DevicePage(Wire):
     next: str | None = Field(
         description="Path and query of the next page; null on the last page.",
-        examples=["/api/dev/devices/?limit=100&offset=100"])
+        examples=["/api/dev/devices/?limit=100&offset=100"],
+    )
     count: int = Field(ge=0, description="Devices in this page.")
     total: int = Field(ge=0, description="Extension: all devices.")
     items: list[ImprimoDevice]
@@ -93,15 +99,18 @@ class NewDevice(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     id: Annotated[str, Field(pattern=DEVICE_ID)] | SkipJsonSchema[None] = Field(
-        None, description="Default: 16 random hex characters.", json_schema_extra=_absent)
+        None, description="Default: 16 random hex characters.", json_schema_extra=_absent
+    )
     name: str = Field(min_length=1, max_length=64, examples=["Kitchen"])
     address: str = Field(
-        pattern=ADDRESS, max_length=256,
+        pattern=ADDRESS,
+        max_length=256,
         description="tcp://host:port (raw, port 9100 by default), "
         "serial:///dev/ttyUSB0?baud=9600 (also ttyS, ttyACM, ttyAMA, rfcomm and "
         "/dev/serial/by-id/...), usb:///dev/usb/lp0 (lp:// is the same; also /dev/lp0) or "
         "virtual://name (demo). Other device files are refused.",
-        examples=["tcp://192.168.1.50:9100"])
+        examples=["tcp://192.168.1.50:9100"],
+    )
     station: str = Field("", max_length=32, description='The station it serves ("" = none).')
     paper: Literal["80mm", "58mm"] = "80mm"
 
@@ -128,8 +137,9 @@ class Input(Wire):
 
 
 class Output(Wire):
-    data: Any = Field(description="print-order with an answer: {accepted, time (minutes)}; "
-                      "otherwise null.")
+    data: Any = Field(
+        description="print-order with an answer: {accepted, time (minutes)}; otherwise null."
+    )
     dateReceived: int | None
 
 
@@ -198,17 +208,24 @@ class SubmitRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     command: Command | Literal["print"] = Field(
-        Command.PRINT_TEXT, description='Default "print-text"; "print" is the same.')
+        Command.PRINT_TEXT, description='Default "print-text"; "print" is the same.'
+    )
     data: Any = Field(None, description=DATA, examples=["Text to print"])
     deadline: float | None = Field(
-        None, description="Unix time (seconds, a number; not a string). Default: 5 minutes "
+        None,
+        description="Unix time (seconds, a number; not a string). Default: 5 minutes "
         "after creation; at most 7 days ahead. A request not done by then is archived with "
-        "error `deadline`.", examples=[1478979898])
+        "error `deadline`.",
+        examples=[1478979898],
+    )
     reserved: Annotated[str, Field(max_length=60, pattern=r"^[\x00-\x7f]*$")] | None = Field(
-        None, description="At most 60 ASCII characters, kept for you.")
+        None, description="At most 60 ASCII characters, kept for you."
+    )
     reportUrl: Url | None = Field(
-        None, description="Extension: where this request's automatic reports are POSTed "
-        "(besides the gateway's `print_report_url`).")
+        None,
+        description="Extension: where this request's automatic reports are POSTed "
+        "(besides the gateway's `print_report_url`).",
+    )
 
 
 class OrderAnswer(BaseModel):
@@ -217,7 +234,8 @@ class OrderAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     accepted: bool
     time: Annotated[int, Field(ge=0, le=1440)] | None = Field(
-        None, description="Minutes until ready; required when accepting.")
+        None, description="Minutes until ready; required when accepting."
+    )
 
 
 # -- preview (demo virtual printers) ----------------------------------------------------------
@@ -242,8 +260,15 @@ class PageQuery(BaseModel):
     offset: int = Field(0, ge=0, le=10**9)
 
 
-DeviceId = Annotated[str, Field(min_length=1, description="The device's `id`.",
-                                examples=["abc12345"])]
-RequestId = Annotated[str, Field(min_length=1, description="The request's `id`.",
-                                 examples=["90021daaa90f11e6956760e327002198"])]
+DeviceId = Annotated[
+    str, Field(min_length=1, description="The device's `id`.", examples=["abc12345"])
+]
+RequestId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="The request's `id`.",
+        examples=["90021daaa90f11e6956760e327002198"],
+    ),
+]
 PATH_PARAMS: dict[str, Any] = {"device_id": DeviceId, "request_id": RequestId}

@@ -61,7 +61,6 @@ JSON_TYPES = frozenset({"application/json", "text/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 
-
 # -- formats and the error envelope ----------------------------------------------------------
 
 
@@ -84,13 +83,23 @@ def _error_format(request: web.BaseRequest) -> str:
         return "json"
 
 
-def answer(fmt: str, status: int, root: str, value: Any,
-           headers: dict[str, str] | None = None) -> web.Response:
+def answer(
+    fmt: str, status: int, root: str, value: Any, headers: dict[str, str] | None = None
+) -> web.Response:
     if fmt == "xml":
-        return web.Response(body=ix.render(root, value), status=status, headers=headers,
-                            content_type="application/xml", charset="utf-8")
-    return web.Response(body=orjson.dumps({root: value}), status=status, headers=headers,
-                        content_type="application/json")
+        return web.Response(
+            body=ix.render(root, value),
+            status=status,
+            headers=headers,
+            content_type="application/xml",
+            charset="utf-8",
+        )
+    return web.Response(
+        body=orjson.dumps({root: value}),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
 
 
 def fail(request: web.BaseRequest, code: Code, detail: str | None, status: int) -> web.Response:
@@ -99,8 +108,13 @@ def fail(request: web.BaseRequest, code: Code, detail: str | None, status: int) 
     headers: dict[str, str] = {}
     if status in (429, 503):
         headers["Retry-After"] = "60" if status == 429 else "2"
-    return answer(_error_format(request), status, "error",
-                  {"code": code.value, "message": detail or default}, headers)
+    return answer(
+        _error_format(request),
+        status,
+        "error",
+        {"code": code.value, "message": detail or default},
+        headers,
+    )
 
 
 def fail_status(request: web.BaseRequest, status: int, reason: str, code: Code) -> web.Response:
@@ -122,10 +136,19 @@ def _verify(request: web.Request, svc: Imprinted, body: bytes) -> tuple[SignedRe
     """The caller, and the query string it signed (the raw query without Signature)."""
     raw_path, _, raw_query = request.raw_path.partition("?")
     raw_query = raw_query.partition("#")[0]
-    headers = {name: value for name in (SIGNATURE_HEADER, TIMESTAMP_HEADER)
-               if (value := request.headers.get(name)) is not None}
-    signed = svc.auth.verify(method=request.method, path=raw_path, raw_query=raw_query,
-                             body=body, headers=headers, client=request.remote)
+    headers = {
+        name: value
+        for name in (SIGNATURE_HEADER, TIMESTAMP_HEADER)
+        if (value := request.headers.get(name)) is not None
+    }
+    signed = svc.auth.verify(
+        method=request.method,
+        path=raw_path,
+        raw_query=raw_query,
+        body=body,
+        headers=headers,
+        client=request.remote,
+    )
     return signed, split_query(raw_query)[0]
 
 
@@ -168,15 +191,22 @@ async def create_order(request: web.Request) -> web.Response:
     query_params(query, POST_PARAMS)
     fmt = body_format(request)
     if fmt is None:
-        raise GatewayError(Code.UNSUPPORTED_MEDIA_TYPE,
-                           f"Content-Type {request.content_type[:60]!r} is not accepted: use "
-                           "application/json or application/xml.")
+        raise GatewayError(
+            Code.UNSUPPORTED_MEDIA_TYPE,
+            f"Content-Type {request.content_type[:60]!r} is not accepted: use "
+            "application/json or application/xml.",
+        )
     spec = order_spec(_decode(body, fmt))
     intake = _intake(request)
     claim = await svc.auth.claim(signed)  # after parsing: a refused body can be fixed and sent
     try:
-        created = await intake.create(spec.items, source=signed.source, order_type="TO_GO",
-                                      external_id=spec.external_id, extra=spec.extra)
+        created = await intake.create(
+            spec.items,
+            source=signed.source,
+            order_type="TO_GO",
+            external_id=spec.external_id,
+            extra=spec.extra,
+        )
     except (GatewayError, sqlite3.Error):  # nothing was written: a retry is not a replay
         with contextlib.suppress(Exception):
             await svc.auth.release(claim)
@@ -215,8 +245,11 @@ async def delete_order(request: web.Request) -> web.Response:
 
 
 def _app_dict(request: web.Request, app: App) -> dict[str, Any]:
-    return {"appId": app.app_id, "name": app.name,
-            "created": local_time(app.created, request.app[SERVICES].config.tz)}
+    return {
+        "appId": app.app_id,
+        "name": app.name,
+        "created": local_time(app.created, request.app[SERVICES].config.tz),
+    }
 
 
 async def create_app(request: web.Request) -> web.Response:

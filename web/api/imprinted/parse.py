@@ -27,24 +27,51 @@ MAX_PAGE = 1_000_000
 MAX_IDS = 250
 MAX_QUANTITY = 9999
 MAX_PRICE = Decimal(10_000_000)
-ADDRESS_KEYS = ("firstName", "lastName", "company", "address1", "address2", "city", "county",
-                "postcode", "country", "phone1", "phone2", "phone3", "vatNumber")
+ADDRESS_KEYS = (
+    "firstName",
+    "lastName",
+    "company",
+    "address1",
+    "address2",
+    "city",
+    "county",
+    "postcode",
+    "country",
+    "phone1",
+    "phone2",
+    "phone3",
+    "vatNumber",
+)
 SHIPPING_METHODS = ("regular", "recorded", "courier", "collection")
 SUMMARY_MONEY = ("subtotalPrice", "shippingPrice", "total", "totalTax")
 # Read-only properties of the seed: a client that sends back what it read is not refused;
 # the values are ignored.
-READ_ONLY = frozenset({"id", "created_at", "type", "status", "deleted", "billing_address",
-                       "payment"})
+READ_ONLY = frozenset(
+    {"id", "created_at", "type", "status", "deleted", "billing_address", "payment"}
+)
 ITEM_READ_ONLY = frozenset({"price"})
 DIGITS = re.compile(r"[0-9]{1,12}")
 MONEY = re.compile(r"[0-9]{1,8}(\.[0-9]{1,2})?")
 CURRENCY = re.compile(r"[A-Z]{3}")
-ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-                 r"(Z|[+-][0-9]{2}:?[0-9]{2})?")
+ISO = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})?"
+)
 FORMATS = {"json": "json", "jsn": "json", "xml": "xml"}
 
-LIST_PARAMS = frozenset({"AppId", "ids", "limit", "page", "since_id", "created_at_min",
-                         "created_at_max", "status", "format"})
+LIST_PARAMS = frozenset(
+    {
+        "AppId",
+        "ids",
+        "limit",
+        "page",
+        "since_id",
+        "created_at_min",
+        "created_at_max",
+        "status",
+        "format",
+    }
+)
 ONE_PARAMS = frozenset({"AppId", "id", "format"})
 POST_PARAMS = frozenset({"AppId", "format"})
 
@@ -60,16 +87,24 @@ def query_params(signed_query: str, allowed: frozenset[str]) -> dict[str, str]:
     """The query (without Signature) as one value per name; unknown or repeated names are
     refused: a typo (`sinceid`) must not silently list everything."""
     try:
-        pairs = parse_qsl(signed_query, keep_blank_values=True, strict_parsing=False,
-                          errors="strict", max_num_fields=len(allowed) + 1)
+        pairs = parse_qsl(
+            signed_query,
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
+            max_num_fields=len(allowed) + 1,
+        )
     except (ValueError, UnicodeDecodeError):
-        raise bad("The query string is not valid (too many parameters, or not UTF-8).",
-                  Code.BAD_PARAMETER) from None
+        raise bad(
+            "The query string is not valid (too many parameters, or not UTF-8).", Code.BAD_PARAMETER
+        ) from None
     out: dict[str, str] = {}
     for name, value in pairs:
         if name not in allowed:
-            raise bad(f"Unknown parameter {name[:40]!r}. Accepted: "
-                      f"{', '.join(sorted(allowed))}.", Code.BAD_PARAMETER)
+            raise bad(
+                f"Unknown parameter {name[:40]!r}. Accepted: {', '.join(sorted(allowed))}.",
+                Code.BAD_PARAMETER,
+            )
         if name in out:
             raise bad(f"Parameter {name!r} is given more than once.", Code.BAD_PARAMETER)
         out[name] = value
@@ -85,8 +120,14 @@ def response_format(value: str | None) -> str:
     return fmt
 
 
-def _int(params: dict[str, str], name: str, default: int | None, lo: int, hi: int,
-         code: Code = Code.BAD_PARAMETER) -> int | None:
+def _int(
+    params: dict[str, str],
+    name: str,
+    default: int | None,
+    lo: int,
+    hi: int,
+    code: Code = Code.BAD_PARAMETER,
+) -> int | None:
     raw = params.get(name)
     if raw is None:
         return default
@@ -98,8 +139,7 @@ def _int(params: dict[str, str], name: str, default: int | None, lo: int, hi: in
 
 def order_id(params: dict[str, str]) -> int:
     raw = params.get("id")
-    if raw is None or not (raw.isascii() and DIGITS.fullmatch(raw.strip())) \
-            or int(raw) < 1:
+    if raw is None or not (raw.isascii() and DIGITS.fullmatch(raw.strip())) or int(raw) < 1:
         raise bad("id must be an order id (a positive integer).", Code.BAD_ORDER_ID)
     return int(raw)
 
@@ -112,8 +152,11 @@ def _time(params: dict[str, str], name: str, tz: ZoneInfo) -> float | None:
     if " " in text:  # an unencoded '+' of the offset arrives as a space: "…T16:15:47 01:00"
         text = "+".join(text.rsplit(" ", 1))
     if not ISO.fullmatch(text):
-        raise bad(f"{name} must be an ISO 8601 date and time with an offset, e.g. "
-                  "2014-04-25T16:15:47-04:00.", Code.BAD_DATE)
+        raise bad(
+            f"{name} must be an ISO 8601 date and time with an offset, e.g. "
+            "2014-04-25T16:15:47-04:00.",
+            Code.BAD_DATE,
+        )
     try:
         when = datetime.fromisoformat(text)
         if when.tzinfo is None:  # no offset: the gateway's own time zone
@@ -140,20 +183,32 @@ def listing(params: dict[str, str], source: str, tz: ZoneInfo) -> Listing:
     if "ids" in params:
         parts = [p.strip() for p in params["ids"].split(",")]
         if len(parts) > MAX_IDS or not all(p.isascii() and DIGITS.fullmatch(p) for p in parts):
-            raise bad(f"ids must be a comma-separated list of up to {MAX_IDS} order ids.",
-                      Code.BAD_ORDER_ID)
+            raise bad(
+                f"ids must be a comma-separated list of up to {MAX_IDS} order ids.",
+                Code.BAD_ORDER_ID,
+            )
         ids = tuple(sorted({int(p) for p in parts}))
     status = params.get("status")
     if status is not None:
         status = " ".join(status.split()).lower()
         if status not in STATUSES:
-            raise bad(f"Unknown status {status[:40]!r}. Use one of: {', '.join(STATUSES)}.",
-                      Code.BAD_STATUS_FILTER)
+            raise bad(
+                f"Unknown status {status[:40]!r}. Use one of: {', '.join(STATUSES)}.",
+                Code.BAD_STATUS_FILTER,
+            )
     assert limit is not None and page is not None
     return Listing(
-        Filters(source, ids, since_id, created_min,
-                None if created_max is None else created_max + 1, status),
-        limit, (page - 1) * limit)
+        Filters(
+            source,
+            ids,
+            since_id,
+            created_min,
+            None if created_max is None else created_max + 1,
+            status,
+        ),
+        limit,
+        (page - 1) * limit,
+    )
 
 
 # -- the order body -----------------------------------------------------------------------
@@ -181,11 +236,10 @@ def _text(value: Any, where: str, max_len: int, *, allow_number: bool = False) -
 def money(value: Any, where: str) -> int:
     """A decimal amount (number, or string like "20" or "25.00") in minor units."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise bad(f"{where} must be an amount such as 20 or \"25.00\".")
+        raise bad(f'{where} must be an amount such as 20 or "25.00".')
     if isinstance(value, str):
         if not MONEY.fullmatch(value.strip()):
-            raise bad(f"{where} must be an amount such as \"25.00\" "
-                      "(digits, at most 2 decimals).")
+            raise bad(f'{where} must be an amount such as "25.00" (digits, at most 2 decimals).')
         amount = Decimal(value.strip())
     else:
         try:
@@ -226,8 +280,10 @@ def _names(value: dict[str, Any], where: str, max_keys: int = 20) -> None:
         raise bad(f"{where} has more than {max_keys} fields.")
     for key in value:
         if not XML_NAME.fullmatch(key):
-            raise bad(f"{where}: field names must be letters, digits, _ . or - and start "
-                      f"with a letter ({key[:40]!r}).")
+            raise bad(
+                f"{where}: field names must be letters, digits, _ . or - and start "
+                f"with a letter ({key[:40]!r})."
+            )
 
 
 def _strings(value: Any, where: str, max_len: int) -> dict[str, str]:
@@ -285,13 +341,23 @@ def _summary(value: Any) -> dict[str, str]:
         elif key in SUMMARY_MONEY:
             out[key] = format_money(money(v, f"summary.{key}"))
         else:
-            raise bad(f"Unknown field summary.{key[:40]}. Use: currency, "
-                      f"{', '.join(SUMMARY_MONEY)}.")
+            raise bad(
+                f"Unknown field summary.{key[:40]}. Use: currency, {', '.join(SUMMARY_MONEY)}."
+            )
     return out
 
 
-ITEM_KEYS = ("pn", "title", "quantity", "retailPrice", "description", "brandName", "label",
-             "designs", "mockups")
+ITEM_KEYS = (
+    "pn",
+    "title",
+    "quantity",
+    "retailPrice",
+    "description",
+    "brandName",
+    "label",
+    "designs",
+    "mockups",
+)
 
 
 def _item(value: Any, where: str, brand: str | None) -> NewItem:
@@ -310,8 +376,11 @@ def _item(value: Any, where: str, brand: str | None) -> NewItem:
         raise bad(f"{where}.pn must not be empty.")
     title = _text(obj.get("title", ""), f"{where}.title", 200).strip() or pn
     quantity = _quantity(obj.get("quantity", 1), f"{where}.quantity")
-    price = None if obj.get("retailPrice") in (None, "") else money(
-        obj["retailPrice"], f"{where}.retailPrice")
+    price = (
+        None
+        if obj.get("retailPrice") in (None, "")
+        else money(obj["retailPrice"], f"{where}.retailPrice")
+    )
     notes = _text(obj.get("description", ""), f"{where}.description", 1000)
     extra: dict[str, Any] = {}
     item_brand = obj.get("brandName")
@@ -324,12 +393,21 @@ def _item(value: Any, where: str, brand: str | None) -> NewItem:
     for key in ("designs", "mockups"):
         if obj.get(key) not in (None, ""):
             extra[key] = _strings(obj[key], f"{where}.{key}", 2048)
-    return NewItem(title=title, quantity=quantity, product_code=pn, price=price, notes=notes,
-                   extra=extra)
+    return NewItem(
+        title=title, quantity=quantity, product_code=pn, price=price, notes=notes, extra=extra
+    )
 
 
-ORDER_KEYS = ("external_id", "brand", "brandName", "comment", "shipping_address", "shipping",
-              "items", "summary")
+ORDER_KEYS = (
+    "external_id",
+    "brand",
+    "brandName",
+    "comment",
+    "shipping_address",
+    "shipping",
+    "items",
+    "summary",
+)
 
 
 def order_spec(body: Any) -> OrderSpec:
@@ -341,11 +419,15 @@ def order_spec(body: Any) -> OrderSpec:
     body = _object(body, "order")
     for key in body:
         if key not in ORDER_KEYS and key not in READ_ONLY:
-            raise bad(f"Unknown field {key[:40]!r}. Writable order properties: "
-                      f"{', '.join(ORDER_KEYS)}.")
+            raise bad(
+                f"Unknown field {key[:40]!r}. Writable order properties: {', '.join(ORDER_KEYS)}."
+            )
     external_id = body.get("external_id")
-    external = "" if external_id in (None, "") else _text(
-        external_id, "external_id", 64, allow_number=True).strip()
+    external = (
+        ""
+        if external_id in (None, "")
+        else _text(external_id, "external_id", 64, allow_number=True).strip()
+    )
     extra: dict[str, Any] = {}
     brand: str | None = None
     for key in ("brand", "brandName"):

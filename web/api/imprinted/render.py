@@ -41,11 +41,16 @@ def item_dict(item: Item, brand: str) -> dict[str, Any]:
 def summary(order: Order) -> dict[str, Any]:
     given = order.extra.get("summary")
     if isinstance(given, dict) and given:
-        return {k: given.get(k) for k in ("currency", "subtotalPrice", "shippingPrice", "total",
-                                          "totalTax")}
+        return {
+            k: given.get(k)
+            for k in ("currency", "subtotalPrice", "shippingPrice", "total", "totalTax")
+        }
     live = [i for i in order.items if i.status.value != "canceled"]
-    subtotal = (None if any(i.price is None for i in live)
-                else sum((i.price or 0) * i.quantity for i in live))
+    subtotal = (
+        None
+        if any(i.price is None for i in live)
+        else sum((i.price or 0) * i.quantity for i in live)
+    )
     return {
         "currency": None,  # the gateway knows no currency unless the integrator sent one
         "subtotalPrice": _money(subtotal),
@@ -73,8 +78,11 @@ def order_dict(order: Order, tz: ZoneInfo) -> dict[str, Any]:
         "brand": brand,
         "comment": extra.get("comment") or "",
         "billing_address": None,  # the gateway has no account profile to take it from
-        "shipping_address": ({k: address[k] for k in ADDRESS_KEYS if k in address}
-                             if isinstance(address, dict) else None),
+        "shipping_address": (
+            {k: address[k] for k in ADDRESS_KEYS if k in address}
+            if isinstance(address, dict)
+            else None
+        ),
         "items": [item_dict(i, brand) for i in order.items],
         "summary": summary(order),
         "shipping": {
@@ -83,7 +91,9 @@ def order_dict(order: Order, tz: ZoneInfo) -> dict[str, Any]:
             # Handed over (cleared, not cancelled): the seed's fulfilment time.
             "shiped_at": iso(order.cleared_at, tz) if handed_over and order.cleared_at else None,
         },
-        "payment": None if not isinstance(payment, dict) else {
+        "payment": None
+        if not isinstance(payment, dict)
+        else {
             "methodMethod": payment.get("methodMethod"),
             "paid_at": payment.get("paid_at"),
         },

@@ -13,11 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from web import wire as sc
 
 Money = Annotated[str, Field(pattern=r"^[0-9]{1,8}\.[0-9]{2}$", examples=["20.00"])]
-IsoTime = Annotated[str, Field(
-    description="ISO 8601 with the gateway's offset (setting `timezone`).",
-    examples=["2016-10-17T15:07:08+01:00"])]
-AppIdParam = Annotated[str, Field(pattern=r"^APP-[0-9A-F]{8}$", examples=["APP-1A2B3C4D"],
-                                  description="The app's AppId.")]
+IsoTime = Annotated[
+    str,
+    Field(
+        description="ISO 8601 with the gateway's offset (setting `timezone`).",
+        examples=["2016-10-17T15:07:08+01:00"],
+    ),
+]
+AppIdParam = Annotated[
+    str,
+    Field(pattern=r"^APP-[0-9A-F]{8}$", examples=["APP-1A2B3C4D"], description="The app's AppId."),
+]
 
 
 class Status(StrEnum):
@@ -99,7 +105,8 @@ class ImprintedOrder(_Wire):
     brand: str
     comment: str
     billing_address: ImprintedAddress | None = Field(
-        description="Always null: the gateway has no account profile.")
+        description="Always null: the gateway has no account profile."
+    )
     shipping_address: ImprintedAddress | None
     items: list[ImprintedItem]
     summary: ImprintedSummary
@@ -132,9 +139,11 @@ class ImprintedError(_Wire):
 
 # -- requests ---------------------------------------------------------------------------
 
-_SIGNATURE = ("hex SHA1 of (the query string without Signature, or the POST body) + secret; "
-              "or leave it out and send X-Imprinted-Timestamp + X-Imprinted-Signature "
-              "(HMAC-SHA256), see docs/api/imprinted.md.")
+_SIGNATURE = (
+    "hex SHA1 of (the query string without Signature, or the POST body) + secret; "
+    "or leave it out and send X-Imprinted-Timestamp + X-Imprinted-Signature "
+    "(HMAC-SHA256), see docs/api/imprinted.md."
+)
 
 
 class _Signed(BaseModel):
@@ -144,14 +153,19 @@ class _Signed(BaseModel):
 
 
 class ImprintedListQuery(_Signed):
-    ids: str | None = Field(None, pattern=r"^[0-9]{1,12}(,[0-9]{1,12}){0,249}$",
-                            description="Comma-separated order ids.")
+    ids: str | None = Field(
+        None,
+        pattern=r"^[0-9]{1,12}(,[0-9]{1,12}){0,249}$",
+        description="Comma-separated order ids.",
+    )
     limit: int = Field(50, ge=1, le=250)
     page: int = Field(1, ge=1, le=1_000_000)
-    since_id: str | None = Field(None, pattern=r"^[0-9]{1,12}$",
-                                 description="Only orders with a greater id.")
-    created_at_min: str | None = Field(None, description="ISO 8601, e.g. "
-                                       "2014-04-25T16:15:47-04:00 (inclusive).")
+    since_id: str | None = Field(
+        None, pattern=r"^[0-9]{1,12}$", description="Only orders with a greater id."
+    )
+    created_at_min: str | None = Field(
+        None, description="ISO 8601, e.g. 2014-04-25T16:15:47-04:00 (inclusive)."
+    )
     created_at_max: str | None = Field(None, description="ISO 8601 (inclusive, to the second).")
     status: Status | None = None
 
@@ -181,14 +195,16 @@ class ImprintedNewOrder(BaseModel):
     """JSON (application/json) or the same fields as XML (application/xml, root <order>,
     items as <items><item>…</item></items>)."""
 
-    external_id: str | None = Field(None, max_length=64,
-                                    description="Idempotency: a retry returns the same order.")
+    external_id: str | None = Field(
+        None, max_length=64, description="Idempotency: a retry returns the same order."
+    )
     brand: str | None = Field(None, max_length=100)
     brandName: str | None = Field(None, max_length=100, description="Same as brand.")
     comment: str | None = Field(None, max_length=1000)
     shipping_address: ImprintedAddress | None = None
     shipping: dict[str, str] | None = Field(
-        None, description="shippingMethod: regular, recorded, courier or collection.")
+        None, description="shippingMethod: regular, recorded, courier or collection."
+    )
     summary: dict[str, str | float] | None = None
     items: list[ImprintedNewItem] = Field(min_length=1, max_length=500)
 

@@ -29,11 +29,13 @@ class XmlError(ValueError):
 
 def parse(raw: bytes, root: str) -> dict[str, Any]:
     try:
-        element: Element = fromstring(raw, forbid_dtd=True, forbid_entities=True,
-                                      forbid_external=True)
+        element: Element = fromstring(
+            raw, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
     except DefusedXmlException as exc:
-        raise XmlError(f"forbidden XML construct ({type(exc).__name__}): DTDs and entities "
-                       "are not accepted") from None
+        raise XmlError(
+            f"forbidden XML construct ({type(exc).__name__}): DTDs and entities are not accepted"
+        ) from None
     except ParseError as exc:
         raise XmlError(f"malformed XML: {exc}") from None
     except (ValueError, LookupError, RecursionError) as exc:  # e.g. an unknown encoding
@@ -64,8 +66,10 @@ def _value(element: Element, depth: int) -> Any:
         out: list[Any] = []
         for child in children:
             if child.tag != name:
-                raise XmlError(f"<{element.tag}> may only contain <{name}> elements, "
-                               f"not <{str(child.tag)[:40]}>")
+                raise XmlError(
+                    f"<{element.tag}> may only contain <{name}> elements, "
+                    f"not <{str(child.tag)[:40]}>"
+                )
             out.append(_value(child, depth + 1))
         return out
     fields: dict[str, Any] = {}

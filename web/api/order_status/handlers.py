@@ -78,25 +78,34 @@ async def get_order(request: web.Request) -> web.Response:
 
 def subscription_dict(request: web.Request, sub: Subscription) -> dict[str, Any]:
     tz = request.app[SERVICES].config.tz
-    return {"id": sub.id, "kind": sub.kind, "url": sub.url,
-            "signed": sub.signing_secret is not None,
-            "creation_date": local_time(sub.created, tz),
-            "disabled": None if sub.disabled is None else local_time(sub.disabled, tz),
-            "disabled_reason": sub.disabled_reason}
+    return {
+        "id": sub.id,
+        "kind": sub.kind,
+        "url": sub.url,
+        "signed": sub.signing_secret is not None,
+        "creation_date": local_time(sub.created, tz),
+        "disabled": None if sub.disabled is None else local_time(sub.disabled, tz),
+        "disabled_reason": sub.disabled_reason,
+    }
 
 
 async def subscribe(request: web.Request) -> web.Response:
     body = await read_json(request)
     kind = body.get("kind", KIND)
     if kind != KIND:
-        raise ValidationFailed(Code.BAD_SETTING_VALUE,
-                               f"kind must be {KIND!r} (CloudSignal receivers are managed under "
-                               "/api/integrations/cloudsignal/subscriptions).")
+        raise ValidationFailed(
+            Code.BAD_SETTING_VALUE,
+            f"kind must be {KIND!r} (CloudSignal receivers are managed under "
+            "/api/integrations/cloudsignal/subscriptions).",
+        )
     svc = request.app[SERVICES].order_status
     sub, new = await svc.subscribe(body.get("url"), body.get("signingSecret"))
-    return reply(201 if new else 200, SUBSCRIBED,
-                 message="Subscription added." if new else "Subscription updated.",
-                 subscription=subscription_dict(request, sub))
+    return reply(
+        201 if new else 200,
+        SUBSCRIBED,
+        message="Subscription added." if new else "Subscription updated.",
+        subscription=subscription_dict(request, sub),
+    )
 
 
 async def list_subscriptions(request: web.Request) -> web.Response:
@@ -110,5 +119,6 @@ async def unsubscribe(request: web.Request) -> web.Response:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise ValidationFailed(Code.BAD_ORDER_ID, "Invalid id: must be a positive integer.")
     dropped = await request.app[SERVICES].order_status.unsubscribe(int(raw))
-    return reply(200, UNSUBSCRIBED,
-                 message=f"Subscription removed; {dropped} pending webhooks dropped.")
+    return reply(
+        200, UNSUBSCRIBED, message=f"Subscription removed; {dropped} pending webhooks dropped."
+    )

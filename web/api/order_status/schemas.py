@@ -24,8 +24,14 @@ def _absent(schema: dict[str, Any]) -> None:
 
 
 # The path parameter of `/v1/orders/{order_id}` (documentation).
-OrderId = Annotated[int, Field(ge=1, le=pa.MAX_ID - 1, description="The order's numeric id "
-                               "(Print API `id`, the `orderId` of a webhook).")]
+OrderId = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=pa.MAX_ID - 1,
+        description="The order's numeric id (Print API `id`, the `orderId` of a webhook).",
+    ),
+]
 
 
 class PrintApiItem(sc.Wire):
@@ -41,11 +47,16 @@ class PrintApiOrder(sc.Wire):
     """Seed 003's order: `id`, `status`, `dateTime` and the order's data. Not enveloped."""
 
     id: str = Field(pattern=r"^[1-9][0-9]*$", examples=["83432183"])
-    status: PrintStatus = Field(description="Created: started, nothing in production yet. "
-                                "Processing: located at a table or an item in production. "
-                                "Shipped: handed over (cleared). Cancelled: cancelled.")
-    dateTime: str = Field(pattern=DATE_TIME, description="When it was created, gateway local "
-                          "time.", examples=["2015-10-21T12:53:06.9931422"])
+    status: PrintStatus = Field(
+        description="Created: started, nothing in production yet. "
+        "Processing: located at a table or an item in production. "
+        "Shipped: handed over (cleared). Cancelled: cancelled."
+    )
+    dateTime: str = Field(
+        pattern=DATE_TIME,
+        description="When it was created, gateway local time.",
+        examples=["2015-10-21T12:53:06.9931422"],
+    )
     name: str = Field(description="The number on the tracker or ticket.")
     orderType: str
     locationName: str = Field(description="The table, or an empty string.")
@@ -56,13 +67,18 @@ class NewWebhook(BaseModel):
     """A receiver of the thin status webhooks (`orderId=<id>`, form-encoded)."""
 
     url: sc.Url
-    kind: Literal["printapi"] | Optional = Field(None, description="Only `printapi` here.",
-                                                 json_schema_extra=_absent)
-    signingSecret: Annotated[str, Field(pattern=r"^whsec_[A-Za-z0-9+/]+={0,2}$",
-                                        max_length=200)] | Optional = Field(
-        None, description="Sign every call the Standard Webhooks way (`webhook-id`, "
+    kind: Literal["printapi"] | Optional = Field(
+        None, description="Only `printapi` here.", json_schema_extra=_absent
+    )
+    signingSecret: (
+        Annotated[str, Field(pattern=r"^whsec_[A-Za-z0-9+/]+={0,2}$", max_length=200)] | Optional
+    ) = Field(
+        None,
+        description="Sign every call the Standard Webhooks way (`webhook-id`, "
         "`webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA256>`): `whsec_` and the "
-        "base64 of 24 to 64 random bytes.", json_schema_extra=_absent)
+        "base64 of 24 to 64 random bytes.",
+        json_schema_extra=_absent,
+    )
 
 
 class Webhook(sc.Wire):

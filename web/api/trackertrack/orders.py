@@ -170,9 +170,7 @@ def _date_param(request: web.Request, key: str) -> float | None:
         except ValueError:
             continue
         return parsed.replace(tzinfo=_ctx(request).config.tz).timestamp()
-    raise ValidationFailed(
-        Code.BAD_DATE, f"Invalid {key}. Use YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD."
-    )
+    raise ValidationFailed(Code.BAD_DATE, f"Invalid {key}. Use YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD.")
 
 
 def parse_history(request: web.Request) -> HistoryQuery:
@@ -211,7 +209,11 @@ async def history(request: web.Request) -> web.Response:
 async def statistics(request: web.Request) -> web.Response:
     ctx = _ctx(request)
     target = _int_param(
-        request, "target_time", ctx.config.get("targetTimeDefault"), 1, 86_400,
+        request,
+        "target_time",
+        ctx.config.get("targetTimeDefault"),
+        1,
+        86_400,
         Code.BAD_TARGET_TIME,
     )
     date, start, end = day_bounds(ctx.clock.now(), ctx.config.tz)

@@ -69,8 +69,13 @@ async def clear_inventory(request: web.Request) -> web.Response:
 def _receivers(ctx: Services) -> list[dict[str, Any]]:
     tz = ctx.config.tz
     return [
-        {"id": r.id, "type": r.kind, "status": r.status, "detail": r.detail,
-         "lastSeen": None if r.last_seen is None else local_time(r.last_seen, tz)}
+        {
+            "id": r.id,
+            "type": r.kind,
+            "status": r.status,
+            "detail": r.detail,
+            "lastSeen": None if r.last_seen is None else local_time(r.last_seen, tz),
+        }
         for r in ctx.receivers()
     ]
 

@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 from web.wire import Envelope, Message, Wire
 
 TrackerNumber = Annotated[int, Field(ge=1, le=65535, description="The number on the puck.")]
-Address = Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$",
-                               examples=["C0:FF:EE:00:00:42"])]
+Address = Annotated[
+    str, Field(pattern=r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$", examples=["C0:FF:EE:00:00:42"])
+]
 
 
 class BoundOrder(Wire):

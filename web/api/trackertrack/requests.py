@@ -73,7 +73,9 @@ class StatisticsQuery(BaseModel):
 class GenerateQuery(BaseModel):
     name: str = Field(pattern=TOKEN_NAME)
     timeout: int | None = Field(
-        None, ge=1, le=120,
+        None,
+        ge=1,
+        le=120,
         description="Wait up to this many seconds for the button (long poll); 408 after.",
     )
 
@@ -91,8 +93,9 @@ class FeedQuery(BaseModel):
         None, ge=0, description="Resume: the events after this `seq` instead of a snapshot."
     )
     accesstoken: str | None = Field(
-        None, description="The token, for clients that cannot set headers (or send "
-        '{"accesstoken": "..."} as the first frame).'
+        None,
+        description="The token, for clients that cannot set headers (or send "
+        '{"accesstoken": "..."} as the first frame).',
     )
 
 

@@ -119,8 +119,15 @@ def hmac_signature(secret: str, timestamp: str, method: str, path: str, payload:
 
 
 class ImprintedAuth:
-    def __init__(self, writer: Writer, clock: Clock, throttle: AuthThrottle | None = None, *,
-                 replay_window: float = REPLAY_WINDOW, clock_skew: float = CLOCK_SKEW) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        clock: Clock,
+        throttle: AuthThrottle | None = None,
+        *,
+        replay_window: float = REPLAY_WINDOW,
+        clock_skew: float = CLOCK_SKEW,
+    ) -> None:
         self._writer = writer
         self.clock = clock
         self.throttle = throttle or AuthThrottle()
@@ -133,8 +140,9 @@ class ImprintedAuth:
     async def load(self) -> None:
         since = self.clock.now() - self.replay_window
 
-        def read(conn: sqlite3.Connection) -> tuple[list[IntegrationKey], list[tuple[bytes,
-                                                                                     float]]]:
+        def read(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[IntegrationKey], list[tuple[bytes, float]]]:
             return repo.load(conn, KIND), repo.replay_recent(conn, since)
 
         keys, seen = await self._writer.run(read)
@@ -148,7 +156,8 @@ class ImprintedAuth:
         if not isinstance(name, str) or not APP_NAME.fullmatch(name):
             raise ValidationFailed(
                 Code.TOKEN_BAD_NAME,
-                "Invalid app name. Use 1 to 64 letters, digits, spaces or _.@:+-")
+                "Invalid app name. Use 1 to 64 letters, digits, spaces or _.@:+-",
+            )
         secret = secrets.token_hex(24)
         now = self.clock.now()
 
@@ -187,8 +196,16 @@ class ImprintedAuth:
 
     # -- verification ---------------------------------------------------------------------
 
-    def verify(self, *, method: str, path: str, raw_query: str, body: bytes,
-               headers: dict[str, str], client: str | None) -> SignedRequest:
+    def verify(
+        self,
+        *,
+        method: str,
+        path: str,
+        raw_query: str,
+        body: bytes,
+        headers: dict[str, str],
+        client: str | None,
+    ) -> SignedRequest:
         """Check the caller; raises AuthFailed: AUTH_MALFORMED (401: something missing),
         AUTH_INVALID / STALE_TIMESTAMP (403: present but wrong), TOO_MANY_FAILURES (429: wrong,
         from an address with too many failures; a valid signature is served all the same)."""
@@ -197,42 +214,65 @@ class ImprintedAuth:
             raise AuthFailed(Code.AUTH_MALFORMED, "Missing AppId parameter.")
         if len(app_ids) > 1:
             raise AuthFailed(Code.AUTH_MALFORMED, "AppId is given more than once.")
-        payload = body if method.upper() == "POST" else signed_query.encode("utf-8",
-                                                                            "surrogatepass")
+        payload = (
+            body if method.upper() == "POST" else signed_query.encode("utf-8", "surrogatepass")
+        )
         header_sig = headers.get(SIGNATURE_HEADER)
         if header_sig is not None:
-            return self._verify_hmac(app_ids[0], header_sig, headers.get(TIMESTAMP_HEADER),
-                                     method, path, payload, client)
+            return self._verify_hmac(
+                app_ids[0], header_sig, headers.get(TIMESTAMP_HEADER), method, path, payload, client
+            )
         if not signatures:
             raise AuthFailed(Code.AUTH_MALFORMED, "Missing Signature parameter.")
         if len(signatures) > 1:
             raise AuthFailed(Code.AUTH_MALFORMED, "Signature is given more than once.")
         given = signatures[0]
         key = self._apps.get(app_ids[0])
-        if key is None or key.secret is None or not SHA1_HEX.fullmatch(given) \
-                or not hmac.compare_digest(seed_signature(payload, key.secret).encode(),
-                                           given.lower().encode()):
+        if (
+            key is None
+            or key.secret is None
+            or not SHA1_HEX.fullmatch(given)
+            or not hmac.compare_digest(
+                seed_signature(payload, key.secret).encode(), given.lower().encode()
+            )
+        ):
             self._failed(client)
         return SignedRequest(_app(key), "seed", _replay_key(key.app_id, "seed", given))
 
-    def _verify_hmac(self, app_id: str, given: str, timestamp: str | None, method: str,
-                     path: str, payload: bytes, client: str | None) -> SignedRequest:
+    def _verify_hmac(
+        self,
+        app_id: str,
+        given: str,
+        timestamp: str | None,
+        method: str,
+        path: str,
+        payload: bytes,
+        client: str | None,
+    ) -> SignedRequest:
         if timestamp is None:
             raise AuthFailed(Code.AUTH_MALFORMED, f"Missing {TIMESTAMP_HEADER} header.")
         if not TIMESTAMP.fullmatch(timestamp):
             self.throttle.failed(client)
-            raise AuthFailed(Code.STALE_TIMESTAMP,
-                             f"{TIMESTAMP_HEADER} must be Unix seconds (digits).")
+            raise AuthFailed(
+                Code.STALE_TIMESTAMP, f"{TIMESTAMP_HEADER} must be Unix seconds (digits)."
+            )
         key = self._apps.get(app_id)
-        if key is None or key.secret is None or not SHA256_HEX.fullmatch(given) \
-                or not hmac.compare_digest(
-                    hmac_signature(key.secret, timestamp, method, path, payload).encode(),
-                    given.lower().encode()):
+        if (
+            key is None
+            or key.secret is None
+            or not SHA256_HEX.fullmatch(given)
+            or not hmac.compare_digest(
+                hmac_signature(key.secret, timestamp, method, path, payload).encode(),
+                given.lower().encode(),
+            )
+        ):
             self._failed(client)
         if abs(self.clock.now() - int(timestamp)) > self.clock_skew:
-            raise AuthFailed(Code.STALE_TIMESTAMP,
-                             f"{TIMESTAMP_HEADER} is more than {int(self.clock_skew)} s away "
-                             "from the gateway's clock.")
+            raise AuthFailed(
+                Code.STALE_TIMESTAMP,
+                f"{TIMESTAMP_HEADER} is more than {int(self.clock_skew)} s away "
+                "from the gateway's clock.",
+            )
         return SignedRequest(_app(key), "hmac", _replay_key(key.app_id, "hmac", given))
 
     def _failed(self, client: str | None) -> NoReturn:
@@ -250,9 +290,11 @@ class ImprintedAuth:
         key = signed.replay_key
         earlier = self._seen.get(key)
         if earlier is not None and now - earlier < self.replay_window:
-            raise AuthFailed(Code.REPLAYED,
-                             "This signed request was already received; a replay is refused. "
-                             "Send a new request (see docs: retries and external_id).")
+            raise AuthFailed(
+                Code.REPLAYED,
+                "This signed request was already received; a replay is refused. "
+                "Send a new request (see docs: retries and external_id).",
+            )
         self._seen[key] = now
         prune = now - self._last_prune >= PRUNE_EVERY
         if prune:

@@ -27,8 +27,16 @@ from gateway.store import imprinted_orders as repo
 from gateway.store.imprinted_orders import Filters
 from gateway.store.reader import Reader
 
-STATUSES = ("received", "in progress", "paid", "stock allocation", "printing",
-            "quality control", "refunded", "internal order query")
+STATUSES = (
+    "received",
+    "in progress",
+    "paid",
+    "stock allocation",
+    "printing",
+    "quality control",
+    "refunded",
+    "internal order query",
+)
 _DONE = frozenset({ItemStatus.PRODUCED, ItemStatus.PACKED, ItemStatus.SHIPPED})
 
 __all__ = ["STATUSES", "Filters", "ImprintedOrders", "order_status", "paid_at"]
@@ -56,7 +64,8 @@ def order_status(order: Order) -> str:
     if paid_at(order):
         return "paid"
     if order.located_at is not None or any(
-            i.status not in (ItemStatus.REGISTERED, ItemStatus.CANCELED) for i in order.items):
+        i.status not in (ItemStatus.REGISTERED, ItemStatus.CANCELED) for i in order.items
+    ):
         return "in progress"
     return "received"
 
