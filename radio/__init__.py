@@ -1,5 +1,5 @@
 """Leaf library for the table-tracker radio (BLE trackers, serial pads, simulator).
 
-It imports nothing from `gateway` or `web`; the radio issue fills it in. Until then the
-gateway runs without a radio and orders carry only the trackers bound through the API.
+It imports nothing from `gateway`, `web` or `printers`: codecs, the scanner, the pager, the pad
+links and the simulator expose small models and callbacks that the composition wires in.
 """

@@ -37,11 +37,9 @@ def _package(path: Path, depth: int, out: list[str]) -> None:
     indent = "  " * depth
     name = f"{indent}{path.name}/"
     summary = _summary(path / "__init__.py")
-    out.append(
-        f"{name:<{COLUMN}}{summary}".rstrip()
-        if len(name) < COLUMN
-        else f"{name} {summary}".rstrip()
-    )
+    head = f"{name:<{COLUMN}}" if len(name) < COLUMN else f"{name} "
+    wrapped = textwrap.wrap(summary, WIDTH, initial_indent=head, subsequent_indent=" " * COLUMN)
+    out.extend(wrapped or [name])
     modules = sorted(p.name for p in path.glob("*.py") if p.name != "__init__.py")
     if modules:
         out.extend(

@@ -1,0 +1,1 @@
+"""The dialects, one package each; a dialect never imports another."""

@@ -1,0 +1,1 @@
+"""Who may call: access tokens and the button window, and the runtime settings a manager changes."""

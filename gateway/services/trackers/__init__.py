@@ -1,0 +1,2 @@
+"""Table trackers: the inventory, pairing and readings turned into order changes (inventory), and
+paging (paging)."""
