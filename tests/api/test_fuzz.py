@@ -135,7 +135,7 @@ def _documented_boolean_strings() -> set[str]:
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
     clause = re.search(r"and the strings (.*?) \(any case", text, re.S)
     assert clause, "docs/api.md lost the sentence listing the accepted boolean strings"
     return set(re.findall(r"`([^`]+)`", clause.group(1)))
