@@ -70,7 +70,10 @@ def advertised_addresses(
             # A LAN address outside the named interfaces, or loopback not asked for: no.
             asked = address in named if (named or ip.is_loopback) else True
             candidates = [address] if asked else []
-        found += [c for c in candidates if c not in found]
+        for candidate in candidates:  # each once, even when named twice
+            unspecified = ipaddress.ip_address(candidate.partition("%")[0]).is_unspecified
+            if candidate not in found and not unspecified:
+                found.append(candidate)
     return found
 
 

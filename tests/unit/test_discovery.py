@@ -369,13 +369,13 @@ async def test_served_gateway_advertises_only_where_it_listens(
     spoken_on: list[str] | None,
 ) -> None:
     # The composition root's choice, with a stand-in Advertiser: nothing multicasts here.
-    from gateway.app import _advertise
+    from gateway.compose.mdns import _advertise
     from tests.conftest import make_settings
 
     monkeypatch.setattr("gateway.discovery.Advertiser", _FakeAdvertiser)
     _FakeAdvertiser.made = []
     settings = make_settings(tmp_path, mdns_interfaces=interfaces)
-    with caplog.at_level(logging.INFO, logger="gateway.app"):
+    with caplog.at_level(logging.INFO, logger="gateway.compose.mdns"):
         result = await _advertise(settings, "gw", asyncio.Event(), listening)
     if advertised is None:
         assert result is None and _FakeAdvertiser.made == []

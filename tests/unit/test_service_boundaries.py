@@ -24,12 +24,15 @@ SERVICES = Path(__file__).resolve().parents[2] / "gateway" / "services"
 BYPASS = re.compile(r"time\.(monotonic|time|perf_counter)\(|asyncio\.sleep\((?!0\))")
 
 
-def test_no_service_module_is_over_400_lines() -> None:
+def test_no_service_module_is_over_400_lines_unless_the_architecture_says_why() -> None:
     sizes = {
         p.relative_to(SERVICES).as_posix(): len(p.read_text().splitlines())
         for p in SERVICES.rglob("*.py")
     }
-    assert sizes and {p: n for p, n in sizes.items() if n > 400} == {}
+    assert sizes and {p: n for p, n in sizes.items() if n > 600} == {}
+    explained = (SERVICES.parents[1] / "docs" / "architecture.md").read_text()
+    unexplained = {p: n for p, n in sizes.items() if n > 400 and f"`{p}`" not in explained}
+    assert unexplained == {}, "split them, or say in docs/architecture.md why not"
 
 
 def test_services_read_time_and_wait_only_through_the_clock() -> None:
