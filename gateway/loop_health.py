@@ -32,13 +32,11 @@ _REPEAT_SECONDS = 10.0  # a block that goes on is logged again at this interval
 class LoopStats:
     blocks: int = 0  # how many times the loop was late by more than the threshold
     worst: float = 0.0  # the longest lateness seen, seconds
-    last: float = 0.0  # the latest lateness measured, seconds
     culprits: dict[str, int] = field(default_factory=dict)  # "task at where" -> blocks
 
 
 @dataclass(slots=True)
 class _Block:
-    started: float
     # task name -> {where it was seen -> samples}: the names say who, the places say what
     seen: dict[str, dict[str, int]] = field(default_factory=dict)
     logged_at: float = 0.0
@@ -103,7 +101,6 @@ class LoopWatch:
             self._beat = before
             await asyncio.sleep(self.tick)
             late = time.monotonic() - before - self.tick
-            self.stats.last = max(late, 0.0)
             self.stats.worst = max(self.stats.worst, late)
             with self._lock:
                 block, self._block = self._block, None
@@ -134,7 +131,7 @@ class LoopWatch:
             with self._lock:
                 block = self._block
                 if block is None:
-                    block = self._block = _Block(started=now - stuck_for)
+                    block = self._block = _Block()
                 block.note(task, where)
                 # A block that never ends is never measured by the loop: say so from here.
                 if stuck_for > self.threshold and now - block.logged_at >= _REPEAT_SECONDS:

@@ -25,7 +25,6 @@ class HostilePrinter:
     behaviour: Callable[[socket.socket, threading.Event], None]
     port: int = 0
     connections: int = 0
-    received: int = 0
     _sock: socket.socket | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
